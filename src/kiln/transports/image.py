@@ -1,0 +1,59 @@
+"""One image model for every transport: a manifest, its config, and where the blobs can be read.
+
+Transports (OCI layout, docker-archive, registry) read into and write from this model, so a base image and a build
+output are the same kind of thing wherever they live.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from kiln.errors import ImageFormatError
+from kiln.oci.config import ImageConfig
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import sha256_digest
+from kiln.oci.manifest import Manifest
+
+
+class BlobReader(Protocol):
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        """A stream of the blob's bytes (callers that need assurance verify the digest as they read)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Image:
+    manifest: Manifest
+    manifest_bytes: bytes
+    config: ImageConfig
+    config_bytes: bytes
+    blobs: BlobReader
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.manifest_bytes)
+
+    @property
+    def layers(self) -> tuple[Descriptor, ...]:
+        return self.manifest.layers
+
+    def layer_diff_ids(self) -> list[tuple[Descriptor, str]]:
+        """Each layer descriptor with the diff_id the config gives it; a count mismatch is a corrupt image."""
+        if len(self.manifest.layers) != len(self.config.diff_ids):
+            raise ImageFormatError(
+                f"image {self.digest}: {len(self.manifest.layers)} layers but "
+                f"{len(self.config.diff_ids)} diff_ids in its config"
+            )
+        return list(zip(self.manifest.layers, self.config.diff_ids, strict=True))
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.manifest.media_type, self.digest, len(self.manifest_bytes))
+
+
+def check_config_digest(manifest: Manifest, config_bytes: bytes, where: str) -> None:
+    actual = sha256_digest(config_bytes)
+    if actual != manifest.config.digest:
+        raise ImageFormatError(
+            f"{where}: config digest {actual} does not match the manifest's {manifest.config.digest}"
+        )
