@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kiln.errors import DigestMismatch, ImageFormatError
+from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import DigestingHash, new_hasher, split_digest
 
 CHUNK = 1 << 20
@@ -78,6 +79,10 @@ class BlobStore:
             return open(self.path(digest), "rb")
         except FileNotFoundError:
             raise ImageFormatError(f"blob {digest} is missing from {self.root}") from None
+
+    def open_blob(self, desc: Descriptor) -> BinaryIO:
+        """The BlobReader view of the store, so images built or pulled into it can read their layers."""
+        return self.open(desc.digest)
 
     def read_bytes(self, digest: str) -> bytes:
         with self.open(digest) as f:

@@ -1,0 +1,211 @@
+"""The build: read the Dockerfile, plan it, build the stages the target needs (independent ones in parallel), and
+write the target's image where it was asked to go."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from kiln.build.images import ImageResolver
+from kiln.build.outputs import write_outputs
+from kiln.build.rootfs import remove_tree
+from kiln.build.stage import BuildEnv, build_stage
+from kiln.context.dockerignore import DockerIgnore
+from kiln.context.source import BuildContext, open_context
+from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
+from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
+from kiln.dockerfile.render import plan_to_json, render_text
+from kiln.errors import UsageError
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.manifest import Manifest
+from kiln.oci.platform import Platform
+from kiln.options import BuildOptions
+from kiln.progress import BuildSummary, LayerSummary, Reporter, make_reporter
+from kiln.store.layerstore import LayerStore
+from kiln.store.overlaymount import overlay_supported
+from kiln.transports.blobstore import BlobStore
+from kiln.transports.image import Image
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    image: Image | None
+    outputs: list[str]
+
+
+def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str, str, Path | None]:
+    """The Dockerfile's text, the name errors use for it, and its path (for <Dockerfile>.dockerignore)."""
+    if opts.dockerfile == "-":
+        return sys.stdin.read(), "Dockerfile", None
+    candidates = []
+    given = Path(opts.dockerfile)
+    if given.is_absolute():
+        candidates.append(given)
+    else:
+        # kaniko: a relative --dockerfile is looked up in the context first, then from the working directory.
+        if ctx is not None:
+            candidates.append(ctx.root / given)
+        candidates.append(Path.cwd() / given)
+    for path in candidates:
+        if path.is_file():
+            try:
+                return path.read_text(encoding="utf-8"), opts.dockerfile, path
+            except (OSError, UnicodeDecodeError) as e:
+                raise UsageError(f"cannot read {path}: {e}", "--dockerfile") from None
+    raise UsageError(f"Dockerfile {opts.dockerfile} not found (looked in the context and the current directory)",
+                     "--dockerfile")
+
+
+def load_dockerfile(opts: BuildOptions, ctx: BuildContext | None, reporter: Reporter) -> tuple[Dockerfile, Path | None]:
+    text, name, path = _dockerfile_text(opts, ctx)
+    df = parse_dockerfile(text, name)
+    for w in df.warnings:
+        reporter.warning(f"{name}:{w.line}: {w.message}")
+    return df, path
+
+
+def make_plan(df: Dockerfile, opts: BuildOptions) -> BuildPlan:
+    return plan_build(df, opts.build_args, opts.target, opts.platform, Platform.host())
+
+
+def _dry_run(opts: BuildOptions, reporter: Reporter) -> BuildResult:
+    ctx = None
+    if not opts.context.startswith("tar://") and opts.context != "-" and Path(opts.context).is_dir():
+        ctx = BuildContext(Path(opts.context), _no_ignore(), opts.context)
+    df, _ = load_dockerfile(opts, ctx, reporter)
+    plan = make_plan(df, opts)
+    expanded = expand_plan(plan)
+    if opts.dry_run_format == "json":
+        print(json.dumps(plan_to_json(plan, expanded), indent=2, sort_keys=True))
+    else:
+        print(render_text(plan, expanded), end="")
+    return BuildResult(None, [])
+
+
+def _no_ignore() -> DockerIgnore:
+    return DockerIgnore()
+
+
+def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResult:
+    reporter = reporter or make_reporter(opts.log_format, opts.verbosity)
+    if opts.dry_run:
+        return _dry_run(opts, reporter)
+    started = time.monotonic()
+    kiln_dir = opts.kiln_dir
+    _check_kiln_dir(kiln_dir)
+    tmp_root = kiln_dir / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    build_dir = Path(tempfile.mkdtemp(prefix=f"build-{uuid.uuid4().hex[:8]}-", dir=tmp_root))
+    env: BuildEnv | None = None
+    try:
+        stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
+        with open_context(opts.context, build_dir, stdin) as ctx:
+            df, df_path = load_dockerfile(opts, ctx, reporter)
+            ctx.ignore = ctx.dockerignore_for(df_path)
+            plan = make_plan(df, opts)
+            use_overlay = _use_overlay(opts, build_dir)
+            blobs = BlobStore(kiln_dir / "blobs")
+            env = BuildEnv(
+                opts=opts,
+                plan=plan,
+                reporter=reporter,
+                blobs=blobs,
+                layers=LayerStore(kiln_dir / "layers"),
+                context=ctx,
+                work_dir=build_dir,
+                resolve_image=ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts),
+                use_overlay=use_overlay,
+                timestamp=opts.timestamp,
+            )
+            reporter.debug(f"snapshots: {'overlay' if use_overlay else 'walking (' + opts.snapshot_mode + ')'}")
+            _build_stages(env)
+            image = _with_labels(env.results[plan.target].image, opts.labels, blobs)
+            outputs = write_outputs(image, opts, reporter)
+            for name in plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]):
+                reporter.warning(f"build argument {name} was not consumed by any ARG")
+            reporter.summary(
+                BuildSummary(
+                    image.digest,
+                    [
+                        LayerSummary(d.digest, d.size, h)
+                        for d, h in zip(image.layers, _layer_history(image), strict=False)
+                    ],
+                    outputs,
+                    time.monotonic() - started,
+                )
+            )
+            return BuildResult(image, outputs)
+    finally:
+        if env is not None:
+            for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
+                root.close()
+        remove_tree(build_dir)
+        if opts.cleanup:
+            shutil.rmtree(kiln_dir / "layers", ignore_errors=True)
+
+
+def _check_kiln_dir(kiln_dir: Path) -> None:
+    resolved = kiln_dir.resolve()
+    if resolved == Path("/"):
+        raise UsageError("kiln's work directory cannot be /", "--kiln-dir")
+    try:
+        resolved.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UsageError(f"cannot create {resolved}: {e.strerror}", "--kiln-dir") from None
+
+
+def _use_overlay(opts: BuildOptions, probe_dir: Path) -> bool:
+    if opts.snapshot_mode in ("full", "redo", "time"):
+        return False
+    supported = os.geteuid() == 0 and overlay_supported(probe_dir)
+    if opts.snapshot_mode == "overlay" and not supported:
+        raise UsageError("overlay mounts are not allowed here; use --snapshot-mode=full", "--snapshot-mode")
+    return supported
+
+
+def _build_stages(env: BuildEnv) -> None:
+    plan = env.plan
+    for wave in plan.waves:
+        stages = [plan.stage(i) for i in wave]
+        if len(stages) == 1:
+            env.results[stages[0].index] = build_stage(env, stages[0])
+            continue
+        with ThreadPoolExecutor(max_workers=min(len(stages), 4), thread_name_prefix="stage") as pool:
+            futures = {st.index: pool.submit(build_stage, env, st) for st in stages}
+            errors: list[BaseException] = []
+            for index, fut in futures.items():
+                try:
+                    env.results[index] = fut.result()
+                except BaseException as e:  # noqa: BLE001 - the first error is raised once all have stopped
+                    errors.append(e)
+            if errors:
+                raise errors[0]
+
+
+def _layer_history(image: Image) -> list[str]:
+    return [h.created_by for h in image.config.history if not h.empty_layer][-len(image.layers) :] or [
+        "" for _ in image.layers
+    ]
+
+
+def _with_labels(image: Image, labels: dict[str, str], blobs: BlobStore) -> Image:
+    """--label values set on the final image (they win over LABEL instructions)."""
+    if not labels:
+        return image
+    cfg = image.config
+    cfg = replace(cfg, config=replace(cfg.config, labels={**cfg.config.labels, **labels}))
+    config_bytes = cfg.to_bytes()
+    config_desc = Descriptor(image.manifest.config.media_type, blobs.put_bytes(config_bytes), len(config_bytes))
+    manifest = Manifest(config_desc, image.manifest.layers, image.manifest.media_type)
+    manifest_bytes = manifest.to_bytes()
+    blobs.put_bytes(manifest_bytes)
+    return Image(manifest, manifest_bytes, cfg, config_bytes, blobs)
+

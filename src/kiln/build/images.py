@@ -1,0 +1,84 @@
+"""Finding the images a build names (FROM, COPY --from, RUN --mount from=) and bringing their blobs home.
+
+A name is looked up first among the named build contexts (``--build-context NAME=oci-layout://PATH[:TAG]``,
+``docker-image://REF`` or ``docker-archive://PATH``), then in registries. Whatever the source, the image's blobs
+end up in kiln's own blob store, so that everything built on it reads from one place.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.errors import UsageError
+from kiln.oci.platform import Platform
+from kiln.options import RegistrySettings
+from kiln.transports.blobstore import BlobStore
+from kiln.transports.image import Image
+
+
+def split_layout_ref(spec: str) -> tuple[Path, str | None]:
+    """``PATH[:TAG]`` or ``PATH@sha256:...`` of an OCI layout. A colon in a directory name stays in the path."""
+    if "@" in spec:
+        path, _, digest = spec.rpartition("@")
+        return Path(path), digest
+    head, sep, tail = spec.rpartition(":")
+    if sep and "/" not in tail and head:
+        return Path(head), tail
+    return Path(spec), None
+
+
+@dataclass
+class ImageResolver:
+    blobs: BlobStore
+    platform: Platform
+    registry: RegistrySettings
+    build_contexts: Mapping[str, str] = field(default_factory=dict)
+    _cache: dict[str, Image] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, ref: str) -> Image:
+        with self._lock:
+            if ref not in self._cache:
+                self._cache[ref] = self._resolve(ref)
+            return self._cache[ref]
+
+    def _resolve(self, ref: str) -> Image:
+        spec = self.build_contexts.get(ref)
+        if spec is not None:
+            return self._from_spec(spec, f"--build-context {ref}")
+        return self._pull(ref)
+
+    def _from_spec(self, spec: str, flag: str) -> Image:
+        scheme, sep, rest = spec.partition("://")
+        if not sep:
+            raise UsageError(f"expected oci-layout://, docker-image:// or docker-archive://, got {spec!r}", flag)
+        if scheme == "oci-layout":
+            from kiln.transports.layout import read_image
+
+            path, ref = split_layout_ref(rest)
+            return self._adopt(read_image(path, ref, self.platform))
+        if scheme == "docker-archive":
+            from kiln.transports.archive import read_archive
+
+            return self._adopt(read_archive(Path(rest)))
+        if scheme == "docker-image":
+            return self._pull(rest)
+        raise UsageError(f"unsupported build context source {scheme}:// for an image", flag)
+
+    def _adopt(self, image: Image) -> Image:
+        """Copy (or hardlink) an image's blobs into kiln's store and read them from there."""
+        for desc in image.layers:
+            if not self.blobs.has(desc.digest):
+                with image.blobs.open_blob(desc) as f:
+                    self.blobs.ingest_file(f, desc.digest, desc.size, what=f"layer {desc.digest}")
+        self.blobs.put_bytes(image.config_bytes)
+        self.blobs.put_bytes(image.manifest_bytes)
+        return Image(image.manifest, image.manifest_bytes, image.config, image.config_bytes, self.blobs)
+
+    def _pull(self, ref: str) -> Image:
+        from kiln.transports.registry import pull_image, registry_options
+
+        return pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))

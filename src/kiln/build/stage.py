@@ -1,0 +1,335 @@
+"""Building one stage: its root, its config, its layers and history, instruction by instruction."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from kiln.build.layer import BuiltLayer, write_layer_blob
+from kiln.build.rootfs import FlatRoot, OverlayRoot, StageRoot
+from kiln.build.steps.copy import ContextTree, RootfsTree, SourceTree, heredoc_sources, run_copy
+from kiln.build.steps.metadata import MetaState, apply_metadata, created_by
+from kiln.build.steps.run import run_step
+from kiln.build.steps.workdir import make_workdir
+from kiln.context.source import BuildContext
+from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Onbuild, Run, Workdir
+from kiln.dockerfile.parse import parse_instruction_text
+from kiln.dockerfile.plan import BuildPlan, StagePlan, onbuild_instructions, with_onbuild
+from kiln.dockerfile.scope import StageScope
+from kiln.errors import BuildError, SourceLocation
+from kiln.oci import mediatypes as mt
+from kiln.oci.config import History, ImageConfig
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.manifest import Manifest
+from kiln.options import BuildOptions
+from kiln.progress import Reporter
+from kiln.snapshot.ignore import IgnoreRules
+from kiln.snapshot.walk import SnapshotMode
+from kiln.store.layerstore import LayerStore
+from kiln.transports.blobstore import BlobStore
+from kiln.transports.image import Image
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its image (blobs in kiln's store), its scope for stages built FROM it, and its root."""
+
+    image: Image
+    scope: StageScope
+    root: StageRoot
+    docker_format: bool
+
+
+@dataclass
+class BuildEnv:
+    """What every stage of one build shares."""
+
+    opts: BuildOptions
+    plan: BuildPlan
+    reporter: Reporter
+    blobs: BlobStore
+    layers: LayerStore
+    context: BuildContext
+    work_dir: Path
+    resolve_image: Callable[[str], Image]
+    results: dict[int, StageResult] = field(default_factory=dict)
+    extra_roots: list[StageRoot] = field(default_factory=list)
+    use_overlay: bool = True
+    timestamp: int | None = None
+
+    def created(self) -> str:
+        t = self.timestamp if self.timestamp is not None else time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+@dataclass
+class _State:
+    meta: MetaState
+    config: ImageConfig
+    layers: list[tuple[Descriptor, str]]
+    history: list[History]
+    docker_format: bool
+
+
+def _blob_opener(blobs: BlobStore, digest: str) -> Callable[[], object]:
+    return lambda: blobs.open(digest)
+
+
+def _new_root(env: BuildEnv, name: str) -> StageRoot:
+    stage_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=env.work_dir))
+    ignore = IgnoreRules.for_root(
+        stage_dir,
+        ignore_paths=env.opts.ignore_paths,
+        work_dir=env.opts.kiln_dir,
+        ignore_var_run=env.opts.ignore_var_run,
+        mountinfo=None,
+    )
+    if env.use_overlay:
+        return OverlayRoot(stage_dir, env.layers, ignore)
+    mode = SnapshotMode(env.opts.snapshot_mode if env.opts.snapshot_mode in ("full", "redo", "time") else "full")
+    return FlatRoot(stage_dir, ignore, mode)
+
+
+def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
+    plan = env.plan
+    if st.base_stage is not None:
+        parent = env.results[st.base_stage]
+        return parent.image, plan.scope(st, parent=parent.scope)
+    if st.base_image is None or st.base_image.lower() == "scratch":
+        return None, plan.scope(st, base_env={})
+    image = env.resolve_image(st.base_image)
+    return image, plan.scope(st, base_env=image.config.config.env_dict())
+
+
+def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
+    opts = env.opts
+    path = env.plan.path
+    base, scope = _base(env, st)
+    root = _new_root(env, f"stage{st.index}")
+    try:
+        if base is not None:
+            for desc, diff_id in base.layer_diff_ids():
+                root.add_layer(diff_id, _blob_opener(env.blobs, desc.digest))  # type: ignore[arg-type]
+            base_cfg = base.config
+            docker_format = mt.is_docker_family(base.manifest.media_type)
+            # A base stage's triggers are already in the plan; an image's are only known now.
+            triggers = list(base.config.config.on_build) if st.base_stage is None else []
+        else:
+            base_cfg = ImageConfig(
+                architecture=st.platform.architecture, os=st.platform.os, variant=st.platform.variant
+            )
+            docker_format = False
+            triggers = []
+        if opts.manifest_format != "auto":
+            docker_format = opts.manifest_format == "docker"
+        # ONBUILD triggers run first and are not inherited further (BuildKit clears them after running them).
+        if triggers:
+            trig = onbuild_instructions(triggers, st.base_image or st.label, st.from_, parse_instruction_text, path)
+            st = with_onbuild(env.plan, st, trig)
+        cfg = replace(base_cfg, config=replace(base_cfg.config, on_build=()), history=tuple(base_cfg.history))
+        state = _State(
+            MetaState(cfg.config, cfg.author),
+            cfg,
+            list(base.layer_diff_ids()) if base else [],
+            list(cfg.history),
+            docker_format,
+        )
+        total = len(st.instructions)
+        single = opts.single_snapshot
+        if single:
+            root.begin_step()
+            _begin_discovery(root)
+        for number, raw in enumerate(st.instructions, start=1):
+            where = SourceLocation(path, raw.line)
+            instr = scope.apply(raw)
+            env.reporter.step_started(st.label, number, total, _step_text(instr), str(where))
+            try:
+                layer = _dispatch(env, st, instr, scope, root, state, where, single)
+            except OSError as e:
+                raise BuildError(f"{instr.keyword} failed: {e}", where) from e
+            env.reporter.step_finished(layer.descriptor.size if layer else None)
+        if single:
+            layer = root.finish_step(None, lambda ch: _make_layer(env, ch, state.docker_format))
+            _record(env, state, layer, "single snapshot of the stage")
+        image = _image(env, state, scope)
+        return StageResult(image, scope, root, state.docker_format)
+    except BaseException:
+        root.close()
+        raise
+
+
+def _begin_discovery(root: StageRoot) -> None:
+    if isinstance(root, FlatRoot):
+        root.begin_discovery()
+
+
+def _step_text(instr: Instruction) -> str:
+    text = " ".join(instr.original.split())
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _make_layer(env: BuildEnv, changes: object, docker_format: bool) -> BuiltLayer:
+    media_type = mt.layer_media_type(env.opts.compression, docker_format)
+    started = time.monotonic()
+    layer = write_layer_blob(
+        changes,  # type: ignore[arg-type]
+        env.blobs,
+        compression=env.opts.compression,
+        level=env.opts.compression_level,
+        media_type=media_type,
+        timestamp=env.timestamp,
+    )
+    env.reporter.phase("layer", time.monotonic() - started, layer.descriptor.size, diff_id=layer.diff_id)
+    return layer
+
+
+def _record(env: BuildEnv, state: _State, layer: BuiltLayer | None, text: str) -> None:
+    if layer is not None:
+        state.layers.append((layer.descriptor, layer.diff_id))
+    state.history.append(History(created=env.created(), created_by=text, comment="kiln", empty_layer=layer is None))
+
+
+def _dispatch(
+    env: BuildEnv,
+    st: StagePlan,
+    instr: Instruction,
+    scope: StageScope,
+    root: StageRoot,
+    state: _State,
+    where: SourceLocation,
+    single: bool,
+) -> BuiltLayer | None:
+    meta = state.meta
+    text = created_by(instr, meta.shell)
+    if isinstance(instr, Arg):
+        return None  # ARG changes only what later instructions see; BuildKit records no history for it
+    new_meta = apply_metadata(instr, meta)
+    if new_meta is not None:
+        state.meta = replace(new_meta, config=replace(new_meta.config, env=_env_tuple(scope.env)))
+        if not single:
+            _record(env, state, None, text)
+        return None
+
+    def write_step(declared_fn: Callable[[], list[str] | None], discover: bool) -> BuiltLayer | None:
+        if single:
+            declared_fn()
+            return None
+        root.begin_step()
+        if discover:
+            _begin_discovery(root)
+        declared = declared_fn()
+        layer = root.finish_step(declared, lambda ch: _make_layer(env, ch, state.docker_format))
+        _record(env, state, layer, text_for_history)
+        return layer
+
+    text_for_history = text
+    if isinstance(instr, Run):
+        run_args = scope.run_history_args()
+        text_for_history = created_by(instr, meta.shell, run_args)
+
+        def do_run() -> list[str] | None:
+            run_step(env, instr, root.path, scope, state.meta, where)
+            return None
+
+        return write_step(do_run, True)
+    if isinstance(instr, Copy | Add):
+
+        def do_copy() -> list[str] | None:
+            tree = _source_tree(env, instr)
+            with tempfile.TemporaryDirectory(dir=env.work_dir) as tmp:
+                extra = heredoc_sources(instr, Path(tmp))
+                if isinstance(instr, Add):
+                    from kiln.build.steps.add import run_add
+
+                    return run_add(instr, tree, root.path, meta.config.working_dir, where, extra, Path(tmp))
+                return run_copy(instr, tree, root.path, meta.config.working_dir, where, extra)
+
+        return write_step(do_copy, False)
+    if isinstance(instr, Workdir):
+        new_dir = _join_workdir(meta.config.working_dir, instr.path)
+        state.meta = replace(meta, config=replace(meta.config, working_dir=new_dir))
+
+        def do_workdir() -> list[str] | None:
+            return make_workdir(root.path, new_dir, meta.config.user)
+
+        return write_step(do_workdir, False)
+    if isinstance(instr, Onbuild):  # handled by apply_metadata; kept for clarity of the dispatch
+        return None
+    raise BuildError(f"{instr.keyword} is not supported by kiln yet", where)
+
+
+def _join_workdir(current: str, path: str) -> str:
+    import posixpath
+
+    if not posixpath.isabs(path):
+        path = posixpath.join(current or "/", path)
+    return posixpath.normpath(path) if path != "/" else "/"
+
+
+def _env_tuple(env: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(f"{k}={v}" for k, v in env.items())
+
+
+def _source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:
+    if isinstance(instr, Add) or instr.from_ is None:
+        return ContextTree(env.context)
+    ref = instr.from_
+    index = env.plan.names.get(ref.lower())
+    if index is None and ref.isdigit():
+        index = int(ref)
+    if index is not None:
+        other = env.results[index]
+        return RootfsTree(stage_root_view(env, index), f"stage {ref}")
+    image = env.resolve_image(ref)
+    return RootfsTree(image_root(env, image), f"image {ref}")
+
+
+def stage_root_view(env: BuildEnv, index: int) -> Path:
+    """A finished stage's root, readable (COPY --from, RUN --mount from=)."""
+    return env.results[index].root.view()
+
+
+def image_root(env: BuildEnv, image: Image) -> Path:
+    """An image that is not a stage, laid out as a root to read from; closed with the build."""
+    root = _new_root(env, "image")
+    env.extra_roots.append(root)
+    for desc, diff_id in image.layer_diff_ids():
+        root.add_layer(diff_id, _blob_opener(env.blobs, desc.digest))  # type: ignore[arg-type]
+    return root.view()
+
+
+def _image(env: BuildEnv, state: _State, scope: StageScope) -> Image:
+    meta = state.meta
+    cfg = replace(
+        state.config,
+        created=env.created(),
+        author=meta.author,
+        config=replace(meta.config, env=_env_tuple(scope.env)),
+        diff_ids=tuple(d for _, d in state.layers),
+        history=tuple(state.history),
+    )
+    docker = state.docker_format
+    layers = tuple(
+        replace(desc, media_type=_convert_media_type(desc.media_type, docker)) for desc, _ in state.layers
+    )
+    config_bytes = cfg.to_bytes()
+    config_desc = Descriptor(mt.config_media_type(docker), env.blobs.put_bytes(config_bytes), len(config_bytes))
+    manifest = Manifest(config_desc, layers, mt.manifest_media_type(docker))
+    manifest_bytes = manifest.to_bytes()
+    env.blobs.put_bytes(manifest_bytes)
+    return Image(manifest, manifest_bytes, cfg, config_bytes, env.blobs)
+
+
+def _convert_media_type(media_type: str, docker: bool) -> str:
+    """Layer media types follow the manifest's family; the bytes are the same."""
+    compression = mt.layer_compression(media_type)
+    if compression == "unknown":
+        return media_type
+    try:
+        return mt.layer_media_type(compression, docker)
+    except ValueError as e:
+        raise BuildError(f"cannot write a Docker schema 2 image: a base layer is {compression}: {e}") from None
+

@@ -1,0 +1,187 @@
+"""COPY and ADD: sources from the build context, another stage or an image, written into the stage's root.
+
+Docker's semantics: a directory source copies its contents; a file copied to a destination ending in "/" (or to an
+existing directory, or with several sources) keeps its name inside it; missing destination directories are
+created; owners are root unless --chown says otherwise (or, for --from, the source's own); --chmod overrides
+modes. ADD also unpacks local tar archives and fetches URLs. Every path written is returned: those are the paths
+the step declares, and they all go into its layer.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import stat
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from kiln.build.steps.fscopy import CopyAttrs, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
+from kiln.build.steps.owners import resolve_chown
+from kiln.context.gomatch import glob_regex
+from kiln.context.source import BuildContext
+from kiln.context.sources import iter_tree, resolve_sources
+from kiln.dockerfile.flags import Chmod
+from kiln.dockerfile.instructions import Add, Copy
+from kiln.errors import BuildError, ContextError, SourceLocation
+from kiln.sandbox.paths import resolve_in_root
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # the name the copy gets inside a destination directory
+    path: Path  # on disk, top-level symlinks followed
+    is_dir: bool
+
+
+class SourceTree(Protocol):
+    """Where COPY reads from: the build context (with .dockerignore) or another root filesystem."""
+
+    keep_owners: bool
+
+    def resolve(self, patterns: Sequence[str]) -> list[Source]: ...
+
+    def walk(self, source: Source) -> Iterator[str]: ...
+
+
+class ContextTree:
+    keep_owners = False
+
+    def __init__(self, ctx: BuildContext) -> None:
+        self.ctx = ctx
+
+    def resolve(self, patterns: Sequence[str]) -> list[Source]:
+        return [Source(posixpath.basename(r.rel) or ".", r.path, r.is_dir) for r in resolve_sources(self.ctx, patterns)]
+
+    def walk(self, source: Source) -> Iterator[str]:
+        rel = os.path.relpath(source.path, self.ctx.root)
+        prefix = "" if rel == "." else rel + "/"
+        for path in iter_tree(self.ctx, "" if rel == "." else rel):
+            yield path[len(prefix) :] if path.startswith(prefix) else path
+
+
+class RootfsTree:
+    """Another stage's (or an image's) root: owners kept, no .dockerignore, symlinks resolved inside it."""
+
+    keep_owners = True
+
+    def __init__(self, root: Path, what: str) -> None:
+        self.root = root
+        self.what = what
+
+    def resolve(self, patterns: Sequence[str]) -> list[Source]:
+        out: list[Source] = []
+        for pattern in patterns:
+            found = self._glob(pattern)
+            if not found:
+                raise ContextError(f"{pattern}: not found in {self.what}")
+            out.extend(found)
+        return out
+
+    def _glob(self, pattern: str) -> list[Source]:
+        parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
+        if not any(ch in pattern for ch in "*?["):
+            host = resolve_in_root(self.root, "/".join(parts))
+            if not os.path.lexists(host):
+                return []
+            return [Source(parts[-1] if parts else ".", host, host.is_dir())]
+        current = [("", self.root)]
+        for part in parts:
+            nxt: list[tuple[str, Path]] = []
+            for rel, host in current:
+                host = resolve_in_root(self.root, rel) if rel else self.root
+                if any(ch in part for ch in "*?["):
+                    rx = glob_regex(part)
+                    try:
+                        names = sorted(os.listdir(host))
+                    except (NotADirectoryError, FileNotFoundError):
+                        continue
+                    nxt.extend((f"{rel}/{n}", host / n) for n in names if rx.fullmatch(n))
+                else:
+                    nxt.append((f"{rel}/{part}", host / part))
+            current = nxt
+        out = []
+        for rel, _ in current:
+            host = resolve_in_root(self.root, rel)
+            if os.path.lexists(host):
+                out.append(Source(posixpath.basename(rel), host, host.is_dir()))
+        return out
+
+    def walk(self, source: Source) -> Iterator[str]:
+        for dirpath, dirnames, filenames in os.walk(source.path):
+            dirnames.sort()
+            base = os.path.relpath(dirpath, source.path)
+            for name in sorted(dirnames + filenames):
+                yield name if base == "." else f"{base}/{name}"
+
+
+def _chmod_fn(chmod: Chmod | None) -> object:
+    if chmod is None:
+        return None
+    return lambda mode: chmod.apply(mode, stat.S_ISDIR(mode))
+
+
+def destination(dest: str, workdir: str) -> tuple[str, bool]:
+    """The absolute destination path, and whether its spelling makes it a directory ("dir/", ".", "dir/.")."""
+    is_dir = dest.endswith("/") or dest in (".", "..") or dest.endswith("/.")
+    if not posixpath.isabs(dest):
+        dest = posixpath.join(workdir or "/", dest)
+    return posixpath.normpath(dest), is_dir
+
+
+def run_copy(
+    instr: Copy | Add,
+    tree: SourceTree,
+    root: Path,
+    workdir: str,
+    where: SourceLocation,
+    extra_sources: Sequence[Source] = (),
+) -> list[str]:
+    """Copy ``instr``'s sources from ``tree`` into ``root``; returns the image paths written."""
+    dest, dest_dir_syntax = destination(instr.dest, workdir)
+    try:
+        owner = resolve_chown(root, instr.chown) if instr.chown else None
+        sources = [*tree.resolve(instr.sources), *extra_sources] if instr.sources else list(extra_sources)
+    except ContextError as e:
+        raise BuildError(str(e), where) from None
+    n_named = len(instr.sources) + len(instr.heredocs)
+    if n_named > 1 and not dest_dir_syntax:
+        raise BuildError(
+            f"When using {instr.keyword} with more than one source file, the destination must be a directory "
+            "and end with a /",
+            where,
+        )
+    log = WriteLog(root)
+    attrs = CopyAttrs(
+        owner=owner if owner is not None else (None if tree.keep_owners else Owner(0, 0)),
+        chmod=_chmod_fn(instr.mode),  # type: ignore[arg-type]
+    )
+    dest_host = resolve_in_root(root, dest)
+    into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
+    try:
+        for src in sources:
+            if src.is_dir:
+                make_dirs(root, dest_host, owner, log)
+                if not dest_host.is_dir():
+                    raise BuildError(f"cannot copy directory {src.name} onto file {dest}", where)
+                copy_tree_contents(src.path, dest_host, attrs, log, tree.walk(src))
+            else:
+                target = dest_host / src.name if into_dir else dest_host
+                make_dirs(root, target.parent, owner, log)
+                copy_entry(src.path, target, attrs, log, os.stat(src.path))
+    except OSError as e:
+        raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None
+    return sorted(log.written)
+
+
+def heredoc_sources(instr: Copy | Add, tmpdir: Path) -> list[Source]:
+    """Heredoc bodies written to temporary files, to be copied like context files named after the heredoc."""
+    out = []
+    for doc in instr.heredocs:
+        path = Path(tempfile.mkdtemp(dir=tmpdir)) / doc.name
+        path.write_text(doc.content, encoding="utf-8")
+        os.chmod(path, 0o644)
+        out.append(Source(doc.name, path, False))
+    return out

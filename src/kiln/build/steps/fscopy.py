@@ -1,0 +1,167 @@
+"""Copying file trees into a rootfs the way COPY does: metadata kept, hardlinks kept, owners and modes overridable.
+
+Everything written is reported back as image paths, because COPY and ADD declare what they wrote: those paths go
+into the step's layer whether or not their bytes changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kiln.layers.paths import is_layer_xattr
+
+# A chmod: given the source's mode (permission bits and type), the new permission bits.
+ModeFn = Callable[[int], int]
+
+
+@dataclass(frozen=True)
+class Owner:
+    uid: int
+    gid: int
+
+
+@dataclass
+class CopyAttrs:
+    """What the instruction says about the copies: owner override, mode override, whether to keep xattrs."""
+
+    owner: Owner | None = None
+    chmod: ModeFn | None = None
+    keep_xattrs: bool = True
+
+
+@dataclass
+class WriteLog:
+    """The image paths written, and the hardlink groups seen, across one COPY/ADD."""
+
+    root: Path
+    written: set[str] = field(default_factory=set)
+    links: dict[tuple[int, int], Path] = field(default_factory=dict)
+
+    def add(self, host_path: Path) -> None:
+        self.written.add(os.path.relpath(host_path, self.root))
+
+
+def _copy_xattrs(src: Path, dst: Path) -> None:
+    try:
+        names = os.listxattr(src, follow_symlinks=False)
+    except OSError:
+        return
+    for name in names:
+        if not is_layer_xattr(name):
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+
+
+def _apply_meta(src_st: os.stat_result, dst: Path, attrs: CopyAttrs, is_link: bool) -> None:
+    uid, gid = (attrs.owner.uid, attrs.owner.gid) if attrs.owner else (src_st.st_uid, src_st.st_gid)
+    os.chown(dst, uid, gid, follow_symlinks=False)
+    if not is_link:
+        perm = stat.S_IMODE(src_st.st_mode)
+        if attrs.chmod is not None:
+            perm = attrs.chmod(src_st.st_mode)
+        # chown clears setuid/setgid bits, so the mode is set after it.
+        os.chmod(dst, perm)
+    os.utime(dst, ns=(src_st.st_mtime_ns, src_st.st_mtime_ns), follow_symlinks=False)
+
+
+def copy_entry(src: Path, dst: Path, attrs: CopyAttrs, log: WriteLog, src_st: os.stat_result | None = None) -> None:
+    """Copy one filesystem object (not a directory's contents) from src to dst, replacing what is at dst."""
+    st = src_st or os.lstat(src)
+    mode = st.st_mode
+    if stat.S_ISDIR(mode):
+        if dst.is_symlink() or (dst.exists() and not dst.is_dir()):
+            _remove(dst)
+        if not dst.exists():
+            os.mkdir(dst, 0o700)
+        if attrs.keep_xattrs:
+            _copy_xattrs(src, dst)
+        _apply_meta(st, dst, attrs, False)
+        log.add(dst)
+        return
+    if os.path.lexists(dst):
+        _remove(dst)
+    key = (st.st_dev, st.st_ino)
+    if st.st_nlink > 1 and not stat.S_ISDIR(mode):
+        first = log.links.get(key)
+        if first is not None:
+            os.link(first, dst, follow_symlinks=False)
+            log.add(dst)
+            return
+        log.links[key] = dst
+    if stat.S_ISLNK(mode):
+        os.symlink(os.readlink(src), dst)
+    elif stat.S_ISREG(mode):
+        with open(src, "rb") as fin, open(dst, "xb") as fout:
+            shutil.copyfileobj(fin, fout, 1 << 20)
+    elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
+        os.mknod(dst, mode, st.st_rdev)
+    else:
+        return  # sockets and the like do not belong in images
+    if attrs.keep_xattrs and not stat.S_ISLNK(mode):
+        _copy_xattrs(src, dst)
+    _apply_meta(st, dst, attrs, stat.S_ISLNK(mode))
+    log.add(dst)
+
+
+def copy_tree_contents(
+    src_dir: Path,
+    dst_dir: Path,
+    attrs: CopyAttrs,
+    log: WriteLog,
+    entries: Iterator[str] | None = None,
+) -> None:
+    """Copy what is inside src_dir into dst_dir (which exists). ``entries`` restricts and orders the relative
+    paths to copy (parents before children), e.g. to honour .dockerignore; by default everything is copied."""
+    if entries is None:
+        entries = _walk(src_dir)
+    dir_times: list[tuple[Path, os.stat_result]] = []
+    for rel in entries:
+        src = src_dir / rel
+        dst = dst_dir / rel
+        st = os.lstat(src)
+        copy_entry(src, dst, attrs, log, st)
+        if stat.S_ISDIR(st.st_mode):
+            dir_times.append((dst, st))
+    # Writing into a directory changes its mtime: restore them deepest first, once their contents are in.
+    for dst, st in reversed(dir_times):
+        os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _walk(top: Path) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        base = os.path.relpath(dirpath, top)
+        for name in sorted(dirnames + filenames):
+            yield name if base == "." else f"{base}/{name}"
+
+
+def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) -> None:
+    """mkdir -p inside the rootfs; the directories created (not those that existed) are owned by ``owner``
+    (root by default) with mode 0755, and declared as written."""
+    missing: list[Path] = []
+    p = host_dir
+    while not os.path.lexists(p):
+        missing.append(p)
+        if p == root:
+            break
+        p = p.parent
+    for d in reversed(missing):
+        os.mkdir(d, 0o755)
+        os.chmod(d, 0o755)
+        if owner is not None:
+            os.chown(d, owner.uid, owner.gid)
+        log.add(d)

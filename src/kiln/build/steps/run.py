@@ -1,0 +1,147 @@
+"""RUN: the command line (shell form, exec form, heredocs), its mounts, and the sandbox call."""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from kiln.build.steps.metadata import MetaState
+from kiln.dockerfile.flags import Mount
+from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
+from kiln.dockerfile.scope import StageScope
+from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
+from kiln.sandbox import run_in_sandbox
+from kiln.sandbox.paths import resolve_in_root
+from kiln.sandbox.spec import BindMount, RunSpec, TmpfsMount
+
+if TYPE_CHECKING:
+    from kiln.build.stage import BuildEnv
+
+_HEREDOC_TOKEN_CHARS = set("<-'\"")
+
+
+@dataclass(frozen=True)
+class Command:
+    argv: tuple[str, ...]
+    extra_mounts: tuple[BindMount, ...] = ()
+
+
+def _is_bare_heredoc(text: str) -> bool:
+    """``RUN <<EOF`` (the whole command is one heredoc): BuildKit runs the body itself."""
+    t = text.strip()
+    return t.startswith("<<") and " " not in t and len(t) > 2
+
+
+def command_line(instr: Run, shell: tuple[str, ...], scratch: Path) -> Command:
+    """The argv of a RUN, following BuildKit's handling of heredocs."""
+    cmd = instr.command
+    if isinstance(cmd, ExecCommand):
+        return Command(cmd.argv)
+    assert isinstance(cmd, ShellCommand)
+    text = cmd.text
+    if instr.heredocs:
+        first = instr.heredocs[0]
+        if _is_bare_heredoc(text):
+            if first.content.startswith("#!"):
+                # A script with its own interpreter: run it as a file, as BuildKit does from /dev/pipes.
+                script = scratch / first.name
+                script.write_text(first.content, encoding="utf-8")
+                os.chmod(script, 0o755)
+                target = f"/dev/pipes/{first.name}"
+                return Command((target,), (BindMount(script, target, readonly=True),))
+            return Command((*shell, first.content))
+        # Otherwise the shell itself reads the heredocs: hand it the whole text back.
+        full = text
+        for doc in instr.heredocs:
+            full += "\n" + doc.content + doc.name
+        return Command((*shell, full))
+    return Command((*shell, text))
+
+
+def _mounts(
+    env: BuildEnv, instr: Run, root: Path, scratch: Path, where: SourceLocation
+) -> list[BindMount | TmpfsMount]:
+    out: list[BindMount | TmpfsMount] = []
+    for mount in instr.mounts:
+        out.append(_one_mount(env, mount, root, scratch, where))
+    return out
+
+
+def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: SourceLocation) -> BindMount | TmpfsMount:
+    target = mount.target or ""
+    if not target:
+        raise BuildError("RUN --mount needs a target", where)
+    if not posixpath.isabs(target):
+        target = "/" + target
+    if mount.type == "tmpfs":
+        return TmpfsMount(target, mount.size)
+    if mount.type == "cache":
+        cache_id = mount.id or target
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_id)
+        cache_dir = env.opts.kiln_dir / "cache-mounts" / safe
+        if not cache_dir.exists():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
+            os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
+        return BindMount(cache_dir, target, readonly=mount.readonly)
+    if mount.type == "bind":
+        source_root = _bind_source_root(env, mount)
+        src = resolve_in_root(source_root, mount.source or "/")
+        if not src.exists():
+            raise BuildError(f"RUN --mount=type=bind: source {mount.source or '/'} not found", where)
+        if not mount.readonly:
+            # A writable bind mount must not change the context or another stage: give it a private copy.
+            copy = scratch / f"bind{len(os.listdir(scratch))}"
+            if src.is_dir():
+                shutil.copytree(src, copy, symlinks=True)
+            else:
+                shutil.copy2(src, copy)
+            src = copy
+        return BindMount(src, target, readonly=mount.readonly)
+    raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "secrets and ssh mounts")), where)
+
+
+def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
+    if mount.from_ is None:
+        return env.context.root
+    from kiln.build.stage import image_root, stage_root_view
+
+    index = env.plan.names.get(mount.from_.lower())
+    if index is None and mount.from_.isdigit():
+        index = int(mount.from_)
+    if index is not None:
+        return stage_root_view(env, index)
+    return image_root(env, env.resolve_image(mount.from_))
+
+
+def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: MetaState, where: SourceLocation) -> None:
+    if instr.security == "insecure":
+        raise BuildError(str(NotSupportedYet("RUN --security=insecure", "privileged steps")), where)
+    network = "none" if instr.network == "none" else "host"
+    with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp:
+        scratch = Path(tmp)
+        cmd = command_line(instr, meta.shell, scratch)
+        mounts = [*_mounts(env, instr, root, scratch, where), *cmd.extra_mounts]
+        spec = RunSpec(
+            rootfs=root,
+            argv=cmd.argv,
+            env=scope.run_env(),
+            user=meta.config.user,
+            workdir=meta.config.working_dir or "/",
+            network=network,  # type: ignore[arg-type]
+            mounts=tuple(mounts),
+        )
+        try:
+            status = run_in_sandbox(spec, env.reporter.output_stream())
+        except SandboxError as e:
+            raise BuildError(str(e), where) from None
+    if status != 0:
+        shown = " ".join(cmd.argv)
+        if len(shown) > 200:
+            shown = shown[:197] + "..."
+        raise BuildError(f"RUN {shown!r} failed with exit status {status}", where, status)

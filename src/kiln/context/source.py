@@ -1,0 +1,139 @@
+"""Opening a build context: a directory, a local tarball, or a tar stream on standard input.
+
+The spellings are kaniko's ``--context`` values: ``PATH`` or ``dir://PATH`` for a directory; ``PATH`` (a file)
+or ``tar://PATH`` for a tarball, plain or compressed with gzip, zstd, xz or bzip2; ``-`` or ``tar://stdin`` for
+a tarball on standard input. A tarball is unpacked into a fresh directory under the work directory, removed
+again by ``close()``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO
+
+from kiln.context.dockerignore import DockerIgnore
+from kiln.context.tarball import extract_tarball
+from kiln.errors import ContextError, NotSupportedYet
+
+DOCKERIGNORE = ".dockerignore"
+_STDIN_SPECS = ("-", "tar://stdin")
+_SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://")
+
+
+@dataclass
+class BuildContext:
+    """A build context on disk: its root directory and the .dockerignore rules COPY and ADD honour.
+
+    ``name`` is the context as the user gave it, for messages. ``owned_dir`` is set when kiln unpacked the
+    context itself and must remove it.
+    """
+
+    root: Path
+    ignore: DockerIgnore
+    name: str
+    owned_dir: Path | None = field(default=None, repr=False)
+
+    def dockerignore_for(self, dockerfile: Path | None) -> DockerIgnore:
+        """The ignore rules for a build with this Dockerfile: ``<Dockerfile>.dockerignore`` beside it when it
+        exists (as BuildKit does), otherwise the context's own ``.dockerignore``, otherwise nothing."""
+        if dockerfile is not None:
+            specific = dockerfile.with_name(dockerfile.name + DOCKERIGNORE)
+            found = _read_ignore_file(specific)
+            if found is not None:
+                return found
+        return _read_ignore_file(self.root / DOCKERIGNORE) or DockerIgnore()
+
+    def close(self) -> None:
+        if self.owned_dir is not None:
+            shutil.rmtree(self.owned_dir, ignore_errors=True)
+            self.owned_dir = None
+
+    def __enter__(self) -> BuildContext:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _read_ignore_file(path: Path) -> DockerIgnore | None:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    except OSError as err:
+        raise ContextError(f"{path}: cannot read: {err.strerror}") from err
+    # Go reads the file as bytes; undecodable bytes can only ever match themselves, so replacing is harmless.
+    return DockerIgnore.parse(data.decode("utf-8", errors="surrogateescape"), str(path))
+
+
+def open_context(
+    spec: str, work_dir: Path, stdin: BinaryIO | None = None, dockerfile: Path | None = None
+) -> BuildContext:
+    """The build context named by ``spec`` (see the module doc). With ``dockerfile``, its own
+    ``<Dockerfile>.dockerignore`` takes precedence over the context's. ContextError names the context."""
+    if spec in _STDIN_SPECS:
+        if stdin is None:
+            raise ContextError(f"{spec}: the build context is standard input, but none was given")
+        return _from_stream(spec, stdin, work_dir, dockerfile)
+    if spec.startswith("tar://"):
+        return _from_tarball(spec, Path(spec.removeprefix("tar://")), work_dir, dockerfile)
+    if spec.startswith("dir://"):
+        path = Path(spec.removeprefix("dir://"))
+        if not path.is_dir():
+            raise ContextError(f"{spec}: the build context is not a directory")
+        return _from_dir(spec, path, dockerfile)
+    scheme = _SCHEME.match(spec)
+    if scheme and not Path(spec).exists():
+        raise NotSupportedYet("--context", f"{scheme.group(1)}:// build contexts ({spec})")
+    path = Path(spec)
+    if path.is_dir():
+        return _from_dir(spec, path, dockerfile)
+    if path.is_file():
+        return _from_tarball(spec, path, work_dir, dockerfile)
+    raise ContextError(f"{spec}: the build context does not exist")
+
+
+def _from_dir(name: str, path: Path, dockerfile: Path | None) -> BuildContext:
+    ctx = BuildContext(root=path.resolve(), ignore=DockerIgnore(), name=name)
+    ctx.ignore = ctx.dockerignore_for(dockerfile)
+    return ctx
+
+
+def _from_tarball(name: str, archive: Path, work_dir: Path, dockerfile: Path | None) -> BuildContext:
+    if not archive.is_file():
+        raise ContextError(f"{name}: the build context archive does not exist")
+    return _unpacked(name, archive, work_dir, dockerfile)
+
+
+def _from_stream(name: str, stream: BinaryIO, work_dir: Path, dockerfile: Path | None) -> BuildContext:
+    # Spooled to a file first: the compression is told from the first bytes, and a pipe cannot seek back.
+    work_dir.mkdir(parents=True, exist_ok=True)
+    fd, spool_name = tempfile.mkstemp(prefix="context-stdin-", suffix=".tar", dir=work_dir)
+    spool = Path(spool_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(stream, out, 1 << 20)
+        return _unpacked(name, spool, work_dir, dockerfile)
+    finally:
+        spool.unlink(missing_ok=True)
+
+
+def _unpacked(name: str, archive: Path, work_dir: Path, dockerfile: Path | None) -> BuildContext:
+    work_dir.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir))
+    try:
+        extract_tarball(archive, root, name)
+        ctx = BuildContext(root=root.resolve(), ignore=DockerIgnore(), name=name, owned_dir=root)
+        ctx.ignore = ctx.dockerignore_for(dockerfile)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    return ctx

@@ -1,0 +1,676 @@
+"""The Dockerfile lexer: text to the nodes BuildKit's parser produces.
+
+This layer decides what an instruction's words are, and nothing about what they mean: parser directives,
+continuation lines, comments, flag words, JSON (exec) form versus shell form, and heredoc bodies. The rules
+are those of BuildKit's frontend parser (Dockerfile syntax 1.x), quirks included, because a Dockerfile must
+split the same way here as under `docker build`:
+
+- Directives (`# syntax=`, `# escape=`, `# check=`) count only before any other line, comment or blank line.
+- A line continues when it ends with the escape token (plus spaces/tabs) not itself escaped. Comment lines
+  and blank lines inside a continuation are dropped; continuation lines keep their leading whitespace.
+- A JSON array that does not decode is shell form; one that decodes with a non-string element is an error.
+  Like Go's json.Decoder, only the first JSON value is read, trailing text is ignored.
+- Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) belong to RUN, COPY and ADD (also under ONBUILD), only in
+  shell form, and only as whole shell words.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kiln.errors import DockerfileError
+
+__all__ = ["Directives", "DockerfileWarning", "Heredoc", "Node", "lex", "parse_words", "split_line"]
+
+
+@dataclass(frozen=True)
+class Heredoc:
+    name: str  # terminator word, e.g. "EOF"
+    content: str  # body with its final newline; leading tabs stripped for <<-
+    expand: bool  # False when any part of the terminator was quoted
+    chomp: bool  # <<-
+    fd: int | None  # 3<<EOF
+    raw_content: str = field(default="", compare=False)  # body as written (tabs kept), for ONBUILD text
+
+
+@dataclass(frozen=True)
+class Node:
+    """One instruction as BuildKit's parser sees it."""
+
+    keyword: str  # lower-case
+    args: tuple[str, ...]  # BuildKit's node.Next values
+    flags: tuple[str, ...]  # flag words, quotes and backslashes processed, in order
+    json: bool
+    original: str  # the joined line (continuations removed), plus heredoc bodies when there are any
+    start_line: int  # 1-based
+    end_line: int
+    heredocs: tuple[Heredoc, ...] = ()
+    sub: Node | None = None  # ONBUILD's trigger
+
+
+@dataclass(frozen=True)
+class Directives:
+    syntax: str | None = None
+    escape: str = "\\"
+    check_skip: tuple[str, ...] = ()
+    check_error: bool = False
+
+
+@dataclass(frozen=True)
+class DockerfileWarning:
+    line: int
+    message: str
+
+
+# ----------------------------------------------------------------------------------------- characters
+
+_GO_SPACES = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000") | frozenset(
+    chr(c) for c in range(0x2000, 0x200B)
+)
+
+
+def _is_space(c: str) -> bool:
+    """Go's unicode.IsSpace."""
+    return c in _GO_SPACES
+
+
+def _trim_left(s: str) -> str:
+    i = 0
+    while i < len(s) and _is_space(s[i]):
+        i += 1
+    return s[i:]
+
+
+def _trim(s: str) -> str:
+    s = _trim_left(s)
+    j = len(s)
+    while j > 0 and _is_space(s[j - 1]):
+        j -= 1
+    return s[:j]
+
+
+_WHITESPACE = re.compile(r"[\t\v\f\r ]+")  # BuildKit's reWhitespace (no newline, no unicode spaces)
+_DIRECTIVE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$", re.S)
+_HEREDOC = re.compile(r"^(\d*)<<(-?)([^<]*)$", re.S)
+_LEADING_TABS = re.compile(r"^\t+", re.M)
+_KNOWN_DIRECTIVES = ("syntax", "escape", "check")
+
+
+def _is_comment(line: str) -> bool:
+    return _trim_left(line.rstrip("\r\n")).startswith("#")
+
+
+# ----------------------------------------------------------------------------------------- directives
+
+
+class _DirectiveState:
+    """Collects parser directives until the first line that is not one."""
+
+    def __init__(self) -> None:
+        self.done = False
+        self.values: dict[str, str] = {}
+        self.escape = "\\"
+        self._continuation = _continuation_regex("\\")
+
+    def see(self, line: str) -> None:
+        if self.done:
+            return
+        m = _DIRECTIVE.match(line)
+        if m is None or m.group(1).lower() not in _KNOWN_DIRECTIVES:
+            self.done = True
+            return
+        key = m.group(1).lower()
+        if key in self.values:
+            raise DockerfileError(f"only one {key} parser directive can be used")
+        self.values[key] = m.group(2)
+        if key == "escape":
+            if m.group(2) not in ("\\", "`"):
+                raise DockerfileError(f"invalid escape token '{m.group(2)}' does not match ` or \\")
+            self.escape = m.group(2)
+            self._continuation = _continuation_regex(self.escape)
+
+    def trim_continuation(self, line: str) -> tuple[str, bool]:
+        """The line without its continuation token, and whether the instruction ends on it."""
+        m = self._continuation.search(line)
+        if m is None:
+            return line, True
+        return line[: m.start()] + (m.group(1) or ""), False
+
+
+def _continuation_regex(escape: str) -> re.Pattern[str]:
+    # The escape token continues a line unless it is itself escaped ("foo \\" ends the instruction).
+    e = re.escape(escape)
+    return re.compile(rf"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")
+
+
+def _check_options(value: str) -> tuple[tuple[str, ...], bool]:
+    """`# check=skip=A,B;error=true`."""
+    skip: tuple[str, ...] = ()
+    error = False
+    value = value.strip()
+    if not value:
+        return skip, error
+    for part in value.split(";"):
+        key, eq, v = part.partition("=")
+        key = key.strip()
+        if not eq:
+            raise DockerfileError(f"invalid check option {part!r}")
+        if key == "skip":
+            skip = tuple(s.strip() for s in v.split(",") if s.strip())
+        elif key == "error":
+            lowered = v.strip()
+            if lowered in ("1", "t", "T", "true", "TRUE", "True"):
+                error = True
+            elif lowered in ("0", "f", "F", "false", "FALSE", "False"):
+                error = False
+            else:
+                raise DockerfileError(f"failed to parse check option {part!r}")
+        elif key == "experimental":
+            continue
+        else:
+            raise DockerfileError(f"invalid check option {key!r}")
+    return skip, error
+
+
+_SUPPORTED_SYNTAX = re.compile(
+    r"^(?:(?:docker\.io|registry-1\.docker\.io)/)?docker/dockerfile(?:-upstream)?"
+    r"(?::(?:1(?:\.\d+){0,2}(?:-labs)?|labs|latest))?(?:@sha256:[0-9a-f]{64})?$"
+)
+
+
+def syntax_supported(syntax: str) -> bool:
+    """Whether a `# syntax=` frontend is one kiln implements (BuildKit's dockerfile 1.x)."""
+    return _SUPPORTED_SYNTAX.match(syntax.split(" ", 1)[0]) is not None
+
+
+# ----------------------------------------------------------------------------------------- words
+
+
+def split_line(line: str) -> tuple[str, tuple[str, ...], str]:
+    """BuildKit's splitCommand: (command word, flag words, rest of the line)."""
+    parts = _WHITESPACE.split(_trim(line), maxsplit=1)
+    if len(parts) < 2:
+        return parts[0], (), ""
+    rest, flags = _extract_flags(parts[1])
+    return parts[0], flags, _trim(rest)
+
+
+def _extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
+    """Leading `--flag[=value]` words. Quotes and backslashes inside them are processed (backslash always,
+    whatever the escape directive says); a bare `--` ends the flags."""
+    words: list[str] = []
+    i = 0
+    n = len(line)
+    while True:
+        while i < n and _is_space(line[i]):
+            i += 1
+        if i >= n:
+            return "", tuple(words)
+        if not line.startswith("--", i):
+            return line[i:], tuple(words)
+        word: list[str] = []
+        blank_ok = False
+        quote = ""
+        while i < n:
+            c = line[i]
+            if quote:
+                if c == quote:
+                    quote = ""
+                elif c == "\\":
+                    if i + 1 == n:
+                        quote = ""
+                    else:
+                        i += 1
+                        word.append(line[i])
+                else:
+                    word.append(c)
+                i += 1
+                continue
+            if _is_space(c):
+                break
+            if c in ("'", '"'):
+                quote = c
+                blank_ok = True
+            elif c == "\\":
+                if i + 1 < n:
+                    i += 1
+                    word.append(line[i])
+            else:
+                word.append(c)
+            i += 1
+        text = "".join(word)
+        if i < n and text == "--":
+            return line[i:], tuple(words)
+        if text != "--" and (blank_ok or text):
+            words.append(text)
+        if i >= n:
+            return "", tuple(words)
+
+
+def parse_words(rest: str, escape: str) -> list[str]:
+    """BuildKit's parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    blank_ok = False
+    quote = ""
+    i = 0
+    n = len(rest)
+    while i < n:
+        c = rest[i]
+        if not in_word:
+            if _is_space(c):
+                i += 1
+                continue
+            in_word = True
+        if not quote:
+            if _is_space(c):
+                if blank_ok or word:
+                    words.append("".join(word))
+                word, blank_ok, in_word = [], False, False
+                i += 1
+                continue
+            if c in ("'", '"'):
+                quote = c
+                blank_ok = True
+            if c == escape:
+                if i + 1 == n:
+                    i += 1
+                    continue
+                word.append(c)
+                i += 1
+                c = rest[i]
+            word.append(c)
+            i += 1
+            continue
+        if c == quote:
+            quote = ""
+        if c == escape and quote != "'":
+            if i + 1 == n:
+                quote = ""
+                i += 1
+                continue
+            word.append(c)
+            i += 1
+            c = rest[i]
+        word.append(c)
+        i += 1
+    if in_word and (blank_ok or word):
+        words.append("".join(word))
+    return words
+
+
+def _reject_constant(name: str) -> object:
+    raise ValueError(name)  # NaN/Infinity are not JSON for Go
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+_NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
+
+
+def _parse_json(rest: str) -> tuple[str, ...] | None:
+    """The strings of a JSON array, or None when `rest` is not one (then it is shell form)."""
+    rest = _trim_left(rest)
+    if not rest.startswith("["):
+        return None
+    try:
+        value, _ = _JSON.raw_decode(rest)
+    except ValueError:
+        return None
+    if not isinstance(value, list):
+        return None
+    if not all(isinstance(v, str) for v in value):
+        raise DockerfileError(_NOT_STRINGS)
+    return tuple(value)
+
+
+_Parsed = tuple[tuple[str, ...], bool]
+
+
+def _maybe_json(rest: str, escape: str) -> _Parsed:
+    if not rest:
+        return (), False
+    parsed = _parse_json(rest)
+    return (parsed, True) if parsed is not None else ((rest,), False)
+
+
+def _maybe_json_list(rest: str, escape: str) -> _Parsed:
+    parsed = _parse_json(rest)
+    return (parsed, True) if parsed is not None else _whitespace_list(rest, escape)
+
+
+def _whitespace_list(rest: str, escape: str) -> _Parsed:
+    return (tuple(_WHITESPACE.split(rest)) if rest else ()), False
+
+
+def _string(rest: str, escape: str) -> _Parsed:
+    return ((rest,) if rest else ()), False
+
+
+def _name_or_name_val(rest: str, escape: str) -> _Parsed:
+    return tuple(parse_words(rest, escape)), False
+
+
+def _name_val(keyword: str) -> Callable[[str, str], _Parsed]:
+    def parse(rest: str, escape: str) -> _Parsed:
+        words = parse_words(rest, escape)
+        if not words:
+            return (), False
+        if "=" not in words[0]:
+            # Legacy form `ENV name value with spaces`.
+            parts = _WHITESPACE.split(rest, maxsplit=1)
+            if len(parts) < 2:
+                raise DockerfileError(f"{keyword} must have two arguments")
+            return (parts[0], parts[1]), False
+        out: list[str] = []
+        for word in words:
+            if "=" not in word:
+                raise DockerfileError(
+                    f"Syntax error - can't find = in {json.dumps(word)}. Must be of the form: name=value"
+                )
+            key, _, value = word.partition("=")
+            out += [key, value]
+        return tuple(out), False
+
+    return parse
+
+
+def _health(rest: str, escape: str) -> _Parsed:
+    sep = 0
+    while sep < len(rest) and not _is_space(rest[sep]):
+        sep += 1
+    if sep == 0:
+        return (), False
+    nxt = sep
+    while nxt < len(rest) and _is_space(rest[nxt]):
+        nxt += 1
+    args, is_json = _maybe_json(rest[nxt:], escape)
+    return (rest[:sep], *args), is_json
+
+
+_ARG_PARSERS: dict[str, Callable[[str, str], _Parsed]] = {
+    "add": _maybe_json_list,
+    "arg": _name_or_name_val,
+    "cmd": _maybe_json,
+    "copy": _maybe_json_list,
+    "entrypoint": _maybe_json,
+    "env": _name_val("ENV"),
+    "expose": _whitespace_list,
+    "from": _whitespace_list,
+    "healthcheck": _health,
+    "label": _name_val("LABEL"),
+    "maintainer": _string,
+    "run": _maybe_json,
+    "shell": _maybe_json,
+    "stopsignal": _string,
+    "user": _string,
+    "volume": _maybe_json_list,
+    "workdir": _string,
+}
+HEREDOC_KEYWORDS = ("run", "copy", "add")
+
+
+def node_from_line(line: str, escape: str, start: int, end: int) -> Node:
+    """One logical line (continuations joined) to a node, without heredoc bodies."""
+    cmd, flags, rest = split_line(line)
+    keyword = cmd.lower()
+    if keyword == "onbuild":
+        if not rest:
+            return Node(keyword, (), flags, False, line, start, end)
+        sub = node_from_line(rest, escape, start, end)
+        return Node(keyword, sub.args, flags, sub.json, line, start, end, sub=sub)
+    parser = _ARG_PARSERS.get(keyword)
+    if parser is None:
+        # BuildKit keeps unknown instructions with one empty argument; the instruction layer refuses them.
+        return Node(keyword, ("",), flags, False, line, start, end)
+    args, is_json = parser(rest, escape)
+    return Node(keyword, args, flags, is_json, line, start, end)
+
+
+# ----------------------------------------------------------------------------------------- heredocs
+
+
+def _shell_words_raw(line: str) -> list[str] | None:
+    """Shell words of a line, quotes and backslashes kept as written; None on an unterminated quote."""
+    words: list[str] = []
+    word: list[str] = []
+    in_word = False
+    i = 0
+    n = len(line)
+    while i < n:
+        c = line[i]
+        if c in " \t\r\n":
+            if in_word:
+                words.append("".join(word))
+                word, in_word = [], False
+            i += 1
+            continue
+        in_word = True
+        if c == "\\":
+            word.append(line[i : i + 2])
+            i += 2
+            continue
+        if c in ("'", '"'):
+            end = i + 1
+            while end < n and line[end] != c:
+                end += 2 if c == '"' and line[end] == "\\" else 1
+            if end >= n:
+                return None
+            word.append(line[i : end + 1])
+            i = end + 1
+            continue
+        word.append(c)
+        i += 1
+    if in_word:
+        words.append("".join(word))
+    return words
+
+
+def _unquote(word: str, keep_quotes: bool) -> list[str] | None:
+    """Shell quote removal of `word` (escapes always processed); None on an unterminated quote.
+
+    Returns the words it splits into (a quoted space keeps one word)."""
+    out: list[str] = []
+    cur: list[str] = []
+    started = False
+    i = 0
+    n = len(word)
+    while i < n:
+        c = word[i]
+        if c in " \t\r\n":
+            if started:
+                out.append("".join(cur))
+                cur, started = [], False
+            i += 1
+            continue
+        started = True
+        if c == "\\":
+            if i + 1 < n:
+                cur.append(word[i + 1])
+            i += 2
+        elif c == "'":
+            end = word.find("'", i + 1)
+            if end < 0:
+                return None
+            cur.append(word[i : end + 1] if keep_quotes else word[i + 1 : end])
+            i = end + 1
+        elif c == '"':
+            body: list[str] = ['"'] if keep_quotes else []
+            j = i + 1
+            while j < n and word[j] != '"':
+                if word[j] == "\\" and j + 1 < n and word[j + 1] in '"$\\`':
+                    j += 1
+                body.append(word[j])
+                j += 1
+            if j >= n:
+                return None
+            if keep_quotes:
+                body.append('"')
+            cur.append("".join(body))
+            i = j + 1
+        else:
+            cur.append(c)
+            i += 1
+    if started:
+        out.append("".join(cur))
+    return out
+
+
+def parse_heredoc_word(word: str) -> Heredoc | None:
+    """A heredoc opener (`<<EOF`, `<<-"EOF"`, `3<<EOF`) without its body, or None when `word` is not one."""
+    m = _HEREDOC.match(word)
+    if m is None or not m.group(3):
+        return None
+    plain = _unquote(m.group(3), keep_quotes=False)
+    raw = _unquote(m.group(3), keep_quotes=True)
+    if plain is None or raw is None:
+        raise DockerfileError(f"invalid heredoc: {word}")
+    if len(plain) != 1 or len(raw) != 1:
+        return None
+    quotes = sum(plain[0].count(q) for q in "'\"")
+    raw_quotes = sum(raw[0].count(q) for q in "'\"")
+    return Heredoc(
+        name=plain[0],
+        content="",
+        expand=quotes == raw_quotes,
+        chomp=m.group(2) == "-",
+        fd=int(m.group(1)) if m.group(1) else None,
+    )
+
+
+def heredocs_in_line(line: str) -> list[Heredoc]:
+    words = _shell_words_raw(line) or []
+    return [h for h in (parse_heredoc_word(w) for w in words) if h is not None]
+
+
+def _can_contain_heredoc(node: Node) -> bool:
+    target = node.sub if node.keyword == "onbuild" and node.sub is not None else node
+    return target.keyword in HEREDOC_KEYWORDS and not target.json
+
+
+# ----------------------------------------------------------------------------------------- lexing
+
+
+def _split_on_newline(text: str) -> list[str]:
+    # str.splitlines also splits on a lone \r and other separators; Go splits on \n only.
+    parts = text.split("\n")
+    lines = [p + "\n" for p in parts[:-1]]
+    if parts[-1]:
+        lines.append(parts[-1])
+    return lines
+
+
+def _go_lines(text: str) -> list[str]:
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return _split_on_newline(text)
+
+
+def lex(text: str, path: str = "Dockerfile") -> tuple[Directives, list[Node], list[DockerfileWarning]]:
+    """Split a Dockerfile into directives and instruction nodes.
+
+    Raises DockerfileError (with the line) on a bad directive, a non-string JSON array, a legacy ENV/LABEL
+    without a value, an unterminated heredoc, or a file without instructions.
+    """
+    lines = _go_lines(text)
+    state = _DirectiveState()
+    nodes: list[Node] = []
+    warnings: list[DockerfileWarning] = []
+    i = 0
+    while i < len(lines):
+        raw = lines[i]
+        i += 1
+        start = i
+        token = _trim_left(raw.rstrip("\r\n"))
+        try:
+            state.see(token)
+        except DockerfileError as e:
+            raise DockerfileError(e.msg, path, start) from None
+        first = "" if token.startswith("#") else token
+        line, done = state.trim_continuation(first)
+        if done and line == "":
+            continue
+        empty_continuation = False
+        while not done and i < len(lines):
+            raw = lines[i]
+            i += 1
+            cont = raw.rstrip("\r\n")
+            state.see(cont)
+            if _is_comment(raw):
+                continue
+            if not _trim_left(cont):
+                empty_continuation = True
+                continue
+            cont, done = state.trim_continuation(cont)
+            line += cont
+        if empty_continuation:
+            warnings.append(DockerfileWarning(start, f"Empty continuation line found in: {line}"))
+        try:
+            node = node_from_line(line, state.escape, start, i)
+        except DockerfileError as e:
+            raise DockerfileError(e.msg, path, start) from None
+        if _can_contain_heredoc(node):
+            try:
+                openers = heredocs_in_line(line)
+            except DockerfileError as e:
+                raise DockerfileError(e.msg, path, start) from None
+            docs: list[Heredoc] = []
+            for opener in openers:
+                body: list[str] = []
+                terminated = False
+                while i < len(lines):
+                    raw = lines[i]
+                    i += 1
+                    candidate = raw.rstrip("\r\n")
+                    if opener.chomp:
+                        candidate = candidate.lstrip("\t")
+                    if candidate == opener.name:
+                        terminated = True
+                        break
+                    body.append(raw)
+                if not terminated:
+                    raise DockerfileError("unterminated heredoc", path, start)
+                content = "".join(body)
+                chomped = _LEADING_TABS.sub("", content) if opener.chomp else content
+                docs.append(
+                    Heredoc(opener.name, chomped, opener.expand, opener.chomp, opener.fd, raw_content=content)
+                )
+            node = _with_heredocs(node, tuple(docs), i)
+        else:
+            node = Node(
+                node.keyword, node.args, node.flags, node.json, node.original, start, i, sub=node.sub
+            )
+        nodes.append(node)
+    if not nodes:
+        raise DockerfileError("file with no instructions", path, len(lines) or None)
+    skip: tuple[str, ...] = ()
+    error = False
+    if "check" in state.values:
+        try:
+            skip, error = _check_options(state.values["check"])
+        except DockerfileError as e:
+            raise DockerfileError(e.msg, path, 1) from None
+    directives = Directives(
+        syntax=state.values.get("syntax"), escape=state.escape, check_skip=skip, check_error=error
+    )
+    return directives, nodes, warnings
+
+
+def _heredoc_suffix(docs: tuple[Heredoc, ...]) -> str:
+    return "".join(d.raw_content + d.name + "\n" for d in docs)
+
+
+def _with_heredocs(node: Node, docs: tuple[Heredoc, ...], end: int) -> Node:
+    if not docs:
+        return Node(node.keyword, node.args, node.flags, node.json, node.original, node.start_line, end,
+                    sub=node.sub)
+    if node.sub is not None:
+        sub = node.sub
+        sub = Node(sub.keyword, sub.args, sub.flags, sub.json, sub.original + "\n" + _heredoc_suffix(docs),
+                   node.start_line, end, docs, sub.sub)
+        return Node(node.keyword, node.args, node.flags, node.json, node.original, node.start_line, end, sub=sub)
+    return Node(node.keyword, node.args, node.flags, node.json, node.original + "\n" + _heredoc_suffix(docs),
+                node.start_line, end, docs)

@@ -1,0 +1,133 @@
+"""BuildOptions: every setting of a build, validated once.
+
+The command line fills it from kaniko's executor flags (the reference set) plus the docker-style flags users type;
+everything below takes the pieces it needs from here. Settings that kiln accepts but does not implement yet are
+refused in ``validate`` with a message naming the flag, never ignored.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from kiln.errors import NotSupportedYet, UsageError
+from kiln.oci.platform import Platform
+
+SnapshotMode = Literal["auto", "overlay", "full", "redo", "time"]
+Compression = Literal["gzip", "zstd", "none"]
+LogFormat = Literal["auto", "text", "color", "json"]
+ManifestFormat = Literal["auto", "oci", "docker"]
+
+
+def default_kiln_dir() -> Path:
+    """Where kiln keeps its blobs, unpacked layers and stage roots: never the host's / itself."""
+    if env := os.environ.get("KILN_DIR"):
+        return Path(env)
+    if os.geteuid() == 0:
+        return Path("/var/lib/kiln")
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(data) / "kiln"
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How to reach registries: TLS, plain HTTP, mirrors, retries (kaniko's flags of the same names)."""
+
+    insecure: bool = False
+    insecure_pull: bool = False
+    insecure_registries: tuple[str, ...] = ()
+    skip_tls_verify: bool = False
+    skip_tls_verify_pull: bool = False
+    skip_tls_verify_registries: tuple[str, ...] = ()
+    registry_certificates: dict[str, str] = field(default_factory=dict)
+    registry_client_certs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    registry_mirrors: tuple[str, ...] = ()
+    registry_maps: tuple[tuple[str, str], ...] = ()
+    skip_default_registry_fallback: bool = False
+    push_retry: int = 0
+    image_download_retry: int = 0
+    docker_config: str | None = None
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    context: str = "."
+    dockerfile: str = "Dockerfile"
+    destinations: tuple[str, ...] = ()
+    build_args: dict[str, str] = field(default_factory=dict)
+    target: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    tar_path: Path | None = None
+    oci_layout_path: Path | None = None
+    no_push: bool = False
+    digest_file: Path | None = None
+    image_name_with_digest_file: Path | None = None
+    image_name_tag_with_digest_file: Path | None = None
+    snapshot_mode: SnapshotMode = "auto"
+    single_snapshot: bool = False
+    reproducible: bool = False
+    source_date_epoch: int | None = None
+    cache: bool = False
+    cache_repo: str | None = None
+    cache_dir: Path | None = None
+    cache_ttl: str | None = None
+    cache_copy_layers: bool = False
+    cache_run_layers: bool = True
+    registry: RegistrySettings = field(default_factory=RegistrySettings)
+    platform: Platform = field(default_factory=Platform.host)
+    ignore_paths: tuple[str, ...] = ()
+    ignore_var_run: bool = True
+    compression: Compression = "gzip"
+    compression_level: int | None = None
+    manifest_format: ManifestFormat = "auto"
+    cleanup: bool = False
+    verbosity: str = "info"
+    log_format: LogFormat = "auto"
+    kiln_dir: Path = field(default_factory=default_kiln_dir)
+    build_contexts: dict[str, str] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+    in_place: bool = False
+    dry_run: bool = False
+    dry_run_format: Literal["text", "json"] = "text"
+
+    @property
+    def timestamp(self) -> int | None:
+        """The mtime every layer entry and the config get, when builds must be reproducible."""
+        if self.source_date_epoch is not None:
+            return self.source_date_epoch
+        return 0 if self.reproducible else None
+
+    def validate(self) -> BuildOptions:
+        if self.compression_level is not None:
+            if self.compression == "gzip" and not 0 <= self.compression_level <= 9:
+                raise UsageError("gzip levels are 0 to 9", "--compression-level")
+            if self.compression == "zstd" and not 1 <= self.compression_level <= 22:
+                raise UsageError("zstd levels are 1 to 22", "--compression-level")
+        if self.manifest_format == "docker" and self.compression != "gzip":
+            raise UsageError("Docker schema 2 images need gzip layers", "--compression")
+        if self.destinations and not self.no_push:
+            for dest in self.destinations:
+                if not dest.strip():
+                    raise UsageError("empty destination", "--destination")
+        if not self.destinations and not self.no_push and not self.dry_run and not (
+            self.tar_path or self.oci_layout_path
+        ):
+            raise UsageError(
+                "nothing to do with the image: give --destination, --tar-path or --oci-layout-path (or --no-push)",
+                "--destination",
+            )
+        # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
+        unsupported: list[tuple[bool, str, str]] = [
+            (self.cache or bool(self.cache_repo), "--cache", "the layer cache"),
+            (self.cache_dir is not None, "--cache-dir", "the layer cache"),
+            (self.cache_ttl is not None, "--cache-ttl", "the layer cache"),
+            (self.cache_copy_layers, "--cache-copy-layers", "the layer cache"),
+            (bool(self.secrets), "--secret", "build secrets"),
+            (self.in_place, "--in-place", "kaniko's in-place mode"),
+        ]
+        for is_set, flag, what in unsupported:
+            if is_set:
+                raise NotSupportedYet(flag, what)
+        return self

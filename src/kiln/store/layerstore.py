@@ -1,0 +1,147 @@
+"""Unpacked layers kept on disk, keyed by chain id, shared by builds and by concurrent kiln processes.
+
+A layer's content depends on every layer below it only through overlay stacking, but the same diff can mean
+different trees on different bases, and a step's upper dir is only meaningful on the stack it ran on; so the
+store keys by the OCI chain id (image-spec config.md):
+    chain_id(L0) = diff_id(L0);  chain_id(Ln) = sha256(chain_id(Ln-1) + " " + diff_id(Ln))
+
+Layout under the store root (one filesystem, so that renames are atomic):
+    sha256/<hex>/     one layer, extracted in overlay mode (whiteouts as 0/0 devices, opaque xattrs)
+    tmp/              extractions in progress, and layers being removed
+    locks/<hex>.lock  flock per chain id
+A layer directory exists only once complete: it is filled under tmp/ and renamed into place.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+from kiln.errors import DigestMismatch, ImageFormatError
+from kiln.layers.extract import extract_layer
+from kiln.store.locking import exclusive_lock
+
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+
+OpenBlob = Callable[[], BinaryIO]
+
+
+def _check_digest(value: str, what: str) -> str:
+    if not _DIGEST.match(value):
+        raise ImageFormatError(f"{what} {value!r} is not a sha256 digest")
+    return value
+
+
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The chain id of a layer with this diff_id on top of the chain `parent` (None for the bottom layer)."""
+    _check_digest(diff_id, "diff_id")
+    if parent is None:
+        return diff_id
+    _check_digest(parent, "chain id")
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
+
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """The chain id of every layer of an image, bottom first (diff_ids in the image config's order)."""
+    out: list[str] = []
+    for diff_id in diff_ids:
+        out.append(chain_id(out[-1] if out else None, diff_id))
+    return out
+
+
+class LayerStore:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._layers = self.root / "sha256"
+        self._tmp = self.root / "tmp"
+        self._locks = self.root / "locks"
+        for d in (self._layers, self._tmp, self._locks):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def path(self, chain_id: str) -> Path:
+        """Where the layer with this chain id lives (whether or not it is there yet)."""
+        return self._layers / _check_digest(chain_id, "chain id").removeprefix("sha256:")
+
+    def has(self, chain_id: str) -> bool:
+        return self.path(chain_id).is_dir()
+
+    def scratch_dir(self, prefix: str = "step-") -> Path:
+        """A fresh empty directory on the store's filesystem: a step's upper (and work) dir, so that adopt()
+        can rename it into the store."""
+        return Path(tempfile.mkdtemp(prefix=prefix, dir=self._tmp))
+
+    def _lock(self, chain_id: str) -> Path:
+        return self._locks / (chain_id.removeprefix("sha256:") + ".lock")
+
+    def ensure_layer(self, chain_id: str, open_blob: OpenBlob, *, diff_id: str | None = None) -> Path:
+        """The layer's directory, extracting the blob (plain or compressed tar) if it is not there yet.
+
+        Two processes asking at once: one extracts, the other waits on the lock and then finds it done.
+        diff_id, when given, is checked against the uncompressed tar, and a mismatch stores nothing.
+        """
+        dest = self.path(chain_id)
+        if dest.is_dir():
+            return dest
+        with exclusive_lock(self._lock(chain_id)):
+            if dest.is_dir():
+                return dest
+            work = self.scratch_dir("extract-")
+            try:
+                with open_blob() as src:
+                    stats = extract_layer(src, work, mode="overlay", label=chain_id)
+                if diff_id is not None and stats.diff_id != diff_id:
+                    raise DigestMismatch(f"layer {chain_id}", diff_id, stats.diff_id)
+                os.rename(work, dest)
+            except BaseException:
+                shutil.rmtree(work, ignore_errors=True)
+                raise
+        return dest
+
+    def adopt(self, chain_id: str, upper_dir: Path) -> Path:
+        """Move a finished step's upper dir (unmounted, on the store's filesystem) into the store as the layer
+        with this chain id, without copying. If another process stored it first, upper_dir is discarded."""
+        dest = self.path(chain_id)
+        with exclusive_lock(self._lock(chain_id)):
+            if dest.is_dir():
+                shutil.rmtree(upper_dir)
+                return dest
+            try:
+                os.rename(upper_dir, dest)
+            except OSError as exc:
+                where = f"{upper_dir} -> {self.root}"
+                raise ImageFormatError(
+                    f"cannot move a step's upper dir into the store ({where}): {exc.strerror}"
+                ) from None
+        return dest
+
+    def remove(self, chain_id: str) -> None:
+        """Delete a layer. Its directory vanishes atomically first, so no one sees it half deleted."""
+        dest = self.path(chain_id)
+        with exclusive_lock(self._lock(chain_id)):
+            if not dest.is_dir():
+                return
+            doomed = Path(tempfile.mkdtemp(prefix="remove-", dir=self._tmp))
+            os.rename(dest, doomed / "layer")
+        shutil.rmtree(doomed)
+
+    def chain(self, diff_ids: Sequence[str], open_blobs: Sequence[OpenBlob]) -> list[Path]:
+        """Every layer of an image present in the store, bottom first (diff_ids checked); lowerdirs are these
+        reversed."""
+        if len(diff_ids) != len(open_blobs):
+            raise ImageFormatError(f"{len(diff_ids)} diff_ids for {len(open_blobs)} layer blobs")
+        ids = chain_ids(diff_ids)
+        return [self.ensure_layer(c, o, diff_id=d) for c, o, d in zip(ids, open_blobs, diff_ids, strict=True)]
+
+
+def materialize_flat(blobs: Iterable[OpenBlob], dest: Path) -> None:
+    """Without overlay: extract the layers, bottom first, in apply mode into the one rootfs directory dest."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for i, open_blob in enumerate(blobs):
+        with open_blob() as src:
+            extract_layer(src, dest, mode="apply", label=f"layer {i}")

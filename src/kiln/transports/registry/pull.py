@@ -1,0 +1,248 @@
+"""Pulling an image: manifest (through an index to the wanted platform), config and layers into a BlobStore.
+
+Blobs stream into the store and are verified on the way in; a blob already there is not fetched again. The
+returned Image reads its blobs from the store and knows which repository they came from (for mounts on push).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+
+from kiln.errors import DigestMismatch, ImageFormatError, RegistryError
+from kiln.oci import mediatypes as mt
+from kiln.oci.config import ImageConfig
+from kiln.oci.descriptor import Descriptor
+from kiln.oci.digest import new_hasher
+from kiln.oci.manifest import Index, Manifest, sniff_media_type
+from kiln.oci.platform import Platform
+from kiln.transports.blobstore import CHUNK, BlobStore
+from kiln.transports.image import Image
+from kiln.transports.registry.client import RegistryClient, pull_scope
+from kiln.transports.registry.mirrors import candidate_references
+from kiln.transports.registry.options import RegistryOptions
+from kiln.transports.registry.reference import Reference
+from kiln.transports.registry.retry import TRANSIENT_ERRORS
+from kiln.transports.registry.sources import BlobOrigin, StoreBlobs
+
+log = logging.getLogger("kiln.registry.pull")
+
+MANIFEST_ACCEPT = ", ".join([mt.OCI_MANIFEST, mt.DOCKER_MANIFEST, mt.OCI_INDEX, mt.DOCKER_MANIFEST_LIST])
+_MAX_MANIFEST = 8 << 20  # a manifest is JSON of a few KiB; refuse to buffer something absurd
+
+
+class RegistryDigestMismatch(RegistryError, DigestMismatch):
+    """Bytes from a registry that do not hash to the digest asked for; nothing of them is kept."""
+
+    def __init__(self, what: str, expected: str, actual: str, reference: str) -> None:
+        Exception.__init__(self, what)
+        self.msg = f"{what}: digest mismatch: expected {expected}, got {actual}"
+        self.reference = reference
+        self.status = None
+        self.expected = expected
+        self.actual = actual
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A manifest or index as the registry served it, with the reference it was found under."""
+
+    reference: Reference
+    data: bytes
+    media_type: str
+    digest: str
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, len(self.data))
+
+
+def _verify_manifest(data: bytes, expected: str | None, header: str | None, ref: Reference) -> str:
+    algo = (expected or header or "sha256:").partition(":")[0]
+    try:
+        hasher = new_hasher(expected or header or "sha256:" + "0" * 64)
+    except ImageFormatError as e:
+        raise RegistryError(f"manifest digest: {e}", str(ref)) from None
+    hasher.update(data)
+    actual = f"{algo}:{hasher.hexdigest()}"
+    if expected and actual != expected:
+        raise RegistryDigestMismatch("manifest", expected, actual, str(ref))
+    if header and not expected and header != actual:
+        raise RegistryDigestMismatch("manifest (Docker-Content-Digest)", header, actual, str(ref))
+    return actual
+
+
+def fetch_manifest(client: RegistryClient, ref: Reference, identifier: str | None = None) -> Fetched:
+    """GET a manifest or index by tag or digest, verifying it against the digest it was asked by."""
+    ident = identifier or ref.identifier
+    resp = client.request(
+        "GET",
+        f"/v2/{ref.repository}/manifests/{ident}",
+        scopes=[pull_scope(ref.repository)],
+        reference=str(ref),
+        headers={"Accept": MANIFEST_ACCEPT},
+        stream=True,
+    )
+    if resp.status_code == 404:
+        raise client.fail(resp, f"manifest {ident} not found", str(ref))
+    if resp.status_code != 200:
+        raise client.fail(resp, f"fetching manifest {ident}", str(ref))
+    with resp:
+        data = resp.raw.read(_MAX_MANIFEST + 1, decode_content=True)
+    if len(data) > _MAX_MANIFEST:
+        raise RegistryError(f"manifest {ident} is larger than {_MAX_MANIFEST} bytes", str(ref))
+    expected = ident if ident.startswith(("sha256:", "sha512:")) else None
+    digest = _verify_manifest(data, expected, resp.headers.get("Docker-Content-Digest"), ref)
+    declared = resp.headers.get("Content-Type", "").split(";")[0].strip() or None
+    try:
+        media_type = sniff_media_type(data, declared)
+    except ImageFormatError as e:
+        raise RegistryError(str(e), str(ref)) from None
+    return Fetched(ref, data, media_type, digest)
+
+
+def choose_platform(index: Index, platform: Platform, ref: str) -> Descriptor:
+    """The index entry for a platform: an exact variant match first, then any compatible one."""
+    entries = [d for d in index.manifests if d.platform is not None and d.platform.os not in ("unknown", "")]
+    exact = [d for d in entries if d.platform is not None and _same(d.platform, platform)]
+    loose = [d for d in entries if d.platform is not None and platform.matches(d.platform)]
+    if exact or loose:
+        return (exact or loose)[0]
+    available = sorted({str(d.platform) for d in entries}) or ["none"]
+    raise RegistryError(f"no image for platform {platform}; available: {', '.join(available)}", ref)
+
+
+def _same(a: Platform, b: Platform) -> bool:
+    return (a.os, a.architecture, a.variant) == (b.os, b.architecture, b.variant)
+
+
+class _Puller:
+    def __init__(self, client: RegistryClient, ref: Reference, store: BlobStore, opts: RegistryOptions) -> None:
+        self.client = client
+        self.ref = ref
+        self.store = store
+        self.opts = opts
+
+    def fetch_blob(self, desc: Descriptor, what: str) -> None:
+        """Stream a blob into the store, verified; retried from the start when the connection drops."""
+        if self.store.has(desc.digest):
+            return
+        ref = str(self.ref)
+        policy = self.client.retry
+        for attempt in range(policy.attempts):
+            resp = self.client.request(
+                "GET",
+                f"/v2/{self.ref.repository}/blobs/{desc.digest}",
+                scopes=[pull_scope(self.ref.repository)],
+                reference=ref,
+                stream=True,
+            )
+            if resp.status_code != 200:
+                raise self.client.fail(resp, f"fetching {what} {desc.digest}", ref)
+            try:
+                with resp:
+                    self.store.ingest(resp.iter_content(CHUNK), desc.digest, desc.size, f"{what} {desc.digest}")
+                return
+            except DigestMismatch as e:
+                raise RegistryDigestMismatch(f"{what} {desc.digest}", e.expected, e.actual, ref) from None
+            except ImageFormatError as e:
+                raise RegistryError(str(e), ref) from None
+            except TRANSIENT_ERRORS as e:
+                log.debug("%s %s: %s on try %d", ref, desc.digest, type(e).__name__, attempt + 1)
+                if attempt + 1 >= policy.attempts:
+                    raise RegistryError(
+                        f"{what} {desc.digest}: transfer failed after {attempt + 1} tries ({type(e).__name__})", ref
+                    ) from None
+                policy.wait(attempt)
+        raise AssertionError("unreachable")
+
+    def fetch_blobs(self, descs: list[tuple[Descriptor, str]]) -> None:
+        missing = [(d, w) for d, w in descs if not self.store.has(d.digest)]
+        if not missing:
+            return
+        workers = max(1, min(self.opts.max_concurrent_transfers, len(missing)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kiln-pull") as pool:
+            futures = [pool.submit(self.fetch_blob, d, w) for d, w in missing]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in done:
+                exc = f.exception()
+                if exc is not None:
+                    raise exc
+
+
+def _resolve_fetched(ref: Reference, opts: RegistryOptions) -> tuple[RegistryClient, Fetched]:
+    """The manifest or index for a reference, from the first mirror that has it (then the registry itself)."""
+    errors: list[RegistryError] = []
+    for candidate in candidate_references(ref, opts):
+        client = RegistryClient(candidate.registry, opts, pulling=True)
+        try:
+            return client, fetch_manifest(client, candidate)
+        except RegistryError as e:
+            client.close()
+            if candidate != ref:
+                log.info("mirror %s failed for %s: %s", candidate.registry, ref, e.msg)
+            errors.append(e)
+    last = errors[-1]
+    if len(errors) > 1:
+        tried = "; ".join(f"{e.reference}: {e.msg}" for e in errors)
+        raise type(last)(f"not found in any of the registries tried: {tried}", str(ref), last.status)
+    raise last
+
+
+def resolve(ref: str, opts: RegistryOptions) -> Descriptor:
+    """The descriptor (media type, digest, size) a reference points to now."""
+    client, fetched = _resolve_fetched(Reference.parse(ref), opts)
+    client.close()
+    return fetched.descriptor()
+
+
+def fetch_image_index(ref: str, opts: RegistryOptions) -> Index | None:
+    """The index (manifest list) a reference names, or None when it names a single image manifest."""
+    client, fetched = _resolve_fetched(Reference.parse(ref), opts)
+    client.close()
+    if fetched.media_type not in mt.INDEX_TYPES:
+        return None
+    try:
+        return Index.from_bytes(fetched.data, fetched.media_type, f"index of {ref}")
+    except ImageFormatError as e:
+        raise RegistryError(str(e), ref) from None
+
+
+def pull_image(ref: str, platform: Platform, store: BlobStore, opts: RegistryOptions) -> Image:
+    """Pull an image for a platform into a store; the Image's blobs are then read from the store."""
+    parsed = Reference.parse(ref)
+    client, fetched = _resolve_fetched(parsed, opts)
+    try:
+        source = fetched.reference
+        for _ in range(4):  # an index of indexes is legal; a deeper chain is not something to follow forever
+            if fetched.media_type not in mt.INDEX_TYPES:
+                break
+            try:
+                index = Index.from_bytes(fetched.data, fetched.media_type, f"index of {ref}")
+            except ImageFormatError as e:
+                raise RegistryError(str(e), ref) from None
+            chosen = choose_platform(index, platform, ref)
+            fetched = fetch_manifest(client, source, chosen.digest)
+        if fetched.media_type not in mt.MANIFEST_TYPES:
+            raise RegistryError(f"unsupported manifest type {fetched.media_type}", ref)
+        try:
+            manifest = Manifest.from_bytes(fetched.data, fetched.media_type, f"manifest of {ref}")
+        except ImageFormatError as e:
+            raise RegistryError(str(e), ref) from None
+        puller = _Puller(client, source, store, opts)
+        # The config first: small, and a bad one makes fetching the layers pointless.
+        puller.fetch_blob(manifest.config, "config")
+        config_bytes = store.read_bytes(manifest.config.digest)
+        try:
+            config = ImageConfig.from_bytes(config_bytes, f"config of {ref}")
+        except ImageFormatError as e:
+            raise RegistryError(str(e), ref) from None
+        puller.fetch_blobs([(layer, "layer") for layer in manifest.layers if not layer.urls])
+        origin = BlobOrigin(source.registry, source.repository)
+        origins = {d.digest: origin for d in (manifest.config, *manifest.layers)}
+        store.put_bytes(fetched.data)  # kept beside the blobs so an offline tool can find it by digest
+        return Image(manifest, fetched.data, config, config_bytes, StoreBlobs(store, origins))
+    finally:
+        client.close()

@@ -1,0 +1,267 @@
+"""Pushing an image: blobs (layers, then config) that the registry lacks, then the manifest under each tag.
+
+A blob the registry already has in the repository is skipped (HEAD); one it has in another repository that kiln
+pulled it from is mounted; any other is uploaded, in one PUT or, above a threshold, in PATCH chunks. Every blob
+is in place before the first manifest is written, and any failure raises: a partial push never looks done.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import BinaryIO
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import requests
+
+from kiln.errors import RegistryError
+from kiln.oci.descriptor import Descriptor
+from kiln.transports.image import Image
+from kiln.transports.registry.client import RegistryClient, pull_scope, push_scope
+from kiln.transports.registry.options import RegistryOptions
+from kiln.transports.registry.reference import Reference
+from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
+
+log = logging.getLogger("kiln.registry.push")
+
+_OCTET = "application/octet-stream"
+
+
+def _with_query(url: str, **extra: str) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+class _LimitedReader:
+    """At most ``limit`` bytes of a stream, as a file-like body whose length requests can see."""
+
+    def __init__(self, f: BinaryIO, limit: int) -> None:
+        self._f = f
+        self._left = limit
+        self.len = limit
+
+    def read(self, n: int = -1) -> bytes:
+        if self._left <= 0:
+            return b""
+        n = self._left if n is None or n < 0 else min(n, self._left)
+        data = self._f.read(n)
+        self._left -= len(data)
+        return data
+
+
+class _BlobPusher:
+    def __init__(
+        self,
+        client: RegistryClient,
+        repository: str,
+        reference: str,
+        image: Image,
+        origins: Mapping[str, BlobOrigin],
+        opts: RegistryOptions,
+    ) -> None:
+        self.client = client
+        self.repository = repository
+        self.reference = reference
+        self.image = image
+        self.origins = origins
+        self.opts = opts
+
+    def origin(self, digest: str) -> BlobOrigin | None:
+        if digest in self.origins:
+            return self.origins[digest]
+        if isinstance(self.image.blobs, KnowsBlobOrigins):
+            return self.image.blobs.blob_origin(digest)
+        return None
+
+    def exists(self, desc: Descriptor) -> bool:
+        resp = self.client.request(
+            "HEAD",
+            f"/v2/{self.repository}/blobs/{desc.digest}",
+            scopes=[push_scope(self.repository)],
+            reference=self.reference,
+        )
+        resp.close()
+        if resp.status_code == 200:
+            return True
+        if resp.status_code == 404:
+            return False
+        raise self.client.fail(resp, f"checking blob {desc.digest}", self.reference)
+
+    def push(self, desc: Descriptor) -> str:
+        """Put one blob in the repository; returns how: 'exists', 'mounted' or 'uploaded'."""
+        if self.exists(desc):
+            return "exists"
+        policy = self.client.retry
+        for attempt in range(policy.attempts):
+            try:
+                return self._mount_or_upload(desc)
+            except _UploadInterrupted as e:
+                if attempt + 1 >= policy.attempts:
+                    raise RegistryError(
+                        f"uploading blob {desc.digest} failed after {attempt + 1} tries: {e}", self.reference
+                    ) from None
+                log.debug("%s: upload of %s interrupted (%s), starting again", self.reference, desc.digest, e)
+                policy.wait(attempt)
+        raise AssertionError("unreachable")
+
+    def _mount_or_upload(self, desc: Descriptor) -> str:
+        origin = self.origin(desc.digest)
+        scopes = [push_scope(self.repository)]
+        params: dict[str, str] = {}
+        if origin and origin.registry == self.client.registry and origin.repository != self.repository:
+            # One token for both repositories: the registry checks pull access on the source of a mount.
+            scopes.append(pull_scope(origin.repository))
+            params = {"mount": desc.digest, "from": origin.repository}
+        resp = self.client.request(
+            "POST",
+            f"/v2/{self.repository}/blobs/uploads/",
+            scopes=scopes,
+            reference=self.reference,
+            params=params,
+            headers={"Content-Length": "0"},
+        )
+        resp.close()
+        if resp.status_code == 201 and params:
+            return "mounted"
+        if resp.status_code != 202:
+            raise self.client.fail(resp, f"starting upload of blob {desc.digest}", self.reference)
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"upload of blob {desc.digest}: registry gave no upload location", self.reference)
+        location = self.client.url(location)
+        if desc.size > self.opts.chunk_threshold:
+            location = self._patch_chunks(desc, location, scopes)
+            body: Callable[[], object] | None = None
+        else:
+            body = lambda: self.image.blobs.open_blob(desc)  # noqa: E731
+        resp = self._send(
+            "PUT",
+            _with_query(location, digest=desc.digest),
+            scopes,
+            body,
+            {"Content-Type": _OCTET, "Content-Length": str(desc.size if body else 0)},
+        )
+        resp.close()
+        if resp.status_code != 201:
+            if resp.status_code == 400:
+                raise self.client.fail(resp, f"registry refused blob {desc.digest}", self.reference)
+            raise _UploadInterrupted(f"PUT answered {resp.status_code}")
+        return "uploaded"
+
+    def _patch_chunks(self, desc: Descriptor, location: str, scopes: list[str]) -> str:
+        with self.image.blobs.open_blob(desc) as f:
+            offset = 0
+            while offset < desc.size:
+                n = min(self.opts.chunk_size, desc.size - offset)
+                reader = _LimitedReader(f, n)
+                resp = self._send(
+                    "PATCH",
+                    location,
+                    scopes,
+                    lambda r=reader: r,  # type: ignore[misc]
+                    {
+                        "Content-Type": _OCTET,
+                        "Content-Length": str(n),
+                        "Content-Range": f"{offset}-{offset + n - 1}",
+                    },
+                )
+                resp.close()
+                if resp.status_code != 202:
+                    raise _UploadInterrupted(f"PATCH at offset {offset} answered {resp.status_code}")
+                location = self.client.url(resp.headers.get("Location") or location)
+                offset += n
+        return location
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        scopes: list[str],
+        body: Callable[[], object] | None,
+        headers: dict[str, str],
+    ) -> requests.Response:
+        try:
+            # Not retried inside: a body half-sent leaves the upload session in an unknown state, so the
+            # whole upload starts again from a new session instead.
+            return self.client.request(
+                method, url, scopes=scopes, reference=self.reference, headers=headers, body=body, retry=False
+            )
+        except RegistryError as e:
+            if e.status is not None:
+                raise
+            raise _UploadInterrupted(e.msg) from None
+
+
+class _UploadInterrupted(Exception):
+    pass
+
+
+def push_image(
+    image: Image,
+    refs: list[str],
+    opts: RegistryOptions,
+    *,
+    origins: Mapping[str, BlobOrigin] | None = None,
+) -> str:
+    """Push an image under each reference; returns the manifest digest, the same for every reference."""
+    if not refs:
+        raise RegistryError("no destination to push to")
+    parsed = [Reference.parse(r) for r in refs]
+    for ref in parsed:
+        if ref.digest and ref.digest != image.digest:
+            raise RegistryError(f"image digest is {image.digest}, not the one the destination names", str(ref))
+    by_repo: dict[tuple[str, str], list[Reference]] = {}
+    for ref in parsed:
+        by_repo.setdefault((ref.registry, ref.repository), []).append(ref)
+    for (registry, repository), targets in by_repo.items():
+        client = RegistryClient(registry, opts)
+        try:
+            _push_to_repository(client, repository, targets, image, origins or {}, opts)
+        finally:
+            client.close()
+    return image.digest
+
+
+def _push_to_repository(
+    client: RegistryClient,
+    repository: str,
+    targets: list[Reference],
+    image: Image,
+    origins: Mapping[str, BlobOrigin],
+    opts: RegistryOptions,
+) -> None:
+    reference = str(targets[0])
+    pusher = _BlobPusher(client, repository, reference, image, origins, opts)
+    layers = list({d.digest: d for d in image.layers if not d.urls}.values())
+    if layers:
+        workers = max(1, min(opts.max_concurrent_transfers, len(layers)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kiln-push") as pool:
+            futures = [pool.submit(pusher.push, d) for d in layers]
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for f in pending:
+                f.cancel()
+            for f in done:
+                exc = f.exception()
+                if exc is not None:
+                    raise exc
+    pusher.push(image.manifest.config)
+    for ref in targets:
+        ident = ref.tag or ref.digest or image.digest
+        resp = client.request(
+            "PUT",
+            f"/v2/{repository}/manifests/{ident}",
+            scopes=[push_scope(repository)],
+            reference=str(ref),
+            headers={"Content-Type": image.manifest.media_type},
+            body=image.manifest_bytes,
+        )
+        if resp.status_code not in (200, 201):
+            raise client.fail(resp, f"pushing manifest {ident}", str(ref))
+        resp.close()
+        returned = resp.headers.get("Docker-Content-Digest")
+        if returned and returned != image.digest:
+            raise RegistryError(
+                f"registry stored the manifest as {returned}, not {image.digest}", str(ref)
+            )

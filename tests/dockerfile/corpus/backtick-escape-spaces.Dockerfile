@@ -1,0 +1,5 @@
+#escape = `
+FROM windows
+RUN dir c:\ `
+  /s
+LABEL a=`"quoted`" b=c`d

@@ -1,0 +1,4 @@
+FROM alpine
+CMD ["echo", \
+# a comment in the middle
+     "hello"]

@@ -1,0 +1,7 @@
+FROM alpine
+RUN <<EOF
+ EOF
+EOF 
+EOFX
+EOF
+RUN echo after

@@ -1,0 +1,3 @@
+FROM alpine
+LABEL description="Ein schönes Bild — mit Umlauten" emoji="🐳"
+LABEL 日本語="値"

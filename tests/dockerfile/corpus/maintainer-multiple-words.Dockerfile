@@ -1,0 +1,3 @@
+FROM alpine
+MAINTAINER John Smith "john@example.com"
+RUN true

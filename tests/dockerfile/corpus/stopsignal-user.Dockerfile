@@ -1,0 +1,5 @@
+FROM nginx:stable
+STOPSIGNAL SIGQUIT
+USER www-data:www-data
+USER 1000
+STOPSIGNAL 9

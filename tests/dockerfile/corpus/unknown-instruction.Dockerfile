@@ -1,0 +1,3 @@
+FROM alpine
+FOO bar baz
+RUN echo still parsed by the AST

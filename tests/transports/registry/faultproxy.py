@@ -1,0 +1,112 @@
+"""An HTTP proxy on 127.0.0.1 in front of a real registry that injects the faults a real registry cannot make.
+
+Faults are matched by method and a path substring and used up one by one: answer a status (500, 429 with
+Retry-After), drop the connection halfway through a body, or flip a byte of the body.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import requests
+
+_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-authorization",
+        "proxy-authenticate", "content-length", "host"}  # fmt: skip
+
+
+@dataclass
+class Fault:
+    method: str
+    path_contains: str
+    kind: str  # "status", "drop", "corrupt"
+    status: int = 500
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int = 1
+
+
+@dataclass
+class FaultProxy:
+    upstream: str  # http://127.0.0.1:PORT
+    faults: list[Fault] = field(default_factory=list)
+    seen: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status sent)
+    port: int = 0
+    _server: ThreadingHTTPServer | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def add(self, fault: Fault) -> None:
+        self.faults.append(fault)
+
+    def _take(self, method: str, path: str) -> Fault | None:
+        for f in self.faults:
+            if f.times > 0 and f.method == method and f.path_contains in path:
+                f.times -= 1
+                return f
+        return None
+
+    def start(self) -> None:
+        proxy = self
+        session = requests.Session()
+        session.trust_env = False
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.0"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def _handle(self) -> None:
+                method, path = self.command, self.path
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fault = proxy._take(method, path)
+                if fault is not None and fault.kind == "status":
+                    proxy.seen.append((method, path, fault.status))
+                    self.send_response(fault.status)
+                    for k, v in fault.headers.items():
+                        self.send_header(k, v)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
+                resp = session.request(
+                    method, proxy.upstream + path, headers=headers, data=body, allow_redirects=False, timeout=30
+                )
+                data = resp.content
+                if fault is not None and fault.kind == "corrupt" and data:
+                    data = bytes([data[0] ^ 0xFF]) + data[1:]
+                proxy.seen.append((method, path, resp.status_code))
+                self.send_response(resp.status_code)
+                for k, v in resp.headers.items():
+                    if k.lower() in _HOP:
+                        continue
+                    if k.lower() == "location":
+                        v = v.replace(proxy.upstream, f"http://{proxy.address}")
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if method == "HEAD":
+                    return
+                if fault is not None and fault.kind == "drop":
+                    self.wfile.write(data[: len(data) // 2])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(data)
+
+            do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
