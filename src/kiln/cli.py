@@ -8,7 +8,9 @@ kaniko's executor flags are the reference set; the docker-style spellings users 
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -262,8 +264,18 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     return opts.validate()
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, turned into an exception so that mounts are undone and temporary files removed on the way out."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = _rewrite_go_bools(args)
         cli.main(args=args, prog_name="kiln", standalone_mode=False)
@@ -276,6 +288,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
+    except Terminated:
+        print("error: terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import dockerfile
 import pytest
 
+import dockerfile
 from kiln.dockerfile.lexer import Node, lex
 from kiln.errors import DockerfileError
 

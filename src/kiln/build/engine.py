@@ -113,6 +113,7 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
             plan = make_plan(df, opts)
             use_overlay = _use_overlay(opts, build_dir)
             blobs = BlobStore(kiln_dir / "blobs")
+            resolver = ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts)
             env = BuildEnv(
                 opts=opts,
                 plan=plan,
@@ -121,7 +122,8 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
                 layers=LayerStore(kiln_dir / "layers"),
                 context=ctx,
                 work_dir=build_dir,
-                resolve_image=ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts),
+                resolve_image=resolver,
+                origins=resolver.origins,
                 use_overlay=use_overlay,
                 timestamp=opts.timestamp,
             )
@@ -207,5 +209,5 @@ def _with_labels(image: Image, labels: dict[str, str], blobs: BlobStore) -> Imag
     manifest = Manifest(config_desc, image.manifest.layers, image.manifest.media_type)
     manifest_bytes = manifest.to_bytes()
     blobs.put_bytes(manifest_bytes)
-    return Image(manifest, manifest_bytes, cfg, config_bytes, blobs)
+    return Image(manifest, manifest_bytes, cfg, config_bytes, image.blobs)
 

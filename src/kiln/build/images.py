@@ -17,6 +17,8 @@ from kiln.oci.platform import Platform
 from kiln.options import RegistrySettings
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
+from kiln.transports.registry import pull_image, registry_options
+from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
 
 
 def split_layout_ref(spec: str) -> tuple[Path, str | None]:
@@ -36,6 +38,8 @@ class ImageResolver:
     platform: Platform
     registry: RegistrySettings
     build_contexts: Mapping[str, str] = field(default_factory=dict)
+    # Which registry repository each pulled blob came from, so a push to the same registry can mount it.
+    origins: dict[str, BlobOrigin] = field(default_factory=dict)
     _cache: dict[str, Image] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -79,6 +83,10 @@ class ImageResolver:
         return Image(image.manifest, image.manifest_bytes, image.config, image.config_bytes, self.blobs)
 
     def _pull(self, ref: str) -> Image:
-        from kiln.transports.registry import pull_image, registry_options
-
-        return pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))
+        image = pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))
+        if isinstance(image.blobs, KnowsBlobOrigins):
+            for desc in image.layers:
+                origin = image.blobs.blob_origin(desc.digest)
+                if origin is not None:
+                    self.origins.setdefault(desc.digest, origin)
+        return image

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from kiln.options import BuildOptions
@@ -48,7 +49,9 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[
     if opts.destinations and not opts.no_push:
         from kiln.transports.registry import push_image, registry_options
 
+        started = time.monotonic()
         push_image(image, list(opts.destinations), registry_options(opts.registry, pull=False))
+        reporter.phase("push", time.monotonic() - started, None, destinations=len(opts.destinations))
         pushed = list(opts.destinations)
         done.extend(f"pushed {d}" for d in pushed)
     digest = image.digest

@@ -19,7 +19,7 @@ from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Onbuild, R
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import BuildPlan, StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
-from kiln.errors import BuildError, SourceLocation
+from kiln.errors import BuildError, ContextError, SandboxError, SnapshotError, SourceLocation, UnsafePathError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -31,6 +31,7 @@ from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
+from kiln.transports.registry.sources import BlobOrigin, StoreBlobs
 
 
 @dataclass
@@ -55,6 +56,7 @@ class BuildEnv:
     context: BuildContext
     work_dir: Path
     resolve_image: Callable[[str], Image]
+    origins: Mapping[str, BlobOrigin] = field(default_factory=dict)
     results: dict[int, StageResult] = field(default_factory=dict)
     extra_roots: list[StageRoot] = field(default_factory=list)
     use_overlay: bool = True
@@ -100,7 +102,9 @@ def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
         return parent.image, plan.scope(st, parent=parent.scope)
     if st.base_image is None or st.base_image.lower() == "scratch":
         return None, plan.scope(st, base_env={})
+    started = time.monotonic()
     image = env.resolve_image(st.base_image)
+    env.reporter.phase("base", time.monotonic() - started, None, image=st.base_image)
     return image, plan.scope(st, base_env=image.config.config.env_dict())
 
 
@@ -111,8 +115,10 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     root = _new_root(env, f"stage{st.index}")
     try:
         if base is not None:
+            started = time.monotonic()
             for desc, diff_id in base.layer_diff_ids():
                 root.add_layer(diff_id, _blob_opener(env.blobs, desc.digest))  # type: ignore[arg-type]
+            env.reporter.phase("unpack", time.monotonic() - started, None, layers=len(base.layers))
             base_cfg = base.config
             docker_format = mt.is_docker_family(base.manifest.media_type)
             # A base stage's triggers are already in the plan; an image's are only known now.
@@ -148,6 +154,9 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             env.reporter.step_started(st.label, number, total, _step_text(instr), str(where))
             try:
                 layer = _dispatch(env, st, instr, scope, root, state, where, single)
+            except (ContextError, SandboxError, SnapshotError, UnsafePathError) as e:
+                # Errors raised below the engine do not know the Dockerfile line; the user needs it.
+                raise BuildError(f"{instr.keyword}: {e}", where) from e
             except OSError as e:
                 raise BuildError(f"{instr.keyword} failed: {e}", where) from e
             env.reporter.step_finished(layer.descriptor.size if layer else None)
@@ -205,7 +214,12 @@ def _dispatch(
     meta = state.meta
     text = created_by(instr, meta.shell)
     if isinstance(instr, Arg):
-        return None  # ARG changes only what later instructions see; BuildKit records no history for it
+        # ARG changes only what later instructions see, but BuildKit still commits it to history as an
+        # empty layer ("ARG k=v" with the value in force, bare "ARG k" when it has none).
+        if not single:
+            pairs = " ".join(k if v is None else f"{k}={v}" for k, v in instr.pairs)
+            _record(env, state, None, f"ARG {pairs}")
+        return None
     new_meta = apply_metadata(instr, meta)
     if new_meta is not None:
         state.meta = replace(new_meta, config=replace(new_meta.config, env=_env_tuple(scope.env)))
@@ -220,8 +234,13 @@ def _dispatch(
         root.begin_step()
         if discover:
             _begin_discovery(root)
+        started = time.monotonic()
         declared = declared_fn()
+        env.reporter.phase("execute", time.monotonic() - started, None, instruction=instr.keyword)
+        started = time.monotonic()
         layer = root.finish_step(declared, lambda ch: _make_layer(env, ch, state.docker_format))
+        # "snapshot" includes the layer's tar+compress time, which the "layer" phase reports on its own.
+        env.reporter.phase("snapshot", time.monotonic() - started, None)
         _record(env, state, layer, text_for_history)
         return layer
 
@@ -281,7 +300,6 @@ def _source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:
     if index is None and ref.isdigit():
         index = int(ref)
     if index is not None:
-        other = env.results[index]
         return RootfsTree(stage_root_view(env, index), f"stage {ref}")
     image = env.resolve_image(ref)
     return RootfsTree(image_root(env, image), f"image {ref}")
@@ -320,7 +338,7 @@ def _image(env: BuildEnv, state: _State, scope: StageScope) -> Image:
     manifest = Manifest(config_desc, layers, mt.manifest_media_type(docker))
     manifest_bytes = manifest.to_bytes()
     env.blobs.put_bytes(manifest_bytes)
-    return Image(manifest, manifest_bytes, cfg, config_bytes, env.blobs)
+    return Image(manifest, manifest_bytes, cfg, config_bytes, StoreBlobs(env.blobs, env.origins))
 
 
 def _convert_media_type(media_type: str, docker: bool) -> str:

@@ -5,7 +5,7 @@ suite.
 """
 
 from kiln.diff.api import DiffOptions, diff_images, diff_opened
-from kiln.diff.model import DiffReport, Difference
+from kiln.diff.model import Difference, DiffReport
 from kiln.diff.sources import ImageSpec, open_image
 
 __all__ = [

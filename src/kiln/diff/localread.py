@@ -131,7 +131,7 @@ def read_archive(path: Path, workdir: Path, tag: str | None = None) -> Image:
     except (tarfile.TarError, OSError) as e:
         raise ImageFormatError(f"{path}: cannot read the archive: {e}") from None
 
-    def member(name: str) -> Path:
+    def archived(name: str) -> Path:
         rel = _safe_member_path(name, str(path))
         seen = 0
         while rel not in files and rel in links and seen < 8:  # docker's shared layers are symlinks
@@ -142,7 +142,7 @@ def read_archive(path: Path, workdir: Path, tag: str | None = None) -> Image:
             raise ImageFormatError(f"{path}: {name} is missing from the archive")
         return files[rel]
 
-    entries = _load_json(member("manifest.json").read_bytes(), f"{path} manifest.json")
+    entries = _load_json(archived("manifest.json").read_bytes(), f"{path} manifest.json")
     if not isinstance(entries, list) or not entries:
         raise ImageFormatError(f"{path}: manifest.json lists no image")
     if tag is None:
@@ -154,13 +154,13 @@ def read_archive(path: Path, workdir: Path, tag: str | None = None) -> Image:
         if not matches:
             raise ImageFormatError(f"{path}: no image tagged {tag!r}")
         entry = matches[0]
-    config_path = member(str(entry.get("Config")))
+    config_path = archived(str(entry.get("Config")))
     config_bytes = config_path.read_bytes()
     config = ImageConfig.from_bytes(config_bytes, f"{path} config")
     layer_descs: list[Descriptor] = []
     blobs: dict[str, Path] = {}
     for name in entry.get("Layers") or []:
-        layer_path = member(str(name))
+        layer_path = archived(str(name))
         digest = _sha256_file(layer_path)
         blobs[digest] = layer_path
         layer_descs.append(Descriptor(mt.OCI_LAYER, digest, layer_path.stat().st_size))

@@ -47,9 +47,7 @@ class ImageSpec:
                     raise UsageError(f"no path in {text!r}", "IMAGE")
                 return cls(transport, path, tag)
         if text.startswith(("/", "./", "../")) or Path(text).exists():
-            raise UsageError(
-                f"{text!r} looks like a path: write oci-layout:{text} or docker-archive:{text}", "IMAGE"
-            )
+            raise UsageError(f"{text!r} looks like a path: write oci-layout:{text} or docker-archive:{text}", "IMAGE")
         return cls("registry", text)
 
     def __str__(self) -> str:

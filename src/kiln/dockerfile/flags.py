@@ -93,6 +93,8 @@ def parse_duration(text: str) -> float:
     pos = 0
     while pos < len(s):
         m = _DURATION_PART.match(s, pos)
+        if m is None and re.fullmatch(r"\d*(?:\.\d*)?", s[pos:]):
+            raise DockerfileError(f'time: missing unit in duration "{text}"')
         if m is None or (m.group(1) == "" and not m.group(2)):
             raise DockerfileError(f'time: invalid duration "{text}"')
         unit = m.group(3)
@@ -246,9 +248,43 @@ def parse_port_spec(text: str) -> PortSpec:
 # ---------------------------------------------------------------------------------------------- signals
 
 _SIGNALS = {
-    "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT", "KILL", "PIPE",
-    "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM", "TRAP", "TSTP", "TTIN", "TTOU",
-    "UNUSED", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ", "RTMIN", "RTMAX",
+    "ABRT",
+    "ALRM",
+    "BUS",
+    "CHLD",
+    "CLD",
+    "CONT",
+    "FPE",
+    "HUP",
+    "ILL",
+    "INT",
+    "IO",
+    "IOT",
+    "KILL",
+    "PIPE",
+    "POLL",
+    "PROF",
+    "PWR",
+    "QUIT",
+    "SEGV",
+    "STKFLT",
+    "STOP",
+    "SYS",
+    "TERM",
+    "TRAP",
+    "TSTP",
+    "TTIN",
+    "TTOU",
+    "UNUSED",
+    "URG",
+    "USR1",
+    "USR2",
+    "VTALRM",
+    "WINCH",
+    "XCPU",
+    "XFSZ",
+    "RTMIN",
+    "RTMAX",
     *(f"RTMIN+{n}" for n in range(1, 16)),
     *(f"RTMAX-{n}" for n in range(1, 15)),
 }
@@ -277,8 +313,25 @@ def parse_signal(text: str) -> str:
 MOUNT_TYPES = ("bind", "cache", "tmpfs", "secret", "ssh")
 SHARING_MODES = ("shared", "private", "locked")
 _MOUNT_KEYS = (
-    "type", "from", "source", "src", "target", "dst", "destination", "readonly", "ro", "readwrite", "rw",
-    "id", "sharing", "required", "size", "mode", "uid", "gid", "env",
+    "type",
+    "from",
+    "source",
+    "src",
+    "target",
+    "dst",
+    "destination",
+    "readonly",
+    "ro",
+    "readwrite",
+    "rw",
+    "id",
+    "sharing",
+    "required",
+    "size",
+    "mode",
+    "uid",
+    "gid",
+    "env",
 )
 
 
@@ -375,7 +428,7 @@ def parse_mount(spec: str, word: Callable[[str], str] | None = None) -> Mount:
     if sharing is not None:
         sharing = sharing.lower()
         if sharing not in SHARING_MODES:
-            raise DockerfileError(f"unsupported sharing value \"{values['sharing']}\"")
+            raise DockerfileError(f'unsupported sharing value "{values["sharing"]}"')
     mode = _parse_uint("mode", values["mode"], 8) if "mode" in values else None
     uid = _parse_uint("uid", values["uid"], 10) if "uid" in values else None
     gid = _parse_uint("gid", values["gid"], 10) if "gid" in values else None

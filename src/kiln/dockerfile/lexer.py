@@ -63,6 +63,7 @@ class Directives:
 class DockerfileWarning:
     line: int
     message: str
+    rule: str = ""  # BuildKit's check name (e.g. "LegacyKeyValueFormat"), "" for other warnings
 
 
 # ----------------------------------------------------------------------------------------- characters
@@ -607,7 +608,9 @@ def lex(text: str, path: str = "Dockerfile") -> tuple[Directives, list[Node], li
             cont, done = state.trim_continuation(cont)
             line += cont
         if empty_continuation:
-            warnings.append(DockerfileWarning(start, f"Empty continuation line found in: {line}"))
+            warnings.append(
+                DockerfileWarning(start, f"Empty continuation line found in: {line}", "NoEmptyContinuation")
+            )
         try:
             node = node_from_line(line, state.escape, start, i)
         except DockerfileError as e:
@@ -635,14 +638,10 @@ def lex(text: str, path: str = "Dockerfile") -> tuple[Directives, list[Node], li
                     raise DockerfileError("unterminated heredoc", path, start)
                 content = "".join(body)
                 chomped = _LEADING_TABS.sub("", content) if opener.chomp else content
-                docs.append(
-                    Heredoc(opener.name, chomped, opener.expand, opener.chomp, opener.fd, raw_content=content)
-                )
+                docs.append(Heredoc(opener.name, chomped, opener.expand, opener.chomp, opener.fd, raw_content=content))
             node = _with_heredocs(node, tuple(docs), i)
         else:
-            node = Node(
-                node.keyword, node.args, node.flags, node.json, node.original, start, i, sub=node.sub
-            )
+            node = Node(node.keyword, node.args, node.flags, node.json, node.original, start, i, sub=node.sub)
         nodes.append(node)
     if not nodes:
         raise DockerfileError("file with no instructions", path, len(lines) or None)
@@ -653,9 +652,7 @@ def lex(text: str, path: str = "Dockerfile") -> tuple[Directives, list[Node], li
             skip, error = _check_options(state.values["check"])
         except DockerfileError as e:
             raise DockerfileError(e.msg, path, 1) from None
-    directives = Directives(
-        syntax=state.values.get("syntax"), escape=state.escape, check_skip=skip, check_error=error
-    )
+    directives = Directives(syntax=state.values.get("syntax"), escape=state.escape, check_skip=skip, check_error=error)
     return directives, nodes, warnings
 
 
@@ -665,12 +662,28 @@ def _heredoc_suffix(docs: tuple[Heredoc, ...]) -> str:
 
 def _with_heredocs(node: Node, docs: tuple[Heredoc, ...], end: int) -> Node:
     if not docs:
-        return Node(node.keyword, node.args, node.flags, node.json, node.original, node.start_line, end,
-                    sub=node.sub)
+        return Node(node.keyword, node.args, node.flags, node.json, node.original, node.start_line, end, sub=node.sub)
     if node.sub is not None:
         sub = node.sub
-        sub = Node(sub.keyword, sub.args, sub.flags, sub.json, sub.original + "\n" + _heredoc_suffix(docs),
-                   node.start_line, end, docs, sub.sub)
+        sub = Node(
+            sub.keyword,
+            sub.args,
+            sub.flags,
+            sub.json,
+            sub.original + "\n" + _heredoc_suffix(docs),
+            node.start_line,
+            end,
+            docs,
+            sub.sub,
+        )
         return Node(node.keyword, node.args, node.flags, node.json, node.original, node.start_line, end, sub=sub)
-    return Node(node.keyword, node.args, node.flags, node.json, node.original + "\n" + _heredoc_suffix(docs),
-                node.start_line, end, docs)
+    return Node(
+        node.keyword,
+        node.args,
+        node.flags,
+        node.json,
+        node.original + "\n" + _heredoc_suffix(docs),
+        node.start_line,
+        end,
+        docs,
+    )

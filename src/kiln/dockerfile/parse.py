@@ -64,7 +64,47 @@ def parse_dockerfile(text: str, path: str = "Dockerfile") -> Dockerfile:
             DockerfileWarning(1, f"unsupported syntax {directives.syntax!r}: parsing as docker/dockerfile:1")
         )
     instructions = tuple(_instruction(node, directives.escape, path, warnings) for node in nodes)
+    warnings = _apply_checks(directives, path, _drop_json_args_under_custom_shell(instructions, warnings))
     return Dockerfile(path, directives, instructions, tuple(warnings))
+
+
+def _drop_json_args_under_custom_shell(
+    instructions: tuple[Instruction, ...], warnings: list[DockerfileWarning]
+) -> list[DockerfileWarning]:
+    """BuildKit does not recommend JSON arguments once the image has its own SHELL. Known statically: a
+    SHELL earlier in the stage or in the stage it is built FROM (a base image's shell is not known here)."""
+    custom: set[int] = set()  # lines of CMD/ENTRYPOINT under a custom shell
+    stage_has_shell: dict[str, bool] = {}
+    shell = False
+    current: str | None = None
+    for inst in instructions:
+        if isinstance(inst, From):
+            shell = stage_has_shell.get(inst.image.lower(), False)
+            if inst.name:
+                stage_has_shell[inst.name] = shell
+            current = inst.name
+        elif isinstance(inst, Shell):
+            shell = True
+            if current:
+                stage_has_shell[current] = True
+        elif isinstance(inst, Cmd | Entrypoint) and shell:
+            custom.add(inst.line)
+    return [w for w in warnings if not (w.rule == "JSONArgsRecommended" and w.line in custom)]
+
+
+def _apply_checks(directives: Directives, path: str, warnings: list[DockerfileWarning]) -> list[DockerfileWarning]:
+    """`# check=skip=...` drops rule warnings; `# check=error=true` makes the remaining ones fatal."""
+    skip = set(directives.check_skip)
+    if "all" in skip:
+        kept = [w for w in warnings if not w.rule]
+    else:
+        kept = [w for w in warnings if w.rule not in skip]
+    if directives.check_error:
+        failed = [w for w in kept if w.rule]
+        if failed:
+            first = failed[0]
+            raise DockerfileError(f"lint violation ({first.rule}): {first.message}", path, first.line)
+    return kept
 
 
 def parse_instruction_text(text: str, path: str, line: int) -> Instruction:
@@ -80,8 +120,9 @@ def parse_instruction_text(text: str, path: str, line: int) -> Instruction:
         raise DockerfileError(f"expected one instruction, got {len(nodes)}: {text!r}", path, line)
     node = nodes[0]
     span = node.end_line - node.start_line
-    placed = Node(node.keyword, node.args, node.flags, node.json, node.original, line, line + span,
-                  node.heredocs, node.sub)
+    placed = Node(
+        node.keyword, node.args, node.flags, node.json, node.original, line, line + span, node.heredocs, node.sub
+    )
     try:
         return _instruction(placed, "\\", path, [])
     except DockerfileError as e:
@@ -95,8 +136,7 @@ _FLAGS: dict[str, dict[str, FlagKind]] = {
     "from": {"platform": _S},
     "run": {"mount": _SS, "network": _S, "security": _S},
     "copy": {"from": _S, "chown": _S, "chmod": _S, "link": _B, "parents": _B, "exclude": _SS},
-    "add": {"chown": _S, "chmod": _S, "link": _B, "checksum": _S, "keep-git-dir": _B, "unpack": _B,
-            "exclude": _SS},
+    "add": {"chown": _S, "chmod": _S, "link": _B, "checksum": _S, "keep-git-dir": _B, "unpack": _B, "exclude": _SS},
     "healthcheck": {"interval": _S, "timeout": _S, "start-period": _S, "start-interval": _S, "retries": _S},
 }
 _NETWORKS = ("default", "none", "host")
@@ -124,8 +164,8 @@ class _Req:
     def flags(self, name: str | None = None) -> dict[str, FlagValue]:
         return parse_flags(self.node.flags, _FLAGS.get(name or self.node.keyword, {}))
 
-    def warn(self, message: str) -> None:
-        self.warnings.append(DockerfileWarning(self.node.start_line, message))
+    def warn(self, rule: str, message: str) -> None:
+        self.warnings.append(DockerfileWarning(self.node.start_line, message, rule))
 
     def command(self) -> Command:
         if self.node.json:
@@ -172,7 +212,9 @@ def _pairs(req: _Req) -> tuple[tuple[str, str], ...]:
     if any(not k for k, _ in pairs):
         raise DockerfileError(f"{name} names can not be blank")
     if _legacy_key_value(req):
-        req.warn(f'"{name} key=value" should be used instead of legacy "{name} key value" format')
+        req.warn(
+            "LegacyKeyValueFormat", f'"{name} key=value" should be used instead of legacy "{name} key value" format'
+        )
     return pairs
 
 
@@ -186,13 +228,13 @@ def _from(req: _Req) -> Instruction:
         name = args[2].lower()
         if not _STAGE_NAME.match(name):
             raise DockerfileError(
-                f"invalid name for build stage: \"{args[2]}\", name can't start with a number or contain symbols"
+                f'invalid name for build stage: "{args[2]}", name can\'t start with a number or contain symbols'
             )
         if args[2] != name:
-            req.warn(f"Stage name '{args[2]}' should be lowercase")
+            req.warn("StageNameCasing", f"Stage name '{args[2]}' should be lowercase")
         keyword = split_line(req.node.original)[0]
         if (keyword.isupper() and not args[1].isupper()) or (keyword.islower() and not args[1].islower()):
-            req.warn(f"'{args[1]}' and '{keyword}' keywords' casing do not match")
+            req.warn("FromAsCasing", f"'{args[1]}' and '{keyword}' keywords' casing do not match")
     elif len(args) != 1:
         raise DockerfileError("FROM requires either one or three arguments")
     flags = req.flags()
@@ -224,7 +266,7 @@ def _label(req: _Req) -> Instruction:
 def _maintainer(req: _Req) -> Instruction:
     _exactly_one(req)
     req.flags()
-    req.warn("MAINTAINER instruction is deprecated in favor of using label")
+    req.warn("MaintainerDeprecated", "MAINTAINER instruction is deprecated in favor of using label")
     return Maintainer(**req.base, name=req.args[0])
 
 
@@ -236,17 +278,34 @@ def _run(req: _Req) -> Instruction:
     security = _str(flags, "security")
     if security is not None and security not in _SECURITY:
         raise DockerfileError(f"unsupported security mode {security!r}, allowed: {', '.join(_SECURITY)}")
-    return Run(**req.base, command=req.command(), heredocs=req.node.heredocs,
-               mount_specs=_strs(flags, "mount"), network=network, security=security)
+    return Run(
+        **req.base,
+        command=req.command(),
+        heredocs=req.node.heredocs,
+        mount_specs=_strs(flags, "mount"),
+        network=network,
+        security=security,
+    )
+
+
+def _json_args_recommended(req: _Req) -> None:
+    if not req.node.json and req.args:
+        name = req.node.keyword.upper()
+        req.warn(
+            "JSONArgsRecommended",
+            f"JSON arguments recommended for {name} to prevent unintended behavior related to OS signals",
+        )
 
 
 def _cmd(req: _Req) -> Instruction:
     req.flags()
+    _json_args_recommended(req)
     return Cmd(**req.base, command=req.command())
 
 
 def _entrypoint(req: _Req) -> Instruction:
     req.flags()
+    _json_args_recommended(req)
     return Entrypoint(**req.base, command=req.command())
 
 
@@ -276,18 +335,36 @@ def _sources(req: _Req) -> tuple[tuple[str, ...], str]:
 def _copy(req: _Req) -> Instruction:
     sources, dest = _sources(req)
     flags = req.flags()
-    return Copy(**req.base, sources=sources, dest=dest, from_=_str(flags, "from"), chown=_str(flags, "chown"),
-                chmod=_str(flags, "chmod"), link=bool(_bool(flags, "link")), parents=bool(_bool(flags, "parents")),
-                excludes=_strs(flags, "exclude"), heredocs=req.node.heredocs)
+    return Copy(
+        **req.base,
+        sources=sources,
+        dest=dest,
+        from_=_str(flags, "from"),
+        chown=_str(flags, "chown"),
+        chmod=_str(flags, "chmod"),
+        link=bool(_bool(flags, "link")),
+        parents=bool(_bool(flags, "parents")),
+        excludes=_strs(flags, "exclude"),
+        heredocs=req.node.heredocs,
+    )
 
 
 def _add(req: _Req) -> Instruction:
     sources, dest = _sources(req)
     flags = req.flags()
-    return Add(**req.base, sources=sources, dest=dest, chown=_str(flags, "chown"), chmod=_str(flags, "chmod"),
-               link=bool(_bool(flags, "link")), excludes=_strs(flags, "exclude"), heredocs=req.node.heredocs,
-               checksum=_str(flags, "checksum"), keep_git_dir=bool(_bool(flags, "keep-git-dir")),
-               unpack=_bool(flags, "unpack"))
+    return Add(
+        **req.base,
+        sources=sources,
+        dest=dest,
+        chown=_str(flags, "chown"),
+        chmod=_str(flags, "chmod"),
+        link=bool(_bool(flags, "link")),
+        excludes=_strs(flags, "exclude"),
+        heredocs=req.node.heredocs,
+        checksum=_str(flags, "checksum"),
+        keep_git_dir=bool(_bool(flags, "keep-git-dir")),
+        unpack=_bool(flags, "unpack"),
+    )
 
 
 def _workdir(req: _Req) -> Instruction:
@@ -339,8 +416,9 @@ def _healthcheck(req: _Req) -> Instruction:
     if kind == "NONE":
         if rest:
             raise DockerfileError("HEALTHCHECK NONE takes no arguments")
-        return Healthcheck(**req.base, test=None, interval=None, timeout=None, start_period=None,
-                           start_interval=None, retries=None)
+        return Healthcheck(
+            **req.base, test=None, interval=None, timeout=None, start_period=None, start_interval=None, retries=None
+        )
     flags = req.flags()
     if kind != "CMD":
         raise DockerfileError(f'Unknown type "{kind}" in HEALTHCHECK (try CMD)')

@@ -95,9 +95,13 @@ class _StrictTarFile(tarfile.TarFile):
             first: tarfile.TarInfo = self.firstmember  # type: ignore[has-type]
             self.firstmember = None
             return first
+        if self._loaded:  # type: ignore[has-type]
+            return None  # the end was seen already
         fileobj = self.fileobj
         assert fileobj is not None
         if self.offset != fileobj.tell():
+            if self.offset == 0:
+                return None
             fileobj.seek(self.offset - 1)
             if not fileobj.read(1):
                 raise tarfile.ReadError("unexpected end of data")
@@ -153,7 +157,10 @@ class _Extractor:
             shutil.rmtree(host)
         else:
             os.unlink(host)
-        self.resolver.invalidate()
+        # Only directories and symlinks take part in resolving paths; replacing files (most of a layer
+        # over an older one) keeps the resolver's cache.
+        if stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode):
+            self.resolver.invalidate()
 
     # -- entries
 
@@ -320,7 +327,7 @@ class _Extractor:
 def extract_layer(
     src: Readable, root: Path, *, mode: ExtractMode = "apply", label: str = "layer"
 ) -> ExtractStats:
-    """Extract the layer tar in ``src`` (plain or gzip/zstd/bzip2/xz compressed) onto ``root``.
+    """Extract the layer tar in ``src`` (plain or gzip/zstd/bzip2/xz compressed) onto ``root`` (made if missing).
 
     We run as root: owners are set numerically, modes with setuid/setgid/sticky, xattrs including
     security.capability. ``label`` names the layer in error messages. A malformed or truncated layer is
@@ -329,6 +336,7 @@ def extract_layer(
     """
     if mode not in ("apply", "overlay"):
         raise ValueError(f"unknown extract mode {mode!r}")
+    os.makedirs(root, exist_ok=True)
     extractor = _Extractor(os.fspath(root), mode)
     stream = _HashingReader(open_decompressed(src))
     current = "(start of the archive)"

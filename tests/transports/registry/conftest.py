@@ -118,13 +118,13 @@ def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenSer
 
 
 @pytest.fixture(scope="session")
-def token_registry(registry_factory, token_service: TokenService):  # type: ignore[no-untyped-def]
+def token_registry(registry_factory, token_service: TokenService):
     """A plain-HTTP registry whose auth is Bearer tokens from token_service."""
     return registry_factory.start(name="token", extra_config=token_service.registry_config())
 
 
 @pytest.fixture
-def fault_proxy(registry) -> Iterator[FaultProxy]:  # type: ignore[no-untyped-def]
+def fault_proxy(registry) -> Iterator[FaultProxy]:
     proxy = FaultProxy(registry.url)
     proxy.start()
     try:

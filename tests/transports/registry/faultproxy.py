@@ -7,6 +7,7 @@ Retry-After), drop the connection halfway through a body, or flip a byte of the 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -21,10 +22,11 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 class Fault:
     method: str
     path_contains: str
-    kind: str  # "status", "drop", "corrupt"
+    kind: str  # "status", "drop", "corrupt", "delay" (answer normally after `seconds`)
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
+    seconds: float = 0.0
 
 
 @dataclass
@@ -33,6 +35,9 @@ class FaultProxy:
     faults: list[Fault] = field(default_factory=list)
     seen: list[tuple[str, str, int]] = field(default_factory=list)  # (method, path, status sent)
     port: int = 0
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -61,6 +66,16 @@ class FaultProxy:
                 pass
 
             def _handle(self) -> None:
+                with proxy._lock:
+                    proxy.in_flight += 1
+                    proxy.max_in_flight = max(proxy.max_in_flight, proxy.in_flight)
+                try:
+                    self._forward()
+                finally:
+                    with proxy._lock:
+                        proxy.in_flight -= 1
+
+            def _forward(self) -> None:
                 method, path = self.command, self.path
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
@@ -73,6 +88,8 @@ class FaultProxy:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
+                if fault is not None and fault.kind == "delay":
+                    time.sleep(fault.seconds)
                 headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
                 resp = session.request(
                     method, proxy.upstream + path, headers=headers, data=body, allow_redirects=False, timeout=30

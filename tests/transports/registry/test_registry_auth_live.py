@@ -9,9 +9,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import make_image
-from support.procs import run_text
 
+from conftest import make_image
 from kiln.errors import AuthError, RegistryError
 from kiln.oci.platform import Platform
 from kiln.transports.registry.client import RegistryClient
@@ -19,6 +18,7 @@ from kiln.transports.registry.credentials import Credentials
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.pull import pull_image
 from kiln.transports.registry.push import push_image
+from support.procs import run_text
 
 AMD64 = Platform("linux", "amd64")
 
@@ -32,9 +32,11 @@ def basic_entry(user: str, password: str) -> dict[str, str]:
     return {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
 
 
-def test_htpasswd_basic_auth(auth_registry, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_htpasswd_basic_auth(auth_registry, tmp_path: Path, store) -> None:
     creds = auth_registry.credentials
-    config = write_config(tmp_path / "config.json", {auth_registry.address: basic_entry(creds.username, creds.password)})
+    config = write_config(
+        tmp_path / "config.json", {auth_registry.address: basic_entry(creds.username, creds.password)}
+    )
     opts = RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01)
     made = make_image({"basic.txt": b"basic\n"})
     ref = auth_registry.ref("kiln/basic", "t")
@@ -45,7 +47,7 @@ def test_htpasswd_basic_auth(auth_registry, tmp_path: Path, store) -> None:  # t
     assert pull_image(ref, AMD64, store, opts).digest == made.image.digest
 
 
-def test_wrong_password_never_shows_it(auth_registry, tmp_path: Path, store, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_never_shows_it(auth_registry, tmp_path: Path, store, caplog) -> None:
     secret = "wrong-Pa55-d0n7-l34k"
     config = write_config(tmp_path / "config.json", {auth_registry.address: basic_entry("kiln", secret)})
     opts = RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01)
@@ -60,20 +62,20 @@ def test_wrong_password_never_shows_it(auth_registry, tmp_path: Path, store, cap
         assert base64.b64encode(f"kiln:{secret}".encode()).decode() not in text
 
 
-def test_no_credentials_for_auth_registry(auth_registry, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_no_credentials_for_auth_registry(auth_registry, plain_opts, store) -> None:
     with pytest.raises(AuthError) as info:
         pull_image(auth_registry.ref("kiln/basic", "t"), AMD64, store, plain_opts)
     assert "no credentials" in str(info.value)
 
 
-def token_opts(tmp_path: Path, token_service, registry, **kw) -> RegistryOptions:  # type: ignore[no-untyped-def]
+def token_opts(tmp_path: Path, token_service, registry, **kw) -> RegistryOptions:
     config = write_config(
         tmp_path / "config.json", {registry.address: basic_entry(token_service.username, token_service.password)}
     )
     return RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01, **kw)
 
 
-def test_bearer_token_push_pull(token_registry, token_service, tmp_path: Path, store, caplog) -> None:  # type: ignore[no-untyped-def]
+def test_bearer_token_push_pull(token_registry, token_service, tmp_path: Path, store, caplog) -> None:
     opts = token_opts(tmp_path, token_service, token_registry)
     made = make_image({"token.txt": b"token\n"})
     ref = token_registry.ref("kiln/token", "t")
@@ -91,7 +93,7 @@ def test_bearer_token_push_pull(token_registry, token_service, tmp_path: Path, s
         assert token not in caplog.text
 
 
-def test_wrong_password_at_token_service(token_registry, token_service, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_password_at_token_service(token_registry, token_service, tmp_path: Path, store) -> None:
     config = write_config(tmp_path / "c.json", {token_registry.address: basic_entry("tokenuser", "bad-s3cret-xyz")})
     opts = RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01)
     with pytest.raises(AuthError) as info:
@@ -100,7 +102,7 @@ def test_wrong_password_at_token_service(token_registry, token_service, tmp_path
     assert "bad-s3cret-xyz" not in str(info.value) + repr(info.value)
 
 
-def test_expired_token_is_fetched_again(token_registry, token_service, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_expired_token_is_fetched_again(token_registry, token_service, tmp_path: Path, store) -> None:
     opts = token_opts(tmp_path, token_service, token_registry)
     made = make_image({"expired.txt": b"expired\n"})
     ref = token_registry.ref("kiln/expired", "t")
@@ -113,7 +115,7 @@ def test_expired_token_is_fetched_again(token_registry, token_service, tmp_path:
     assert len(token_service.requests) - start == 2
 
 
-def test_short_lived_token_is_renewed(token_registry, token_service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_short_lived_token_is_renewed(token_registry, token_service, tmp_path: Path) -> None:
     """expires_in below the client's safety margin: every request needs a fresh token, and gets one."""
     opts = token_opts(tmp_path, token_service, token_registry)
     made = make_image({"short.txt": b"short\n"})
@@ -127,7 +129,7 @@ def test_short_lived_token_is_renewed(token_registry, token_service, tmp_path: P
     assert len(token_service.requests) - start > 2
 
 
-def test_identity_token_refresh_grant(token_registry, token_service, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_identity_token_refresh_grant(token_registry, token_service, tmp_path: Path, store) -> None:
     config = tmp_path / "config.json"
     config.write_text(json.dumps({"auths": {token_registry.address: {"identitytoken": token_service.refresh_token}}}))
     opts = RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01)
@@ -139,7 +141,7 @@ def test_identity_token_refresh_grant(token_registry, token_service, tmp_path: P
     assert grants == {"refresh_token"}
 
 
-def test_token_not_in_errors(token_registry, token_service, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_token_not_in_errors(token_registry, token_service, tmp_path: Path) -> None:
     opts = token_opts(tmp_path, token_service, token_registry)
     client = RegistryClient(token_registry.address, opts)
     resp = client.request("GET", "/v2/kiln/none/manifests/x", scopes=["repository:kiln/none:pull"], reference="r")
@@ -151,7 +153,7 @@ def test_token_not_in_errors(token_registry, token_service, tmp_path: Path) -> N
     assert "token" not in repr(Credentials("u", token))
 
 
-def test_cross_repository_mount(token_registry, token_service, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_cross_repository_mount(token_registry, token_service, tmp_path: Path, store) -> None:
     opts = token_opts(tmp_path, token_service, token_registry)
     made = make_image({"mount.txt": b"mount me\n"}, layers=2)
     src = token_registry.ref("kiln/mount-src", "t")
@@ -171,7 +173,7 @@ def test_cross_repository_mount(token_registry, token_service, tmp_path: Path, s
     assert ["repository:kiln/mount-dest:pull,push", "repository:kiln/mount-src:pull"] in scopes
 
 
-def test_mount_from_unknown_repository_falls_back_to_upload(registry, plain_opts) -> None:  # type: ignore[no-untyped-def]
+def test_mount_from_unknown_repository_falls_back_to_upload(registry, plain_opts) -> None:
     from kiln.transports.registry.sources import BlobOrigin
 
     made = make_image({"fallback.txt": b"fallback\n"})
@@ -185,7 +187,7 @@ def test_mount_from_unknown_repository_falls_back_to_upload(registry, plain_opts
     assert pull_image  # the push is checked by skopeo in the round-trip tests; here only the fallback path
 
 
-def test_registry_error_names_reference(registry, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_registry_error_names_reference(registry, plain_opts, store) -> None:
     with pytest.raises(RegistryError) as info:
         pull_image(registry.ref("Bad/Upper", "x"), AMD64, store, plain_opts)
     assert "Bad/Upper" in str(info.value)

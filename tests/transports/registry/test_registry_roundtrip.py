@@ -8,25 +8,25 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import make_image
-from support.images import blob_path, read_blob_json
-from support.procs import run, run_text
 
+from conftest import make_image
 from kiln.errors import RegistryError
 from kiln.oci import mediatypes as mt
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.registry.pull import fetch_image_index, pull_image, resolve
 from kiln.transports.registry.push import push_image
+from support.images import blob_path, read_blob_json
+from support.procs import run, run_text
 
 AMD64 = Platform("linux", "amd64")
 
 
-def blob_gets(registry, mark: int) -> list[str]:  # type: ignore[no-untyped-def]
+def blob_gets(registry, mark: int) -> list[str]:
     return [uri for method, uri, _ in registry.requests_since(mark) if method == "GET" and "/blobs/" in uri]
 
 
-def test_push_then_skopeo_reads_it(registry, made_image, plain_opts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_push_then_skopeo_reads_it(registry, made_image, plain_opts, tmp_path: Path) -> None:
     ref = registry.ref("kiln/roundtrip", "v1")
     digest = push_image(made_image.image, [ref], plain_opts)
     expected = "sha256:" + hashlib.sha256(made_image.image.manifest_bytes).hexdigest()
@@ -36,7 +36,17 @@ def test_push_then_skopeo_reads_it(registry, made_image, plain_opts, tmp_path: P
     assert inspect["Architecture"] == "amd64"
     assert inspect["Env"] == ["A=1"]
     layout = tmp_path / "layout"
-    run(["skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:t"])
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            f"docker://{ref}",
+            f"oci:{layout}:t",
+        ]
+    )
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["digest"] == expected
     manifest = read_blob_json(layout, expected)
@@ -45,7 +55,7 @@ def test_push_then_skopeo_reads_it(registry, made_image, plain_opts, tmp_path: P
         assert data == made_image.blobs[layer["digest"]]
 
 
-def test_push_under_several_tags_and_pull_back(registry, made_image, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_push_under_several_tags_and_pull_back(registry, made_image, plain_opts, store) -> None:
     refs = [registry.ref("kiln/tags", "a"), registry.ref("kiln/tags", "b")]
     digest = push_image(made_image.image, refs, plain_opts)
     for ref in refs:
@@ -58,7 +68,7 @@ def test_push_under_several_tags_and_pull_back(registry, made_image, plain_opts,
             assert f.read() == made_image.blobs[layer.digest]
 
 
-def test_pull_image_pushed_by_skopeo(registry, busybox_image, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_pull_image_pushed_by_skopeo(registry, busybox_image, plain_opts, store) -> None:
     ref = registry.ref("kiln/from-skopeo", "1")
     run(["skopeo", "copy", "--quiet", *registry.skopeo_flags("dest"), busybox_image.ref, f"docker://{ref}"])
     inspect = json.loads(run_text(["skopeo", "inspect", "--tls-verify=false", f"docker://{ref}"]))
@@ -73,7 +83,7 @@ def test_pull_image_pushed_by_skopeo(registry, busybox_image, plain_opts, store)
     assert pull_image(f"{ref}@{inspect['Digest']}", AMD64, store, plain_opts).digest == inspect["Digest"]
 
 
-def test_second_pull_downloads_no_blobs(registry, made_image, plain_opts, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_second_pull_downloads_no_blobs(registry, made_image, plain_opts, tmp_path: Path) -> None:
     made = make_image({"second.txt": b"pulled twice\n"}, layers=3)
     ref = registry.ref("kiln/twice", "t")
     push_image(made.image, [ref], plain_opts)
@@ -88,7 +98,7 @@ def test_second_pull_downloads_no_blobs(registry, made_image, plain_opts, tmp_pa
     assert image.digest == made.image.digest
 
 
-def test_second_push_uploads_nothing(registry, plain_opts) -> None:  # type: ignore[no-untyped-def]
+def test_second_push_uploads_nothing(registry, plain_opts) -> None:
     made = make_image({"again.txt": b"pushed twice\n"})
     ref = registry.ref("kiln/pushtwice", "t")
     push_image(made.image, [ref], plain_opts)
@@ -99,7 +109,7 @@ def test_second_push_uploads_nothing(registry, plain_opts) -> None:  # type: ign
     assert ("PUT", "/v2/kiln/pushtwice/manifests/t") in methods
 
 
-def test_chunked_upload(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_chunked_upload(registry, tmp_path: Path) -> None:
     import random
 
     payload = random.Random(7).randbytes(300_000)
@@ -116,13 +126,23 @@ def test_chunked_upload(registry, tmp_path: Path) -> None:  # type: ignore[no-un
     layer = made.image.layers[0]
     assert len(patches) == -(-layer.size // (64 * 1024))
     layout = tmp_path / "layout"
-    run(["skopeo", "copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:t"])
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            f"docker://{ref}",
+            f"oci:{layout}:t",
+        ]
+    )
     data = blob_path(layout, layer.digest).read_bytes()
     assert hashlib.sha256(data).hexdigest() == layer.digest.split(":")[1]
     assert data == made.blobs[layer.digest]
 
 
-def test_missing_manifest_is_a_registry_error(registry, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_missing_manifest_is_a_registry_error(registry, plain_opts, store) -> None:
     ref = registry.ref("kiln/nothing-here", "nope")
     with pytest.raises(RegistryError) as info:
         pull_image(ref, AMD64, store, plain_opts)
@@ -131,7 +151,7 @@ def test_missing_manifest_is_a_registry_error(registry, plain_opts, store) -> No
     assert "not found" in str(info.value)
 
 
-def test_digest_pinned_reference_mismatch(registry, made_image, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_digest_pinned_reference_mismatch(registry, made_image, plain_opts, store) -> None:
     ref = registry.ref("kiln/pinned", "t")
     push_image(made_image.image, [ref], plain_opts)
     other = "sha256:" + "ab" * 32
@@ -140,7 +160,7 @@ def test_digest_pinned_reference_mismatch(registry, made_image, plain_opts, stor
     assert other in str(info.value)
 
 
-def put_index(registry, repository: str, tag: str, entries: list[tuple[str, int, str]]) -> str:  # type: ignore[no-untyped-def]
+def put_index(registry, repository: str, tag: str, entries: list[tuple[str, int, str]]) -> str:
     """PUT an OCI index by hand (plain requests), entries as (digest, size, arch)."""
     index = {
         "schemaVersion": 2,
@@ -158,7 +178,7 @@ def put_index(registry, repository: str, tag: str, entries: list[tuple[str, int,
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-def test_multi_platform_index(registry, plain_opts, store) -> None:  # type: ignore[no-untyped-def]
+def test_multi_platform_index(registry, plain_opts, store) -> None:
     amd = make_image({"arch": b"amd64\n"}, arch="amd64")
     arm = make_image({"arch": b"arm64\n"}, arch="arm64")
     repo = "kiln/multi"
@@ -184,3 +204,15 @@ def test_multi_platform_index(registry, plain_opts, store) -> None:  # type: ign
     message = str(info.value)
     assert ref in message and "linux/s390x" in message
     assert "linux/amd64" in message and "linux/arm64" in message
+
+
+def test_docker_schema2_manifest_round_trip(registry, plain_opts, store) -> None:
+    made = make_image({"docker.txt": b"docker family\n"}, docker=True)
+    ref = registry.ref("kiln/docker-type", "t")
+    push_image(made.image, [ref], plain_opts)
+    raw = json.loads(run_text(["skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{ref}"]))
+    assert raw["mediaType"] == mt.DOCKER_MANIFEST
+    resp = requests.get(f"{registry.url}/v2/kiln/docker-type/manifests/t", headers={"Accept": mt.DOCKER_MANIFEST})
+    assert resp.headers["Content-Type"] == mt.DOCKER_MANIFEST and resp.content == made.image.manifest_bytes
+    image = pull_image(ref, AMD64, store, plain_opts)
+    assert image.manifest.media_type == mt.DOCKER_MANIFEST and image.digest == made.image.digest

@@ -12,20 +12,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import make_image
-from support.certs import make_certificates
-from support.procs import run_text
 
+from conftest import make_image
 from kiln.errors import RegistryError
 from kiln.oci.platform import Platform
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.pull import pull_image, resolve
 from kiln.transports.registry.push import push_image
+from support.certs import make_certificates
+from support.procs import run_text
 
 AMD64 = Platform("linux", "amd64")
 
 
-def test_tls_with_registry_certificate(tls_registry, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_tls_with_registry_certificate(tls_registry, tmp_path: Path, store) -> None:
     opts = RegistryOptions(
         registry_certificates={tls_registry.address: str(tls_registry.ca_cert)}, docker_config=tmp_path / "n.json"
     )
@@ -37,7 +37,7 @@ def test_tls_with_registry_certificate(tls_registry, tmp_path: Path, store) -> N
     assert pull_image(ref, AMD64, store, opts).digest == made.image.digest
 
 
-def test_tls_fails_without_the_ca(tls_registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_tls_fails_without_the_ca(tls_registry, tmp_path: Path) -> None:
     made = make_image({"tls2.txt": b"tls\n"})
     ref = tls_registry.ref("kiln/tls-noca", "t")
     opts = RegistryOptions(docker_config=tmp_path / "n.json", retry_backoff=0.01)
@@ -52,7 +52,7 @@ def test_tls_fails_without_the_ca(tls_registry, tmp_path: Path) -> None:  # type
         resolve(ref, opts)
 
 
-def test_skip_tls_verify(tls_registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_skip_tls_verify(tls_registry, tmp_path: Path) -> None:
     made = make_image({"skip.txt": b"skip\n"})
     ref = tls_registry.ref("kiln/tls-skip", "t")
     for opts in (
@@ -62,7 +62,7 @@ def test_skip_tls_verify(tls_registry, tmp_path: Path) -> None:  # type: ignore[
         assert push_image(made.image, [ref], opts) == made.image.digest
 
 
-def test_plain_http_only_when_insecure(registry, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_plain_http_only_when_insecure(registry, tmp_path: Path) -> None:
     made = make_image({"insecure.txt": b"insecure\n"})
     ref = registry.ref("kiln/insecure", "t")
     with pytest.raises(RegistryError):
@@ -73,7 +73,7 @@ def test_plain_http_only_when_insecure(registry, tmp_path: Path) -> None:  # typ
     assert resolve(ref, pull_opts).digest == made.image.digest
 
 
-def test_client_certificate(registry_factory, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def test_client_certificate(registry_factory, tmp_path: Path, store) -> None:
     """mTLS: the registry demands a client certificate signed by its CA (kaniko --registry-client-cert)."""
     certs = make_certificates(tmp_path / "client-ca")
     client_key, client_csr, client_cert = tmp_path / "c.key", tmp_path / "c.csr", tmp_path / "c.crt"
@@ -91,7 +91,7 @@ def test_client_certificate(registry_factory, tmp_path: Path, store) -> None:  #
         _check_mtls(address, tls.ca_cert, client_cert, client_key, tmp_path, store)
 
 
-def _check_mtls(address: str, ca: Path, client_cert: Path, client_key: Path, tmp_path: Path, store) -> None:  # type: ignore[no-untyped-def]
+def _check_mtls(address: str, ca: Path, client_cert: Path, client_key: Path, tmp_path: Path, store) -> None:
     ref = f"{address}/kiln/mtls:t"
     made = make_image({"mtls.txt": b"mtls\n"})
     base = {"registry_certificates": {address: str(ca)}, "docker_config": tmp_path / "n.json",
@@ -133,7 +133,7 @@ def mtls_registry(directory: Path, config: dict[str, Any]) -> Iterator[str]:
         proc.wait(timeout=10)
 
 
-def test_proxy_in_environment_does_not_capture_loopback(registry, plain_opts, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_proxy_in_environment_does_not_capture_loopback(registry, plain_opts, monkeypatch) -> None:
     # Nothing listens on port 9 here: a request that went through this proxy would fail.
     for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
         monkeypatch.setenv(name, "http://127.0.0.1:9")
@@ -143,7 +143,7 @@ def test_proxy_in_environment_does_not_capture_loopback(registry, plain_opts, mo
     assert push_image(made.image, [registry.ref("kiln/proxy", "t")], plain_opts) == made.image.digest
 
 
-def test_proxy_in_environment_is_used_for_other_hosts(monkeypatch, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_proxy_in_environment_is_used_for_other_hosts(monkeypatch, tmp_path: Path) -> None:
     from kiln.transports.registry.client import RegistryClient
 
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")

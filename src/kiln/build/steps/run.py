@@ -111,9 +111,8 @@ def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
         return env.context.root
     from kiln.build.stage import image_root, stage_root_view
 
+    # BuildKit matches a mount's from= against stage names only: a number there names an image.
     index = env.plan.names.get(mount.from_.lower())
-    if index is None and mount.from_.isdigit():
-        index = int(mount.from_)
     if index is not None:
         return stage_root_view(env, index)
     return image_root(env, env.resolve_image(mount.from_))

@@ -210,9 +210,7 @@ class Authenticator:
                     f"token service {realm} refused {who} ({resp.status_code})", self.registry, resp.status_code
                 )
             if resp.status_code != 200:
-                raise AuthError(
-                    f"token service {realm} answered {resp.status_code}", self.registry, resp.status_code
-                )
+                raise AuthError(f"token service {realm} answered {resp.status_code}", self.registry, resp.status_code)
             try:
                 body = resp.json()
                 secret = str(body.get("token") or body.get("access_token") or "")
@@ -223,4 +221,3 @@ class Authenticator:
             raise AuthError(f"token service {realm} answered without a token", self.registry)
         log.debug("token for %s scopes %s, valid %ss", self.registry, " ".join(all_scopes), expires_in)
         return _Token(secret, started + max(expires_in, 0))
-

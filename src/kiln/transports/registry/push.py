@@ -262,6 +262,4 @@ def _push_to_repository(
         resp.close()
         returned = resp.headers.get("Docker-Content-Digest")
         if returned and returned != image.digest:
-            raise RegistryError(
-                f"registry stored the manifest as {returned}, not {image.digest}", str(ref)
-            )
+            raise RegistryError(f"registry stored the manifest as {returned}, not {image.digest}", str(ref))

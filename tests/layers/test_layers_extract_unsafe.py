@@ -132,7 +132,11 @@ def test_hardlink_to_a_host_file_through_an_absolute_symlink_is_not_made(
     root, _ = sandbox
     passwd = PASSWD.lstat()
     with pytest.raises(ImageFormatError, match="does not exist"):
-        run(root, tar_entry("e", tarfile.SYMTYPE, linkname="/etc"), tar_entry("p", tarfile.LNKTYPE, linkname="e/passwd"))
+        run(
+            root,
+            tar_entry("e", tarfile.SYMTYPE, linkname="/etc"),
+            tar_entry("p", tarfile.LNKTYPE, linkname="e/passwd"),
+        )
     assert PASSWD.lstat().st_nlink == passwd.st_nlink
     assert not (root / "p").exists()
 

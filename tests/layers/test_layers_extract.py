@@ -264,3 +264,43 @@ def test_garbage_in_the_middle_is_refused(tmp_path: Path) -> None:
 def test_empty_input_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ImageFormatError):
         extract(b"", tmp_path / "dst")
+
+
+def test_non_utf8_names_round_trip(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    raw = b"latin1-\xe9t\xe9"  # not valid UTF-8
+    with open(os.path.join(os.fsencode(src), raw), "wb") as f:
+        f.write(b"bytes name")
+    name = os.fsdecode(raw)
+    dst = tmp_path / "dst"
+    extract(layer_blob(src, [name]), dst)
+    assert os.listdir(os.fsencode(dst)) == [raw]
+    assert describe(dst) == describe(src)
+
+
+def _pax_record(key: bytes, value: bytes) -> bytes:
+    body = b" " + key + b"=" + value + b"\n"
+    n = len(body) + 1
+    while len(str(n).encode()) + len(body) != n:
+        n += 1
+    return str(n).encode() + body
+
+
+def test_binary_xattr_without_hdrcharset_as_go_writes_it(tmp_path: Path) -> None:
+    """Go's archive/tar writes binary xattr values raw, without hdrcharset=BINARY."""
+    cap = bytes.fromhex("01000002" "00000080" "00000000" "00000000" "00000000")  # cap_setpcap-like bits, >0x7f
+    records = _pax_record(b"SCHILY.xattr.security.capability", cap) + _pax_record(b"path", b"bin/tool")
+    xhdr = tarfile.TarInfo("PaxHeaders/tool")
+    xhdr.type = tarfile.XHDTYPE
+    xhdr.size = len(records)
+    body = tarfile.TarInfo("bin/tool")
+    body.size = 4
+    body.mode = 0o755
+    data = (
+        xhdr.tobuf(tarfile.USTAR_FORMAT) + records + bytes(-len(records) % 512)
+        + body.tobuf(tarfile.USTAR_FORMAT) + b"tool" + bytes(508) + bytes(1024)
+    )
+    assert b"hdrcharset" not in data
+    extract(data, tmp_path / "dst")
+    assert os.getxattr(tmp_path / "dst/bin/tool", "security.capability") == cap

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import ImageFormatError
-from kiln.layers import CompressingWriter, open_decompressed
+from kiln.layers import CompressingWriter, LayerDigests, open_decompressed
 from kiln.layers.compress import isal_level
 
 # Compressible and incompressible parts, more than one compressor buffer's worth.
@@ -26,7 +26,9 @@ def sha256sum(path: Path) -> str:
     return "sha256:" + out.split()[0]
 
 
-def compress_to(path: Path, compression: str, data: bytes, level: int | None = None, pieces: int = 7) -> object:
+def compress_to(
+    path: Path, compression: str, data: bytes, level: int | None = None, pieces: int = 7
+) -> LayerDigests:
     with open(path, "wb") as f:
         w = CompressingWriter(f, compression, level)  # type: ignore[arg-type]
         step = len(data) // pieces + 1
@@ -40,12 +42,12 @@ def test_digests_match_the_bytes_and_the_tools(tmp_path: Path, compression: str)
     blob = tmp_path / "blob"
     d = compress_to(blob, compression, PAYLOAD)
     raw = blob.read_bytes()
-    assert d.digest == "sha256:" + hashlib.sha256(raw).hexdigest() == sha256sum(blob)  # type: ignore[attr-defined]
-    assert d.size == len(raw)  # type: ignore[attr-defined]
-    assert d.diff_id == "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()  # type: ignore[attr-defined]
-    assert d.uncompressed_size == len(PAYLOAD)  # type: ignore[attr-defined]
+    assert d.digest == "sha256:" + hashlib.sha256(raw).hexdigest() == sha256sum(blob)
+    assert d.size == len(raw)
+    assert d.diff_id == "sha256:" + hashlib.sha256(PAYLOAD).hexdigest()
+    assert d.uncompressed_size == len(PAYLOAD)
     if compression == "none":
-        assert raw == PAYLOAD and d.digest == d.diff_id  # type: ignore[attr-defined]
+        assert raw == PAYLOAD and d.digest == d.diff_id
         return
     assert len(raw) < len(PAYLOAD)
     tool = DECOMPRESSORS[compression]
@@ -80,7 +82,7 @@ def test_gzip_levels_all_decompress(tmp_path: Path, level: int) -> None:
 
 
 def test_gzip_level_mapping() -> None:
-    assert [isal_level(n) for n in range(10)] == [0, 0, 0, 1, 1, 2, 2, 2, 3, 3]
+    assert [isal_level(n) for n in range(10)] == [1, 1, 1, 1, 2, 2, 2, 2, 3, 3]
     assert isal_level(None) == 2
     with pytest.raises(ValueError):
         isal_level(10)

@@ -1,0 +1,174 @@
+"""The two builders, driven the same way: build a case's Dockerfile and push the image to the registry.
+
+Each run is timed from the start of the first command to the end of the last (kiln: one `kiln build` that
+pushes; buildah: `buildah build` then `buildah push`), while a sampler follows the RSS of the process tree.
+What a run leaves behind (the built image, kiln's new blobs) is removed after it, untimed, so every run starts
+from the same state: base images loaded, nothing else.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.cases import Case
+from bench.images import BaseImages
+from bench.memory import TreeSampler
+from bench.paths import KILN, use_test_support
+from bench.phases import KilnEvents, parse_events
+
+use_test_support()
+from support.buildah import Buildah  # noqa: E402
+from support.procs import describe_failure  # noqa: E402
+
+RUN_TIMEOUT = 1800.0
+
+
+def base_name(base: str) -> str:
+    return f"localhost/bench/{base}"
+
+
+@dataclass
+class RunOutcome:
+    seconds: float
+    peak_rss: int
+    ok: bool
+    error: str = ""
+    events: KilnEvents | None = None
+    log_tail: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Timed:
+    seconds: float
+    peak_rss: int
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+def timed_commands(commands: list[tuple[list[str], dict[str, str] | None]], sampler_interval: float) -> _Timed:
+    """Run the commands one after the other (stopping at a failure); wall time and peak tree RSS of them all."""
+    peak = 0
+    started = time.perf_counter()
+    out = err = b""
+    code = 0
+    for argv, env in commands:
+        sampler = TreeSampler(interval=sampler_interval)
+        full_env = {**os.environ, **env} if env else None
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=full_env,
+                                stdin=subprocess.DEVNULL)  # fmt: skip
+        sampler.start(proc.pid)
+        try:
+            out, err = proc.communicate(timeout=RUN_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        peak = max(peak, sampler.stop())
+        code = proc.returncode
+        if code != 0:
+            out, err = out, describe_failure(argv, code, out, err).encode()
+            break
+    return _Timed(time.perf_counter() - started, peak, code, out, err)
+
+
+class KilnBuilder:
+    name = "kiln"
+
+    def __init__(self, state: Path, registry_address: str, sampler_interval: float = 0.02) -> None:
+        self.kiln_dir = state / "kiln"
+        self.cache_dir = state / "kiln-cache"
+        self.registry_address = registry_address
+        self.sampler_interval = sampler_interval
+        self.layouts: dict[str, str] = {}
+
+    def load_bases(self, bases: BaseImages, names: tuple[str, ...], scratch: Path) -> None:
+        """Give kiln its bases and build once on each, untimed, so layers are in its stores before timing."""
+        for name in names:
+            self.layouts[base_name(name)] = f"oci-layout://{bases[name].layout}:{bases[name].tag}"
+            ctx = scratch / f"kiln-preload-{name}"
+            ctx.mkdir(parents=True, exist_ok=True)
+            (ctx / "Dockerfile").write_text(f"FROM {base_name(name)}\nRUN true\n")
+            result = timed_commands([(self._argv(ctx, ctx / "Dockerfile", None, ()), None)], self.sampler_interval)
+            if result.returncode != 0:
+                raise RuntimeError(f"kiln could not load base {name}:\n{result.stderr.decode(errors='replace')}")
+
+    def _argv(self, context: Path, dockerfile: Path, dest: str | None, flags: tuple[str, ...]) -> list[str]:
+        argv = [str(KILN), "build", "--context", str(context), "--dockerfile", str(dockerfile),
+                "--kiln-dir", str(self.kiln_dir), "--log-format", "json"]  # fmt: skip
+        text = dockerfile.read_text()
+        for ref, spec in self.layouts.items():
+            if ref in text:
+                argv += ["--build-context", f"{ref}={spec}"]
+        if dest is None:
+            argv.append("--no-push")
+        else:
+            argv += ["--destination", dest, "--insecure", "--insecure-registry", self.registry_address]
+        if "--cache" in flags:
+            argv += ["--cache-dir", str(self.cache_dir)]
+        return [*argv, *flags]
+
+    def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
+        before = self._blobs()
+        t = timed_commands([(self._argv(context, dockerfile, dest, case.kiln_flags), None)], self.sampler_interval)
+        lines = t.stderr.decode(errors="replace").splitlines()
+        events = parse_events(lines)
+        self._remove_new_blobs(before)
+        error = "" if t.returncode == 0 else _last_error(t.stderr)
+        return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error, events, "\n".join(lines[-30:]))
+
+    def _blobs(self) -> set[Path]:
+        root = self.kiln_dir / "blobs"
+        return {Path(d) / f for d, _, files in os.walk(root) for f in files} if root.is_dir() else set()
+
+    def _remove_new_blobs(self, before: set[Path]) -> None:
+        # The pushed image's blobs would pile up run after run (GiBs in the big-file case) on the tmpfs.
+        for path in self._blobs() - before:
+            path.unlink(missing_ok=True)
+
+
+class BuildahBuilder:
+    name = "buildah"
+
+    def __init__(self, state: Path, registry_address: str, sampler_interval: float = 0.02) -> None:
+        self.buildah = Buildah(state / "buildah")
+        self.registry_address = registry_address
+        self.sampler_interval = sampler_interval
+        self._loaded: set[str] = set()
+
+    def load_bases(self, bases: BaseImages, names: tuple[str, ...], scratch: Path) -> None:
+        for name in names:
+            if name in self._loaded:
+                continue
+            image_id = self.buildah("pull", "--quiet", self.buildah.oci_ref(bases[name])).stdout.decode().split()[-1]
+            self.buildah("tag", image_id, base_name(name))
+            self._loaded.add(name)
+
+    def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
+        tag = "localhost/bench/output:latest"
+        layers = [] if any(f.startswith("--layers") for f in case.buildah_flags) else ["--layers=false"]
+        build = self.buildah.argv("build", *layers, "--pull=never", "--format", "oci", "--quiet",
+                                  "-f", str(dockerfile), "-t", tag, *case.buildah_flags, str(context))  # fmt: skip
+        push = self.buildah.argv("push", "--quiet", "--tls-verify=false", tag, f"docker://{dest}")
+        t = timed_commands([(build, self.buildah.env), (push, self.buildah.env)], self.sampler_interval)
+        if not any(f.startswith("--layers=true") for f in case.buildah_flags):
+            self.buildah("rmi", "--force", tag, check=False)
+        self.buildah("rm", "--all", check=False)
+        error = "" if t.returncode == 0 else _last_error(t.stderr)
+        return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error,
+                          log_tail=t.stderr.decode(errors="replace")[-3000:])  # fmt: skip
+
+    def cleanup(self) -> None:
+        self.buildah.cleanup()
+
+
+def _last_error(stderr: bytes) -> str:
+    lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if '"event": "error"' in line or "rror" in line:
+            return line.strip()[:300]
+    return (lines[-1] if lines else "failed")[:300]

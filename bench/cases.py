@@ -1,0 +1,127 @@
+"""The benchmark cases: a Dockerfile, a context made for it, and the base images its FROM lines name.
+
+FROM lines name bases as localhost/bench/<base> (see images.py): kiln is given each one with
+`--build-context localhost/bench/<base>=oci-layout://...`, and buildah finds it in its storage under that name,
+pulled and tagged before any run is timed.
+
+Generated data is random (incompressible), so compression is measured on realistic bytes rather than zeros:
+- the 20,000 files of one RUN come from one perl process (perl-base is in every Debian image) reading
+  /dev/urandom, so the RUN measures the builder rather than 20,000 process start-ups;
+- the 1 GiB file is `head -c 1G /dev/urandom`: since Linux 5.18 urandom is a ChaCha20 generator (the suite
+  records its speed on this machine in the results; 500+ MB/s here), which keeps data generation to a couple
+  of seconds of the case without shipping a tool into the image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench.images import FILE_SIZE, write_random_files
+
+FILES = 20_000
+
+PERL_FILES = (
+    "perl -e 'open(my $r, \"<\", \"/dev/urandom\") or die; "
+    "for my $i (0..{n}-1) {{ my $d = sprintf(\"{root}/d%03d\", int($i/512)); mkdir $d unless -d $d; "
+    "read($r, my $b, {size}) == {size} or die; open(my $f, \">\", sprintf(\"%s/f%05d\", $d, $i)) or die; "
+    "print $f $b; close $f }}'"
+)
+
+
+def perl_files(root: str, n: int, size: int = FILE_SIZE) -> str:
+    return PERL_FILES.format(root=root, n=n, size=size)
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    description: str
+    dockerfile: str
+    bases: tuple[str, ...]
+    make_context: Callable[[Path], None] = field(default=lambda ctx: None)
+    heavy: bool = False
+    """Takes a minute or more per run: the suite may use fewer repetitions for it."""
+    kiln_flags: tuple[str, ...] = ()
+    buildah_flags: tuple[str, ...] = ()
+    needs_cache: bool = False
+    """Only meaningful when kiln's build cache works (every step of the timed runs must report a cache hit)."""
+
+
+def _small_context(ctx: Path) -> None:
+    (ctx / "app").mkdir()
+    for i in range(20):
+        (ctx / "app" / f"module{i}.sh").write_text(f"#!/bin/sh\necho module {i}\n" * 20)
+    (ctx / "config.json").write_text('{"name": "bench", "workers": 4}\n')
+
+
+SMALL = """\
+FROM localhost/bench/busybox
+ARG VERSION=1.0
+ENV APP_HOME=/app VERSION=${VERSION}
+LABEL org.opencontainers.image.title="kiln bench small" version=${VERSION}
+WORKDIR /app
+COPY app/ /app/
+COPY config.json /etc/bench/config.json
+RUN chmod +x /app/*.sh && echo "built ${VERSION}" > /app/BUILD && adduser -D -H bench
+USER bench
+EXPOSE 8080
+CMD ["/app/module0.sh"]
+"""
+
+
+def _files_context(ctx: Path) -> None:
+    write_random_files(ctx / "data", FILES, FILE_SIZE, seed=20_000)
+
+
+TEN_RUNS = "".join(f"RUN echo 'setting {i}' >> /etc/bench.conf\n" for i in range(10))
+
+
+MULTISTAGE = f"""\
+FROM localhost/bench/debian AS left
+RUN {perl_files("/out", 5000)}
+RUN echo left > /out/NAME
+
+FROM localhost/bench/debian AS right
+RUN {perl_files("/out", 5000)}
+RUN echo right > /out/NAME
+
+FROM localhost/bench/busybox
+COPY --from=left /out /left
+COPY --from=right /out /right
+"""
+
+
+def _tenlayer_context(ctx: Path) -> None:
+    (ctx / "app.txt").write_text("the app\n" * 100)
+
+
+CASES: list[Case] = [
+    Case("small", "busybox base, COPY x2, one RUN, metadata", SMALL, ("busybox",), _small_context),
+    Case("files-run", f"{FILES:,} files of 10 KiB written by one RUN (debian)",
+         f"FROM localhost/bench/debian\nRUN {perl_files('/data', FILES)}\n", ("debian",)),
+    Case("files-copy", f"the same {FILES:,} files COPYed from the context (debian)",
+         "FROM localhost/bench/debian\nCOPY data/ /data/\n", ("debian",), _files_context),
+    Case("ten-runs-debian", "ten RUNs changing one small file, on debian (reference for ten-runs-large)",
+         "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",)),
+    Case("ten-runs-large", "ten RUNs changing one small file, on debian + a 500 MiB layer of 51,200 files",
+         "FROM localhost/bench/large\n" + TEN_RUNS, ("large",)),
+    Case("multistage", "two independent stages of 5,000 files each, copied into a busybox stage",
+         MULTISTAGE, ("debian", "busybox")),
+    Case("ten-layers", "a base of 10 layers (busybox + 9 x 10 MiB), one COPY and one RUN",
+         "FROM localhost/bench/tenlayer\nCOPY app.txt /app.txt\nRUN cat /app.txt > /copy.txt\n",
+         ("tenlayer",), _tenlayer_context),
+    Case("big-file", "one 1 GiB file of random bytes written by RUN (debian)",
+         "FROM localhost/bench/debian\nRUN head -c 1G /dev/urandom > /big.bin\n", ("debian",), heavy=True),
+    Case("cached", "the small case rebuilt with every step cached (kiln --cache, buildah --layers)",
+         SMALL, ("busybox",), _small_context, needs_cache=True,
+         kiln_flags=("--cache",), buildah_flags=("--layers=true",)),
+]  # fmt: skip
+
+
+def case_by_name(name: str) -> Case:
+    for case in CASES:
+        if case.name == name:
+            return case
+    raise KeyError(f"no case {name!r}; cases: {', '.join(c.name for c in CASES)}")

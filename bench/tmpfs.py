@@ -1,0 +1,37 @@
+"""A tmpfs for builder state, so neither builder is measured against the disk.
+
+Mounted on a directory of our own under a fresh temporary directory, and always unmounted (with everything
+buildah or kiln may have left mounted below it) before the directory is removed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from bench.paths import use_test_support
+
+use_test_support()
+from support.mounts import mounts_under, unmount_under  # noqa: E402
+
+
+@contextmanager
+def mounted_tmpfs(size: str = "20g", prefix: str = "kiln-bench-") -> Iterator[Path]:
+    """A tmpfs of at most `size` (pages are only used when written), removed with its contents at the end."""
+    parent = Path(tempfile.mkdtemp(prefix=prefix))
+    mount_point = parent / "tmpfs"
+    mount_point.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "bench-tmpfs", str(mount_point)],
+                   check=True)  # fmt: skip
+    try:
+        yield mount_point
+    finally:
+        # Unmounting the tmpfs discards its contents; mounts left inside it (overlays) go first.
+        unmount_under(mount_point)
+        if mounts_under(parent):
+            raise OSError(f"still mounted below {parent}; not removing it")
+        shutil.rmtree(parent)

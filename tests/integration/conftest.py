@@ -1,0 +1,59 @@
+"""Fixtures for whole builds: a kiln work directory per test, checked for leftovers after every test."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from integ_helpers import Kiln
+
+from support.base_images import OciImage
+
+
+@pytest.fixture
+def kiln(tmp_path: Path) -> Iterator[Kiln]:
+    """`kiln.build(context, *flags)`; after the test, kiln's tmp/ must be empty and nothing left mounted."""
+    k = Kiln(tmp_path / "kiln", tmp_path / "out")
+    k.out_dir.mkdir()
+    yield k
+    k.assert_clean()
+
+
+@pytest.fixture
+def kiln_bb(kiln: Kiln, busybox_image: OciImage) -> Kiln:
+    """kiln with `FROM busybox` naming the busybox test layout."""
+    kiln.contexts["busybox"] = busybox_image
+    return kiln
+
+
+@pytest.fixture
+def kiln_deb(kiln: Kiln, debian_image: OciImage) -> Kiln:
+    """kiln with `FROM debian` naming the Debian test layout (and busybox too)."""
+    kiln.contexts["debian"] = debian_image
+    return kiln
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        pass
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
+    """A directory served over HTTP on 127.0.0.1 (in a thread): (directory, base URL)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(_QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
