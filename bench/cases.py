@@ -23,9 +23,9 @@ from bench.images import FILE_SIZE, write_random_files
 FILES = 20_000
 
 PERL_FILES = (
-    "perl -e 'open(my $r, \"<\", \"/dev/urandom\") or die; "
-    "for my $i (0..{n}-1) {{ my $d = sprintf(\"{root}/d%03d\", int($i/512)); mkdir $d unless -d $d; "
-    "read($r, my $b, {size}) == {size} or die; open(my $f, \">\", sprintf(\"%s/f%05d\", $d, $i)) or die; "
+    'perl -e \'open(my $r, "<", "/dev/urandom") or die; '
+    'for my $i (0..{n}-1) {{ my $d = sprintf("{root}/d%03d", int($i/512)); mkdir $d unless -d $d; '
+    'read($r, my $b, {size}) == {size} or die; open(my $f, ">", sprintf("%s/f%05d", $d, $i)) or die; '
     "print $f $b; close $f }}'"
 )
 
@@ -64,7 +64,8 @@ LABEL org.opencontainers.image.title="kiln bench small" version=${VERSION}
 WORKDIR /app
 COPY app/ /app/
 COPY config.json /etc/bench/config.json
-RUN chmod +x /app/*.sh && echo "built ${VERSION}" > /app/BUILD && adduser -D -H bench
+RUN chmod +x /app/*.sh && echo "built ${VERSION}" > /app/BUILD \
+    && echo "bench:x:1001:1001:bench:/app:/bin/sh" >> /etc/passwd
 USER bench
 EXPOSE 8080
 CMD ["/app/module0.sh"]

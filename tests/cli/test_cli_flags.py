@@ -55,7 +55,9 @@ def test_bad_label_names_the_flag() -> None:
 
 
 def test_dry_run_prints_plan_with_lines(tmp_path: Path) -> None:
-    (tmp_path / "Dockerfile").write_text("ARG V=3\nFROM scratch AS base\nARG V\nLABEL v=$V\n\nFROM base\nENV X=${V:-none}\n")
+    (tmp_path / "Dockerfile").write_text(
+        "ARG V=3\nFROM scratch AS base\nARG V\nLABEL v=$V\n\nFROM base\nENV X=${V:-none}\n"
+    )
     r = _kiln("build", "--context", str(tmp_path), "--dry-run")
     assert r.returncode == 0, r.stderr
     assert "Dockerfile:4" in r.stdout and "LABEL v=3" in r.stdout

@@ -10,6 +10,7 @@ A case is a directory under cases/ with a Dockerfile, its context files and an o
     serve = true                                   # {{HTTP}} in the Dockerfile -> http://127.0.0.1:PORT/<case>
     expect = "same"                                # default: kiln and buildah agree (after the ignores)
            | "both-fail"                           # every builder must refuse the Dockerfile
+           | "kiln-fails"                          # kiln must refuse it (buildah cannot judge: no feature)
            | "kiln-only"                           # buildah 1.28 lacks the feature or gets it wrong: kiln's
                                                    # image is checked against expected.txt (see below)
     reason = "why expect/ignores are what they are (docs/conformance.md has the long form)"
@@ -201,7 +202,35 @@ def _tars(ctx: Path) -> None:
     shutil.rmtree(src)
 
 
+def _empty_dirs(ctx: Path) -> None:
+    # git keeps no empty directories, so they are made here.
+    (ctx / "empty").mkdir()
+    (ctx / "withempty" / "inner-empty").mkdir(parents=True)
+    (ctx / "withempty" / "f").write_text("f\n")
+    os.chmod(ctx / "withempty" / "inner-empty", 0o750)
+
+
+def _hardlinks(ctx: Path) -> None:
+    (ctx / "hl").mkdir()
+    (ctx / "hl" / "a").write_text("shared\n")
+    os.link(ctx / "hl" / "a", ctx / "hl" / "b")
+    (ctx / "hl" / "c").write_text("alone\n")
+
+
+def _served_tar(ctx: Path) -> None:
+    (ctx / "served").mkdir(exist_ok=True)
+    with tarfile.open(ctx / "served" / "pkg.tar.gz", "w:gz") as tf:
+        info = tarfile.TarInfo("inside.txt")
+        info.size = 7
+        import io
+
+        tf.addfile(info, io.BytesIO(b"inside\n"))
+
+
 GENERATORS: dict[str, Callable[[Path], None]] = {
+    "empty-dirs": _empty_dirs,
+    "hardlinks": _hardlinks,
+    "served-tar": _served_tar,
     "many-small-files": _many_small_files,
     "big-file": _big_file,
     "long-paths": _long_paths,

@@ -40,7 +40,7 @@ def _params() -> list[Any]:
         marks = [pytest.mark.conformance, pytest.mark.root]
         if case.meta.get("slow") or case.debian:
             marks.append(pytest.mark.slow)
-        if case.expect != "kiln-only":
+        if case.expect not in ("kiln-only", "kiln-fails"):
             marks.append(pytest.mark.buildah)
         out.append(pytest.param(case, id=case.name, marks=marks))
     return out
@@ -60,6 +60,10 @@ def test_case(
     ctx = prepare(case, tmp_path, bases, served)
     kiln = kiln_build(case, ctx, tmp_path / "kiln", kiln_dir)
     record_property("kiln_seconds", round(kiln.seconds, 2))
+
+    if case.expect == "kiln-fails":
+        assert not kiln.ok, "kiln built a Dockerfile the reference says must fail"
+        return
 
     if case.expect == "kiln-only":
         assert kiln.ok, f"kiln build failed:\n{kiln.output[-4000:]}"

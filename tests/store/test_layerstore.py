@@ -13,7 +13,8 @@ from typing import BinaryIO
 import pytest
 
 from kiln.errors import DigestMismatch, ImageFormatError
-from kiln.store.layerstore import LayerStore, chain_id, chain_ids, materialize_flat
+from kiln.oci.config import chain_id, chain_ids
+from kiln.store.layerstore import LayerStore, materialize_flat
 from kiln.store.overlaymount import mount_overlay, unmount
 
 pytestmark = pytest.mark.root  # overlay-mode extraction makes 0/0 devices and trusted.* xattrs

@@ -85,6 +85,15 @@ class Registry:
         return self.log_path.stat().st_size
 
     def log_since(self, mark: int) -> str:
+        # The registry logs "response completed" after the client already has the response: wait until the
+        # log has stopped growing for a moment, so the last request of a test is in it.
+        size, deadline = -1, time.monotonic() + 2.0
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = self.log_path.stat().st_size
+            if now == size:
+                break
+            size = now
         with open(self.log_path, "rb") as f:
             f.seek(mark)
             return f.read().decode(errors="replace")

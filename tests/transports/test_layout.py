@@ -11,7 +11,7 @@ import sys
 import tarfile
 import threading
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import pytest
 
@@ -20,7 +20,6 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from handmade import TWO_LAYER_ROOTFS, DictBlobs, Entry, HandImage, make_image, two_layer_image  # noqa: E402
-from support.procs import require_tool, run, run_text  # noqa: E402
 
 from kiln.errors import DigestMismatch, ImageFormatError, UsageError  # noqa: E402
 from kiln.oci import mediatypes as mt  # noqa: E402
@@ -28,16 +27,17 @@ from kiln.oci.descriptor import Descriptor  # noqa: E402
 from kiln.oci.digest import sha256_digest  # noqa: E402
 from kiln.oci.manifest import Index  # noqa: E402
 from kiln.oci.platform import Platform  # noqa: E402
-from kiln.transports import layout as layout_mod  # noqa: E402
 from kiln.transports.image import Image  # noqa: E402
 from kiln.transports.layout import list_refs, read_image, write_image  # noqa: E402
+from support.procs import require_tool, run, run_text  # noqa: E402
 
 REF_NAME = "org.opencontainers.image.ref.name"
 AMD64 = Platform("linux", "amd64")
 
 
-def index_json(layout: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads((layout / "index.json").read_bytes())
+def index_json(layout: Path) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((layout / "index.json").read_bytes())
+    return data
 
 
 def blob_files(layout: Path) -> set[str]:
@@ -56,9 +56,7 @@ def test_write_creates_a_layout_that_skopeo_inspects(tmp_path: Path) -> None:
     assert json.loads((layout / "oci-layout").read_bytes()) == {"imageLayoutVersion": "1.0.0"}
     entries = index_json(layout)["manifests"]
     assert len(entries) == 1
-    assert entries[0]["digest"] == desc.digest == hashlib.sha256(hand.image.manifest_bytes).hexdigest().join(
-        ["sha256:", ""]
-    )
+    assert entries[0]["digest"] == desc.digest == "sha256:" + hashlib.sha256(hand.image.manifest_bytes).hexdigest()
     assert entries[0]["annotations"] == {REF_NAME: "v1"}
     # Every blob is there under the hash of its bytes, and nothing else is.
     expected = {d.partition(":")[2] for d in hand.blobs} | {desc.digest.partition(":")[2]}
@@ -247,7 +245,9 @@ def test_platform_chosen_from_an_index(tmp_path: Path, nest: bool) -> None:
     assert read_image(layout, "multi", Platform.parse("linux/arm64/v8")).digest == arm.image.digest
     # A manifest inside the index can be named by its digest.
     assert read_image(layout, arm.image.digest).config.architecture == "arm64"
-    with pytest.raises(ImageFormatError, match=r"no image for platform linux/s390x; available: linux/amd64, linux/arm64"):
+    with pytest.raises(
+        ImageFormatError, match=r"no image for platform linux/s390x; available: linux/amd64, linux/arm64"
+    ):
         read_image(layout, "multi", Platform("linux", "s390x"))
 
 
@@ -341,15 +341,23 @@ def test_failure_while_replacing_the_index(tmp_path: Path, monkeypatch: pytest.M
     write_image(layout, make_image([[Entry("f", b"first")]]).image, "latest")
     before = (layout / "index.json").read_bytes()
 
-    def no_rename(src: str, dst: object) -> None:
-        raise OSError("rename failed")
+    real_replace = os.replace
+    renamed: list[str] = []
 
-    monkeypatch.setattr(layout_mod.os, "replace", no_rename)
+    def no_index_rename(src: str, dst: str) -> None:
+        # Blobs go in as usual; only the final step, replacing index.json, fails.
+        if Path(dst).name == "index.json":
+            raise OSError("rename failed")
+        renamed.append(Path(dst).name)
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", no_index_rename)
     with pytest.raises(OSError, match="rename failed"):
         write_image(layout, two_layer_image().image, "latest")
     monkeypatch.undo()
     assert (layout / "index.json").read_bytes() == before
     assert [p.name for p in layout.iterdir() if p.name.startswith(".")] == []
+    assert len(renamed) == 4  # two layers, the config and the manifest went in before the index
 
 
 def test_concurrent_writers_lose_no_tag(tmp_path: Path) -> None:

@@ -37,7 +37,8 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[
     if opts.oci_layout_path is not None:
         from kiln.transports.layout import write_image
 
-        tag = _tag_of(opts.destinations[0]) if opts.destinations else None
+        # Tagged after the first destination, else "latest", so that tools needing a tag (umoci) can read it.
+        tag = (_tag_of(opts.destinations[0]) if opts.destinations else None) or "latest"
         write_image(opts.oci_layout_path, image, tag)
         done.append(f"oci-layout:{opts.oci_layout_path}" + (f":{tag}" if tag else ""))
     if opts.tar_path is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from kiln.layers.extract import extract_layer
-from kiln.oci.config import chain_ids
+from kiln.oci.config import chain_id
 from kiln.snapshot.changes import Changes, expand_declared
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.overlay import OverlaySnapshotter
@@ -65,20 +65,22 @@ class OverlayRoot(StageRoot):
         self.ignore = ignore
         self.path = workdir / "root"
         self.lowers: list[Path] = []  # top first, as overlayfs wants them
-        self.diff_ids: list[str] = []
+        self._chain_ids: list[str] = []
         self._mounted = False
         self._upper: Path | None = None
         self._steps = 0
         self.path.mkdir(parents=True, exist_ok=True)
 
     def _chain_id_with(self, diff_id: str) -> str:
-        return chain_ids([*self.diff_ids, diff_id])[-1]
+        return chain_id(self._chain_ids[-1] if self._chain_ids else None, diff_id)
+
+    def _push(self, layer_dir: Path, diff_id: str) -> None:
+        self.lowers.insert(0, layer_dir)
+        self._chain_ids.append(self._chain_id_with(diff_id))
 
     def add_layer(self, diff_id: str, open_blob: LayerOpener) -> None:
         self._unmount()
-        layer_dir = self.store.ensure_layer(self._chain_id_with(diff_id), open_blob)
-        self.lowers.insert(0, layer_dir)
-        self.diff_ids.append(diff_id)
+        self._push(self.store.ensure_layer(self._chain_id_with(diff_id), open_blob, diff_id=diff_id), diff_id)
 
     def _mount(self) -> None:
         if self._mounted:
@@ -127,8 +129,7 @@ class OverlayRoot(StageRoot):
         layer = make_layer(changes)
         self._unmount()
         diff_id = getattr(layer, "diff_id")  # noqa: B009 - every layer kind carries its diff_id
-        self.lowers.insert(0, self.store.adopt(self._chain_id_with(diff_id), upper))
-        self.diff_ids.append(diff_id)
+        self._push(self.store.adopt(self._chain_id_with(diff_id), upper), diff_id)
         self._upper = None
         shutil.rmtree(self.workdir / f"w{self._steps}", ignore_errors=True)
         return layer

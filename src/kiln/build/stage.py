@@ -15,6 +15,7 @@ from kiln.build.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.build.steps.run import run_step
 from kiln.build.steps.workdir import make_workdir
 from kiln.context.source import BuildContext
+from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Onbuild, Run, Workdir
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import BuildPlan, StagePlan, onbuild_instructions, with_onbuild
@@ -259,7 +260,9 @@ def _dispatch(
         def do_copy() -> list[str] | None:
             tree = _source_tree(env, instr)
             with tempfile.TemporaryDirectory(dir=env.work_dir) as tmp:
-                extra = heredoc_sources(instr, Path(tmp))
+                words = scope.expander()
+                body_expander = Expander(words.env, words.escape, skip_quotes=True)
+                extra = heredoc_sources(instr, Path(tmp), body_expander.word)
                 if isinstance(instr, Add):
                     from kiln.build.steps.add import run_add
 

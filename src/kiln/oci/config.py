@@ -5,11 +5,14 @@ Fields kiln does not model are kept in ``extra`` so a base image's config surviv
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kiln.errors import ImageFormatError
 from kiln.oci.canonical import canonical_json, load_json_object
+from kiln.oci.digest import validate_digest
 from kiln.oci.platform import Platform
 
 
@@ -226,14 +229,18 @@ class ImageConfig:
         )
 
 
-def chain_ids(diff_ids: tuple[str, ...] | list[str]) -> list[str]:
-    """OCI ChainIDs: the identity of a stack of layers, layer by layer."""
-    import hashlib
+def chain_id(parent: str | None, diff_id: str) -> str:
+    """The OCI ChainID of a layer with this diff_id on top of the chain ``parent`` (None for the bottom layer)."""
+    validate_digest(diff_id)
+    if parent is None:
+        return diff_id
+    validate_digest(parent)
+    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
 
+
+def chain_ids(diff_ids: Iterable[str]) -> list[str]:
+    """The ChainID of every layer of an image, bottom first (diff_ids in the image config's order)."""
     out: list[str] = []
-    for i, diff_id in enumerate(diff_ids):
-        if i == 0:
-            out.append(diff_id)
-        else:
-            out.append("sha256:" + hashlib.sha256(f"{out[-1]} {diff_id}".encode()).hexdigest())
+    for diff_id in diff_ids:
+        out.append(chain_id(out[-1] if out else None, diff_id))
     return out

@@ -25,6 +25,7 @@ from typing import BinaryIO
 
 from kiln.errors import DigestMismatch, ImageFormatError
 from kiln.layers.extract import extract_layer
+from kiln.oci.config import chain_ids
 from kiln.store.locking import exclusive_lock
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -36,23 +37,6 @@ def _check_digest(value: str, what: str) -> str:
     if not _DIGEST.match(value):
         raise ImageFormatError(f"{what} {value!r} is not a sha256 digest")
     return value
-
-
-def chain_id(parent: str | None, diff_id: str) -> str:
-    """The chain id of a layer with this diff_id on top of the chain `parent` (None for the bottom layer)."""
-    _check_digest(diff_id, "diff_id")
-    if parent is None:
-        return diff_id
-    _check_digest(parent, "chain id")
-    return "sha256:" + hashlib.sha256(f"{parent} {diff_id}".encode()).hexdigest()
-
-
-def chain_ids(diff_ids: Iterable[str]) -> list[str]:
-    """The chain id of every layer of an image, bottom first (diff_ids in the image config's order)."""
-    out: list[str] = []
-    for diff_id in diff_ids:
-        out.append(chain_id(out[-1] if out else None, diff_id))
-    return out
 
 
 class LayerStore:

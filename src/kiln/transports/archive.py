@@ -338,6 +338,17 @@ class _Tee:
 def _ingest_layer(archive: _Archive, name: str, diff_id: str, store: BlobStore) -> Descriptor:
     """Put one layer file into ``store`` as a gzip blob, checking its content against ``diff_id``."""
     what = f"{archive.path}: layer {name}"
+    try:
+        return _ingest_layer_file(archive, name, diff_id, store, what)
+    except DigestMismatch:
+        raise
+    except ImageFormatError as e:
+        if str(archive.path) in str(e):
+            raise
+        raise ImageFormatError(f"{what}: {e}") from e
+
+
+def _ingest_layer_file(archive: _Archive, name: str, diff_id: str, store: BlobStore, what: str) -> Descriptor:
     with archive.open(name) as f:
         kind = sniff_compression(f.read(6))
         f.seek(0)

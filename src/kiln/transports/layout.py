@@ -257,9 +257,10 @@ def _locked_layout(layout: Path) -> Iterator[None]:
     layout.mkdir(parents=True, exist_ok=True)
     marker = layout / LAYOUT_FILE
     if not marker.exists():
-        if any(p.name not in (INDEX_FILE, "blobs") for p in layout.iterdir()):
+        own = (INDEX_FILE, "blobs")
+        if any(p.name not in own and not p.name.startswith(f".{LAYOUT_FILE}.") for p in layout.iterdir()):
             raise ImageFormatError(f"{layout}: exists and is not an OCI image layout (no {LAYOUT_FILE})")
-        _write_file_atomically(marker, canonical_json({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}))
+        _create_marker(marker)
     fd = os.open(marker, os.O_RDONLY)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
@@ -267,6 +268,19 @@ def _locked_layout(layout: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _create_marker(marker: Path) -> None:
+    """Write the oci-layout file complete, never replacing one: its inode carries the writers' lock."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{marker.name}.", dir=marker.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(canonical_json({"imageLayoutVersion": mt.OCI_LAYOUT_VERSION}))
+        os.chmod(tmp, 0o644)
+        with contextlib.suppress(FileExistsError):  # another writer created it first: theirs is as good
+            os.link(tmp, marker)
+    finally:
+        os.unlink(tmp)
 
 
 def _write_file_atomically(path: Path, data: bytes) -> None:
@@ -334,6 +348,8 @@ def write_image(layout: Path, image: Image, tag: str | None = None) -> Descripto
         index["manifests"] = [m for m in index.get("manifests", []) if not replaced(m)] + [entry.to_dict()]
         index.setdefault("mediaType", mt.OCI_INDEX)
         _write_file_atomically(layout / INDEX_FILE, canonical_json(index))
-    with contextlib.suppress(OSError):
-        (store.root / ".tmp").rmdir()  # the store's scratch directory is no part of a layout
+        # The store's scratch directory is no part of a layout. Removed under the lock: another writer's
+        # blobs may be passing through it otherwise.
+        with contextlib.suppress(OSError):
+            (store.root / ".tmp").rmdir()
     return entry

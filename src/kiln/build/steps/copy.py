@@ -13,7 +13,7 @@ import os
 import posixpath
 import stat
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -176,12 +176,13 @@ def run_copy(
     return sorted(log.written)
 
 
-def heredoc_sources(instr: Copy | Add, tmpdir: Path) -> list[Source]:
-    """Heredoc bodies written to temporary files, to be copied like context files named after the heredoc."""
+def heredoc_sources(instr: Copy | Add, tmpdir: Path, expand: Callable[[str], str]) -> list[Source]:
+    """Heredoc bodies written to temporary files, to be copied like context files named after the heredoc.
+    Bodies are expanded (quotes kept) unless the terminator was quoted, as BuildKit does."""
     out = []
     for doc in instr.heredocs:
         path = Path(tempfile.mkdtemp(dir=tmpdir)) / doc.name
-        path.write_text(doc.content, encoding="utf-8")
+        path.write_text(expand(doc.content) if doc.expand else doc.content, encoding="utf-8")
         os.chmod(path, 0o644)
         out.append(Source(doc.name, path, False))
     return out

@@ -1,0 +1,94 @@
+"""The tables the suite prints, and the JSON file it writes under bench/results/."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.results import CaseResult
+from bench.targets import Target
+
+
+def _s(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+def _mb(v: int | None) -> str:
+    return "-" if v is None else f"{v / 1e6:.1f}"
+
+
+def _table(header: Sequence[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=False)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=False))]
+    lines.append("  ".join("-" * w for w in widths))
+    for row in rows:
+        lines.append(
+            "  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
+        )
+    return "\n".join(lines)
+
+
+MAIN_HEADER = ["case", "kiln s", "buildah s", "kiln/buildah", "kiln peak MB", "buildah peak MB", "kiln pushed MB",
+               "buildah pushed MB", "kiln slowest phase", "status"]  # fmt: skip
+
+
+def main_table(cases: list[CaseResult]) -> str:
+    rows = []
+    for c in cases:
+        j = c.to_json()
+        slow = j["kiln_slowest_phase"]
+        ratio = "n/a" if c.status == "n/a" else ("-" if c.ratio is None else f"{c.ratio:.2f}")
+        rows.append([
+            c.name, _s(j["kiln_median_seconds"]), _s(j["buildah_median_seconds"]), ratio,
+            _mb(j["kiln_peak_rss_bytes"]), _mb(j["buildah_peak_rss_bytes"]), _mb(j["kiln_pushed_bytes"]),
+            _mb(j["buildah_pushed_bytes"]), f"{slow['phase']} {slow['seconds']:.2f}s" if slow else "-",
+            c.status if not c.reason else f"{c.status}: {c.reason[:70]}",
+        ])  # fmt: skip
+    return _table(MAIN_HEADER, rows)
+
+
+def phase_table(cases: list[CaseResult]) -> str:
+    """kiln's median seconds per phase and case (phases as kiln names them)."""
+    per_case = {c.name: c.kiln_phases() for c in cases}
+    names = sorted({n for p in per_case.values() for n in p}, key=lambda n: (n in ("steps", "outside build"), n))
+    if not names:
+        return "(kiln reported no phases)"
+    rows = [[case, *(_s(p.get(n)) for n in names)] for case, p in per_case.items() if p]
+    return _table(["case (kiln, median s)", *names], rows)
+
+
+def target_lines(targets: list[Target]) -> str:
+    return "\n".join(f"[{t.status.upper():4}] {t.name}: {t.detail}" for t in targets)
+
+
+def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, Any]) -> str:
+    return "\n\n".join([
+        f"kiln vs buildah: median wall time of {settings['repetitions']} alternating runs (build + push); "
+        "peak = summed RSS of the process tree sampled every "
+        f"{settings['sampler_interval_ms']} ms; pushed = bytes stored by the registry",
+        main_table(cases),
+        "kiln phases (from --log-format json; 'steps' = sum of step times, 'outside build' = wall - build time)",
+        phase_table(cases),
+        "targets",
+        target_lines(targets),
+    ])  # fmt: skip
+
+
+def write_json(directory: Path, machine: dict[str, Any], settings: dict[str, Any], gzip: dict[str, Any] | None,
+               cases: list[CaseResult], targets: list[dict[str, str]]) -> Path:  # fmt: skip
+    directory.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC)
+    path = directory / f"{now:%Y-%m-%dT%H%M%SZ}-{machine['host']}.json"
+    document = {
+        "date": now.isoformat(timespec="seconds"),
+        "machine": machine,
+        "settings": settings,
+        "gzip": gzip,
+        "cases": [c.to_json() for c in cases],
+        "targets": targets,
+    }
+    path.write_text(json.dumps(document, indent=2) + "\n")
+    return path
