@@ -92,7 +92,7 @@ class Reporter:
             return
         self._emit(f"built {s.digest} in {s.seconds:.2f}s")
         for i, layer in enumerate(s.layers):
-            self._emit(f"  layer {i + 1}: {layer.digest[:19]} {human_size(layer.size):>10}  {layer.created_by[:60]}")
+            self._emit(f"  layer {i + 1}: {layer.digest[:19]} {human_size(layer.size):>10}  {_one_line(layer.created_by)}")
         for o in s.outputs:
             self._emit(f"  -> {o}")
 
@@ -135,7 +135,7 @@ class RichReporter(Reporter):
         table.add_column("size", justify="right")
         table.add_column("created by")
         for i, layer in enumerate(s.layers):
-            table.add_row(str(i + 1), layer.digest[:19], human_size(layer.size), layer.created_by[:60])
+            table.add_row(str(i + 1), layer.digest[:19], human_size(layer.size), _one_line(layer.created_by))
         self.console.print(table)
         for o in s.outputs:
             self.console.print(f"  -> {_escape(o)}")
@@ -215,3 +215,8 @@ def make_reporter(log_format: str, verbosity: str, out: TextIO | None = None) ->
     if log_format == "color" or (log_format == "auto" and out.isatty()):
         return RichReporter(out, verbosity)
     return Reporter(out, verbosity)
+
+
+def _one_line(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 3] + "..."
