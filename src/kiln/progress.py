@@ -92,7 +92,8 @@ class Reporter:
             return
         self._emit(f"built {s.digest} in {s.seconds:.2f}s")
         for i, layer in enumerate(s.layers):
-            self._emit(f"  layer {i + 1}: {layer.digest[:19]} {human_size(layer.size):>10}  {_one_line(layer.created_by)}")
+            size = human_size(layer.size)
+            self._emit(f"  layer {i + 1}: {layer.digest[:19]} {size:>10}  {_one_line(layer.created_by)}")
         for o in s.outputs:
             self._emit(f"  -> {o}")
 
