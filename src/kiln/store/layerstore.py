@@ -14,7 +14,6 @@ A layer directory exists only once complete: it is filled under tmp/ and renamed
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
