@@ -185,6 +185,15 @@ def build_command(**kw: Any) -> None:
     run_build(opts)
 
 
+def _register_diff() -> None:
+    from kiln.diff_cli import diff_command
+
+    cli.add_command(diff_command, "diff")
+
+
+_register_diff()
+
+
 def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     context = kw["context"] or kw["positional_context"] or "."
     if kw["context"] and kw["positional_context"] and kw["context"] != kw["positional_context"]:
