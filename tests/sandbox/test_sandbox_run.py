@@ -136,12 +136,13 @@ def ids(rootfs: Path, user: str) -> tuple[str, str, str]:
 
 def test_user_by_name_uid_and_group(rootfs: Path) -> None:
     # app is uid 1000, primary gid 1000, listed as a member of extra (2000) in the rootfs's /etc/group.
-    assert ids(rootfs, "") == ("0 0 0 0", "0 0 0 0", "")
-    assert ids(rootfs, "app") == ("1000 1000 1000 1000", "1000 1000 1000 1000", "2000")
-    assert ids(rootfs, "1000") == ("1000 1000 1000 1000", "1000 1000 1000 1000", "2000")
-    assert ids(rootfs, "app:extra") == ("1000 1000 1000 1000", "2000 2000 2000 2000", "")
-    assert ids(rootfs, "4242") == ("4242 4242 4242 4242", "0 0 0 0", "")
-    assert ids(rootfs, "4242:4343") == ("4242 4242 4242 4242", "4343 4343 4343 4343", "")
+    # The primary gid heads the supplementary groups, as runc gives them under buildah.
+    assert ids(rootfs, "") == ("0 0 0 0", "0 0 0 0", "0")
+    assert ids(rootfs, "app") == ("1000 1000 1000 1000", "1000 1000 1000 1000", "1000 2000")
+    assert ids(rootfs, "1000") == ("1000 1000 1000 1000", "1000 1000 1000 1000", "1000 2000")
+    assert ids(rootfs, "app:extra") == ("1000 1000 1000 1000", "2000 2000 2000 2000", "2000")
+    assert ids(rootfs, "4242") == ("4242 4242 4242 4242", "0 0 0 0", "0")
+    assert ids(rootfs, "4242:4343") == ("4242 4242 4242 4242", "4343 4343 4343 4343", "4343")
     assert run(rootfs, "id -un; id -gn", user="app") == (0, "app\napp\n")
 
 

@@ -29,34 +29,34 @@ def root(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_empty_user_is_root_without_supplementary_groups(root: Path) -> None:
-    assert resolve_user(root, "") == ResolvedUser(0, 0, (), "/root", "root")
+def test_empty_user_is_root_with_only_its_primary_group(root: Path) -> None:
+    assert resolve_user(root, "") == ResolvedUser(0, 0, (0,), "/root", "root")
 
 
 def test_name_gets_passwd_ids_and_member_groups_in_file_order(root: Path) -> None:
-    assert resolve_user(root, "app") == ResolvedUser(1000, 1000, (1001, 2000), "/home/app", "app")
+    assert resolve_user(root, "app") == ResolvedUser(1000, 1000, (1000, 1001, 2000), "/home/app", "app")
 
 
 def test_numeric_uid_in_passwd_is_that_user(root: Path) -> None:
-    assert resolve_user(root, "1001") == ResolvedUser(1001, 1001, (2000,), "/srv", "svc")
+    assert resolve_user(root, "1001") == ResolvedUser(1001, 1001, (1001, 2000), "/srv", "svc")
 
 
 def test_numeric_uid_absent_from_passwd_has_gid_0_and_home_slash(root: Path) -> None:
-    assert resolve_user(root, "4242") == ResolvedUser(4242, 0, (), "/", "")
+    assert resolve_user(root, "4242") == ResolvedUser(4242, 0, (0,), "/", "")
 
 
-def test_explicit_group_by_name_replaces_gid_and_drops_supplementary(root: Path) -> None:
-    assert resolve_user(root, "app:extra") == ResolvedUser(1000, 2000, (), "/home/app", "app")
+def test_explicit_group_by_name_replaces_gid_and_is_the_only_group(root: Path) -> None:
+    assert resolve_user(root, "app:extra") == ResolvedUser(1000, 2000, (2000,), "/home/app", "app")
 
 
 def test_explicit_numeric_group_absent_from_group_file_is_allowed(root: Path) -> None:
-    assert resolve_user(root, "app:3333") == ResolvedUser(1000, 3333, (), "/home/app", "app")
+    assert resolve_user(root, "app:3333") == ResolvedUser(1000, 3333, (3333,), "/home/app", "app")
 
 
 def test_uid_gid_pair_takes_the_fast_path(root: Path) -> None:
     # HOME still comes from passwd, by uid, as runc does.
-    assert resolve_user(root, "1000:2000") == ResolvedUser(1000, 2000, (), "/home/app", "app")
-    assert resolve_user(root, "7:8") == ResolvedUser(7, 8, (), "/", "")
+    assert resolve_user(root, "1000:2000") == ResolvedUser(1000, 2000, (2000,), "/home/app", "app")
+    assert resolve_user(root, "7:8") == ResolvedUser(7, 8, (8,), "/", "")
 
 
 def test_unknown_user_name_is_an_error(root: Path) -> None:
@@ -70,7 +70,7 @@ def test_unknown_group_name_is_an_error(root: Path) -> None:
 
 
 def test_missing_passwd_allows_numeric_but_not_names(tmp_path: Path) -> None:
-    assert resolve_user(tmp_path, "12") == ResolvedUser(12, 0, (), "/", "")
+    assert resolve_user(tmp_path, "12") == ResolvedUser(12, 0, (0,), "/", "")
     with pytest.raises(SandboxError):
         resolve_user(tmp_path, "root")
 
@@ -82,7 +82,7 @@ def test_absolute_symlinked_passwd_is_read_from_the_rootfs_not_the_host(root: Pa
     (root / "shadow" / "passwd").write_text("builder:x:77:88::/b:/bin/sh\n")
     os.unlink(root / "etc" / "passwd")
     os.symlink("/shadow/passwd", root / "etc" / "passwd")
-    assert resolve_user(root, "builder") == ResolvedUser(77, 88, (), "/b", "builder")
+    assert resolve_user(root, "builder") == ResolvedUser(77, 88, (88,), "/b", "builder")
     os.unlink(root / "etc" / "passwd")
     os.symlink("../../../../../../etc/passwd", root / "etc" / "passwd")  # loops back onto itself in root
     with pytest.raises(SandboxError):

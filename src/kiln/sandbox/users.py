@@ -1,11 +1,13 @@
 """USER resolution against the rootfs's own /etc/passwd and /etc/group (never the host's).
 
 Follows BuildKit (executor/oci/user.go) and runc's GetExecUser:
-- "" is root (0:0), no supplementary groups; "uid:gid" with both numeric (or "root") is taken as is.
+- "" is root (0:0); "uid:gid" with both numeric (or "root") is taken as is.
 - Otherwise the user is looked up in passwd: a numeric uid matches by uid, anything else by name. A name
   that is absent is an error; a numeric uid that is absent is allowed (gid 0 unless a group is given).
-- An explicit group (name or gid) sets the primary gid and then there are no supplementary groups; without
-  one, the supplementary groups are those /etc/group lists the user's name as a member of.
+- An explicit group (name or gid) sets the primary gid and then there are no other groups; without one, the
+  supplementary groups are those /etc/group lists the user's name as a member of.
+- The primary gid always heads the supplementary list: runc under buildah (the reference builder here) gives
+  `groups=1000(app),4242(x)` for a user app in group x, and `groups=0(root)` for root.
 - HOME is the passwd home of the final uid (looked up by uid, as runc does), "/" if there is none.
 """
 
@@ -100,11 +102,12 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
     user_part = user_part or "0"  # ":group" is root with that group, as in runc
     passwd = _passwd(rootfs)
     if user == "":
-        return ResolvedUser(0, 0, (), _home_of(passwd, 0), _name_of(passwd, 0))
+        return ResolvedUser(0, 0, (0,), _home_of(passwd, 0), _name_of(passwd, 0))
     if sep and user_part and group_part:
         fast_uid, fast_gid = _numeric_or_root(user_part), _numeric_or_root(group_part)
         if fast_uid is not None and fast_gid is not None:
-            return ResolvedUser(fast_uid, fast_gid, (), _home_of(passwd, fast_uid), _name_of(passwd, fast_uid))
+            home, name = _home_of(passwd, fast_uid), _name_of(passwd, fast_uid)
+            return ResolvedUser(fast_uid, fast_gid, (fast_gid,), home, name)
 
     if user_part.isdigit() and _int(user_part) is None:
         raise SandboxError(f"user {user_part}: uid out of range")
@@ -134,7 +137,8 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
             gid = found.gid
     elif name:
         supplementary = tuple(g.gid for g in groups if name in g.members)
-    return ResolvedUser(uid, gid, supplementary, _home_of(passwd, uid), name)
+    groups_with_primary = (gid, *(g for g in dict.fromkeys(supplementary) if g != gid))
+    return ResolvedUser(uid, gid, groups_with_primary, _home_of(passwd, uid), name)
 
 
 def _name_of(passwd: list[_PasswdEntry], uid: int) -> str:

@@ -146,7 +146,9 @@ class WalkSnapshotter:
         if self.mode is SnapshotMode.TIME:
             return (stat.S_IFMT(st.st_mode), st.st_mtime_ns)
         if self.mode is SnapshotMode.REDO:
-            return (st.st_mode, st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_uid, st.st_gid, st.st_ino)
+            # kaniko's redo: mode, mtime, size and owner. Not ctime (the sandbox's mount stubs change a parent's
+            # ctime, which cannot be put back) nor the inode.
+            return (st.st_mode, st.st_mtime_ns, st.st_size, st.st_uid, st.st_gid)
         target = os.readlink(path) if stat.S_ISLNK(st.st_mode) else None
         # Directory sizes and mtimes move with their entries, which are compared on their own; a directory's
         # mtime is still kept because kaniko's full mode reports it and a touched directory is a change.
