@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from bench.cases import CASES, case_by_name
 from bench.paths import RESULTS
 from bench.suite import Settings, run_suite
+
+
+def _interrupted(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     if os.geteuid() != 0:
         print("the benchmarks mount a tmpfs and run buildah: run them as root", file=sys.stderr)
         return 2
+    # SIGTERM (and SIGINT, even when started in the background) unwind through the suite's cleanup: builders
+    # stopped, the registry stopped, the tmpfs unmounted.
+    signal.signal(signal.SIGTERM, _interrupted)
+    signal.signal(signal.SIGINT, _interrupted)
     cases = CASES if args.cases == "all" else [case_by_name(n.strip()) for n in args.cases.split(",") if n.strip()]
     settings = Settings(
         repetitions=args.repetitions,

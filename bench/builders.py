@@ -68,6 +68,12 @@ def timed_commands(commands: list[tuple[list[str], dict[str, str] | None]], samp
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
+        except BaseException:
+            # Interrupted: stop the builder before the tmpfs under it is unmounted.
+            proc.kill()
+            proc.wait()
+            sampler.stop()
+            raise
         peak = max(peak, sampler.stop())
         code = proc.returncode
         if code != 0:

@@ -23,6 +23,7 @@ from bench.images import FILE_SIZE, write_random_files
 FILES = 20_000
 
 PERL_FILES = (
+    "mkdir -p {root} && "
     'perl -e \'open(my $r, "<", "/dev/urandom") or die; '
     'for my $i (0..{n}-1) {{ my $d = sprintf("{root}/d%03d", int($i/512)); mkdir $d unless -d $d; '
     'read($r, my $b, {size}) == {size} or die; open(my $f, ">", sprintf("%s/f%05d", $d, $i)) or die; '

@@ -101,6 +101,8 @@ def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
                      + ("" if outcome.ok else f"  FAILED: {outcome.error}\n{outcome.log_tail}"))  # fmt: skip
                 if not outcome.ok:
                     failed[builder.name] = outcome.error
+        # Errors name files in the context: the case name already says which.
+        failed = {k: v.replace(f"{context}/", "") for k, v in failed.items()}
         if "kiln" in failed:
             result.status = "n/a" if case.needs_cache else "error"
             result.reason = f"kiln: {failed['kiln']}"
