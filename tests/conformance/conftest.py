@@ -13,6 +13,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from harness import Bases, ServedFiles  # noqa: E402
+
 from support.base_images import OciImage  # noqa: E402
 
 

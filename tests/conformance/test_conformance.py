@@ -22,6 +22,7 @@ from harness import (
     check_expected_config,
     check_expected_files,
     drop_buildah_leftovers,
+    image_layer_count,
     kiln_build,
     layer_count,
     load_cases,
@@ -61,6 +62,10 @@ def test_case(
     kiln = kiln_build(case, ctx, tmp_path / "kiln", kiln_dir)
     record_property("kiln_seconds", round(kiln.seconds, 2))
 
+    if "kiln_layers" in case.meta and kiln.ok:
+        count = layer_count(tmp_path / "kiln")
+        assert count == case.meta["kiln_layers"], f"kiln made {count} layers, expected {case.meta['kiln_layers']}"
+
     if case.expect == "kiln-fails":
         assert not kiln.ok, "kiln built a Dockerfile the reference says must fail"
         return
@@ -70,15 +75,17 @@ def test_case(
         image = read_image(tmp_path / "kiln", None, None)
         scratch = tmp_path / "flat"
         scratch.mkdir()
-        problems = check_expected_files(case, flattened_tree(image, scratch, "kiln")) if (
-            case.path / "expected.txt"
-        ).exists() else []
+        problems = (
+            check_expected_files(case, flattened_tree(image, scratch, "kiln"))
+            if (case.path / "expected.txt").exists()
+            else []
+        )
         problems += check_expected_config(case, image.config)
         assert not problems, "kiln's image differs from the Dockerfile reference:\n" + "\n".join(problems)
         return
 
     buildah = request.getfixturevalue("buildah")
-    theirs = buildah_build(case, ctx, tmp_path / "buildah", buildah)
+    theirs = buildah_build(case, ctx, tmp_path / "buildah.tar", buildah)
     record_property("buildah_seconds", round(theirs.seconds, 2))
 
     if case.expect == "both-fail":
@@ -93,14 +100,17 @@ def test_case(
         ignore_config=GLOBAL_IGNORE_CONFIG + tuple(case.meta.get("ignore_config", ())),
         workdir=tmp_path / "diff",
     )
-    report = diff_images(f"oci-layout:{tmp_path / 'buildah'}:latest", f"oci-layout:{tmp_path / 'kiln'}", options)
+    report = diff_images(f"docker-archive:{tmp_path / 'buildah.tar'}", f"oci-layout:{tmp_path / 'kiln'}", options)
     report = dataclasses.replace(report, differences=drop_buildah_leftovers(report.differences))
     record_property("layers", json.dumps(report.layer_counts))
     assert report.same, "kiln (B) differs from buildah (A):\n" + render_text(report, limit=60)
 
     if case.meta.get("layers"):
-        layered = buildah_build(case, ctx, tmp_path / "buildah-layers", buildah, layers=True)
+        layered = buildah_build(case, ctx, tmp_path / "buildah-layers.tar", buildah, layers=True)
         assert layered.ok, layered.output
-        counts = (layer_count(tmp_path / "buildah-layers"), layer_count(tmp_path / "kiln"))
+        counts = (
+            image_layer_count(f"docker-archive:{tmp_path / 'buildah-layers.tar'}"),
+            layer_count(tmp_path / "kiln"),
+        )
         record_property("layer_counts_buildah_kiln", json.dumps(counts))
         assert counts[0] == counts[1], f"layer count: buildah --layers {counts[0]}, kiln {counts[1]}"

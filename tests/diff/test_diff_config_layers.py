@@ -198,3 +198,8 @@ def test_cli_corrupt_layer_exit_2(tmp_path: Path) -> None:
     code, _, err = run_cli(spec, spec)
     assert code == 2
     assert "truncated" in err or "corrupt" in err
+
+
+def test_empty_argv_equals_absent(tmp_path: Path) -> None:
+    assert config_diffs(tmp_path, {"Entrypoint": [], "Cmd": None}, {"Cmd": []}) == []
+    assert [x.where for x in config_diffs(tmp_path / "2", {"Entrypoint": []}, {"Entrypoint": ["x"]})] == ["Entrypoint"]

@@ -111,7 +111,7 @@ def test_device_numbers_and_fifo(tmp_path: Path) -> None:
 
 
 # A version 2 file capability: cap_net_bind_service (bit 10) permitted + effective.
-CAP = bytes.fromhex("01000002" "00040000" "00000000" "00000000" "00000000")
+CAP = bytes.fromhex("0100000200040000000000000000000000000000")
 
 
 def test_security_capability_xattr(tmp_path: Path) -> None:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.base_images import OciImage
-from support.images import flatten_layout
-from support.registry import Registry
 
 from kiln.diff import DiffOptions, diff_images
 from kiln.diff.api import flattened_tree
 from kiln.diff.localread import read_layout
 from kiln.transports.registry.options import RegistryOptions
+from support.base_images import OciImage
+from support.images import flatten_layout
+from support.registry import Registry
 
 pytestmark = pytest.mark.root
 

@@ -13,6 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 from support.base_images import OciImage
 from support.images import TarEntry, layer_entries, read_config, read_manifest
@@ -147,7 +148,7 @@ def files_in(layer: Mapping[str, TarEntry]) -> dict[str, str]:
     return {name: e.type for name, e in layer.items()}
 
 
-def tar_of(directory: Path, out: Path, mode: str = "w") -> Path:
+def tar_of(directory: Path, out: Path, mode: Literal["w", "w:gz"] = "w") -> Path:
     """A tar of directory's contents (names relative to it), made with tarfile: not kiln."""
     with tarfile.open(out, mode) as tf:
         for name in sorted(os.listdir(directory)):

@@ -11,7 +11,7 @@ import pytest
 from integ_helpers import Kiln, Outcome, write_context
 
 from support.base_images import OciImage
-from support.images import manifest_descriptor, read_blob_json, blob_path
+from support.images import blob_path, manifest_descriptor, read_blob_json
 
 pytestmark = pytest.mark.root
 
@@ -121,7 +121,8 @@ def test_user_that_does_not_exist(kiln_bb: Kiln, tmp_path: Path) -> None:
 def test_copy_from_unknown_stage(kiln: Kiln, tmp_path: Path) -> None:
     # An unknown name is an image reference: point every registry lookup at a closed local port so the test
     # never leaves the machine.
-    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch AS one\nFROM scratch\nCOPY --from=nostage /x /x\n"})
+    dockerfile = "FROM scratch AS one\nFROM scratch\nCOPY --from=nostage /x /x\n"
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile})
     out = kiln.build(ctx, "--registry-mirror=127.0.0.1:9", "--skip-default-registry-fallback", "--insecure-pull",
                      tar=True)  # fmt: skip
     _check_failure(kiln, out, r"nostage")

@@ -93,17 +93,23 @@ def _keyed(items: dict[str, Any], other: dict[str, Any], field: str, ignore: Con
     return out
 
 
+def _argv(value: tuple[str, ...] | None) -> list[str] | None:
+    # An empty list and no value mean the same to a runtime (nothing to run / inherit nothing); builders
+    # differ in which they write (buildah's Docker format writes Entrypoint: []), so both compare as None.
+    return list(value) if value else None
+
+
 def plain_fields(config: ImageConfig) -> dict[str, Any]:
     c = config.config
     hc = c.healthcheck.to_dict() if c.healthcheck is not None else None
     return {
-        "Cmd": list(c.cmd) if c.cmd is not None else None,
-        "Entrypoint": list(c.entrypoint) if c.entrypoint is not None else None,
+        "Cmd": _argv(c.cmd),
+        "Entrypoint": _argv(c.entrypoint),
         "WorkingDir": c.working_dir,
         "User": c.user,
         "StopSignal": c.stop_signal,
         "Healthcheck": hc,
-        "Shell": list(c.shell) if c.shell is not None else None,
+        "Shell": _argv(c.shell),
         "OnBuild": list(c.on_build),
         "architecture": config.architecture,
         "os": config.os,
