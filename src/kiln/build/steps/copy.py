@@ -20,6 +20,7 @@ from typing import Protocol
 
 from kiln.build.steps.fscopy import CopyAttrs, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
 from kiln.build.steps.owners import resolve_chown
+from kiln.context.dockerignore import DockerIgnore
 from kiln.context.gomatch import glob_regex
 from kiln.context.source import BuildContext
 from kiln.context.sources import iter_tree, resolve_sources
@@ -34,6 +35,7 @@ class Source:
     name: str  # the name the copy gets inside a destination directory
     path: Path  # on disk, top-level symlinks followed
     is_dir: bool
+    rel: str = ""  # the path as named from the source root (COPY --parents keeps it under the destination)
 
 
 class SourceTree(Protocol):
@@ -53,7 +55,10 @@ class ContextTree:
         self.ctx = ctx
 
     def resolve(self, patterns: Sequence[str]) -> list[Source]:
-        return [Source(posixpath.basename(r.rel) or ".", r.path, r.is_dir) for r in resolve_sources(self.ctx, patterns)]
+        return [
+            Source(posixpath.basename(r.rel) or ".", r.path, r.is_dir, r.rel)
+            for r in resolve_sources(self.ctx, patterns)
+        ]
 
     def walk(self, source: Source) -> Iterator[str]:
         rel = os.path.relpath(source.path, self.ctx.root)
@@ -86,7 +91,7 @@ class RootfsTree:
             host = resolve_in_root(self.root, "/".join(parts))
             if not os.path.lexists(host):
                 return []
-            return [Source(parts[-1] if parts else ".", host, host.is_dir())]
+            return [Source(parts[-1] if parts else ".", host, host.is_dir(), "/".join(parts))]
         current = [("", self.root)]
         for part in parts:
             nxt: list[tuple[str, Path]] = []
@@ -106,7 +111,7 @@ class RootfsTree:
         for rel, _ in current:
             host = resolve_in_root(self.root, rel)
             if os.path.lexists(host):
-                out.append(Source(posixpath.basename(rel), host, host.is_dir()))
+                out.append(Source(posixpath.basename(rel), host, host.is_dir(), rel.lstrip("/")))
         return out
 
     def walk(self, source: Source) -> Iterator[str]:
@@ -153,6 +158,10 @@ def run_copy(
             "and end with a /",
             where,
         )
+    excludes = _excludes(instr, where)
+    if excludes:
+        sources = [src for src in sources if not excludes.matches(src.rel or src.name)]
+    parents = isinstance(instr, Copy) and instr.parents
     log = WriteLog(root)
     attrs = CopyAttrs(
         owner=owner if owner is not None else (None if tree.keep_owners else Owner(0, 0)),
@@ -162,18 +171,40 @@ def run_copy(
     into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
     try:
         for src in sources:
+            # --parents keeps the source's own directories under the destination, as `cp --parents` does.
+            base = dest_host / posixpath.dirname(src.rel) if parents and src.rel else dest_host
             if src.is_dir:
-                make_dirs(root, dest_host, owner, log)
-                if not dest_host.is_dir():
+                dir_dest = base / src.name if parents and src.rel else dest_host
+                make_dirs(root, dir_dest, owner, log)
+                if not dir_dest.is_dir():
                     raise BuildError(f"cannot copy directory {src.name} onto file {dest}", where)
-                copy_tree_contents(src.path, dest_host, attrs, log, tree.walk(src))
+                copy_tree_contents(src.path, dir_dest, attrs, log, _filtered(tree.walk(src), excludes))
             else:
-                target = dest_host / src.name if into_dir else dest_host
+                target = base / src.name if (into_dir or parents) else dest_host
                 make_dirs(root, target.parent, owner, log)
                 copy_entry(src.path, target, attrs, log, os.stat(src.path))
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None
     return sorted(log.written)
+
+
+def _excludes(instr: Copy | Add, where: SourceLocation) -> DockerIgnore | None:
+    """--exclude patterns, matched like .dockerignore lines against paths relative to each source."""
+    if not instr.excludes:
+        return None
+    try:
+        return DockerIgnore.parse("\n".join(instr.excludes), "--exclude")
+    except ContextError as e:
+        raise BuildError(str(e), where) from None
+
+
+def _filtered(paths: Iterator[str], excludes: DockerIgnore | None) -> Iterator[str]:
+    if excludes is None:
+        yield from paths
+        return
+    for rel in paths:
+        if not excludes.matches(rel):
+            yield rel
 
 
 def heredoc_sources(instr: Copy | Add, tmpdir: Path, expand: Callable[[str], str]) -> list[Source]:
