@@ -7,7 +7,6 @@ returned Image reads its blobs from the store and knows which repository they ca
 from __future__ import annotations
 
 import logging
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 
 from kiln.errors import DigestMismatch, ImageFormatError, RegistryError
@@ -22,6 +21,7 @@ from kiln.transports.image import Image
 from kiln.transports.registry.client import RegistryClient, pull_scope
 from kiln.transports.registry.mirrors import candidate_references
 from kiln.transports.registry.options import RegistryOptions
+from kiln.transports.registry.parallel import run_all
 from kiln.transports.registry.reference import Reference
 from kiln.transports.registry.retry import TRANSIENT_ERRORS
 from kiln.transports.registry.sources import BlobOrigin, StoreBlobs
@@ -160,16 +160,7 @@ class _Puller:
         missing = [(d, w) for d, w in descs if not self.store.has(d.digest)]
         if not missing:
             return
-        workers = max(1, min(self.opts.max_concurrent_transfers, len(missing)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kiln-pull") as pool:
-            futures = [pool.submit(self.fetch_blob, d, w) for d, w in missing]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f in done:
-                exc = f.exception()
-                if exc is not None:
-                    raise exc
+        run_all(lambda item: self.fetch_blob(*item), missing, self.opts.max_concurrent_transfers, "kiln-pull")
 
 
 def _resolve_fetched(ref: Reference, opts: RegistryOptions) -> tuple[RegistryClient, Fetched]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -20,6 +19,7 @@ from kiln.oci.descriptor import Descriptor
 from kiln.transports.image import Image
 from kiln.transports.registry.client import RegistryClient, pull_scope, push_scope
 from kiln.transports.registry.options import RegistryOptions
+from kiln.transports.registry.parallel import run_all
 from kiln.transports.registry.reference import Reference
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
 
@@ -235,17 +235,7 @@ def _push_to_repository(
     reference = str(targets[0])
     pusher = _BlobPusher(client, repository, reference, image, origins, opts)
     layers = list({d.digest: d for d in image.layers if not d.urls}.values())
-    if layers:
-        workers = max(1, min(opts.max_concurrent_transfers, len(layers)))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="kiln-push") as pool:
-            futures = [pool.submit(pusher.push, d) for d in layers]
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for f in pending:
-                f.cancel()
-            for f in done:
-                exc = f.exception()
-                if exc is not None:
-                    raise exc
+    run_all(pusher.push, layers, opts.max_concurrent_transfers, "kiln-push")
     pusher.push(image.manifest.config)
     for ref in targets:
         ident = ref.tag or ref.digest or image.digest
