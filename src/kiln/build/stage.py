@@ -81,7 +81,12 @@ def _blob_opener(blobs: BlobStore, digest: str) -> Callable[[], object]:
     return lambda: blobs.open(digest)
 
 
-def _new_root(env: BuildEnv, name: str) -> StageRoot:
+def _new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
+    if env.opts.in_place and stage:
+        from kiln.build.inplace import make_in_place_root
+
+        stages = sum(len(wave) for wave in env.plan.waves)
+        return make_in_place_root(env.opts, stages, env.context.root)
     stage_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=env.work_dir))
     ignore = IgnoreRules.for_root(
         stage_dir,
@@ -90,7 +95,7 @@ def _new_root(env: BuildEnv, name: str) -> StageRoot:
         ignore_var_run=env.opts.ignore_var_run,
         mountinfo=None,
     )
-    if env.use_overlay:
+    if env.use_overlay and not env.opts.in_place:  # in place: no mounts (an image read by COPY --from is flat)
         return OverlayRoot(stage_dir, env.layers, ignore)
     mode = SnapshotMode(env.opts.snapshot_mode if env.opts.snapshot_mode in ("full", "redo", "time") else "full")
     return FlatRoot(stage_dir, ignore, mode)
@@ -113,7 +118,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     opts = env.opts
     path = env.plan.path
     base, scope = _base(env, st)
-    root = _new_root(env, f"stage{st.index}")
+    root = _new_root(env, f"stage{st.index}", stage=True)
     try:
         if base is not None:
             started = time.monotonic()
@@ -192,7 +197,9 @@ def _make_layer(env: BuildEnv, changes: object, docker_format: bool) -> BuiltLay
         media_type=media_type,
         timestamp=env.timestamp,
     )
-    env.reporter.phase("layer", time.monotonic() - started, layer.descriptor.size, diff_id=layer.diff_id)
+    elapsed = time.monotonic() - started
+    env.reporter.phase("tar", elapsed - layer.compress_seconds, layer.uncompressed_size, diff_id=layer.diff_id)
+    env.reporter.phase("compress", layer.compress_seconds, layer.descriptor.size, diff_id=layer.diff_id)
     return layer
 
 
@@ -240,8 +247,9 @@ def _dispatch(
         env.reporter.phase("execute", time.monotonic() - started, None, instruction=instr.keyword)
         started = time.monotonic()
         layer = root.finish_step(declared, lambda ch: _make_layer(env, ch, state.docker_format))
-        # "snapshot" includes the layer's tar+compress time, which the "layer" phase reports on its own.
-        env.reporter.phase("snapshot", time.monotonic() - started, None)
+        # Finding the changes only: the layer's own tar and compress phases are reported apart.
+        spent = time.monotonic() - started - (layer.seconds if layer else 0.0)
+        env.reporter.phase("snapshot", spent, None)
         _record(env, state, layer, text_for_history)
         return layer
 

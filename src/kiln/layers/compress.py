@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bz2
 import hashlib
+import time
 import io
 import lzma
 import zlib
@@ -109,6 +110,8 @@ class CompressingWriter:
         self._compression = compression
         self._result: LayerDigests | None = None
         self._pending = bytearray()
+        # Time spent inside the compressor, so a build can report tar and compression as separate phases.
+        self.compress_seconds = 0.0
         self._gzip = None
         self._zstd = None
         if compression == "gzip":
@@ -162,10 +165,15 @@ class CompressingWriter:
         return n
 
     def _feed(self, data: bytes | bytearray | memoryview) -> None:
+        started = time.perf_counter()
         if self._gzip is not None:
-            self._out.write(self._gzip.compress(data))
+            out = self._gzip.compress(data)
         elif self._zstd is not None:
-            self._out.write(self._zstd.compress(data))
+            out = self._zstd.compress(data)
+        else:
+            return
+        self.compress_seconds += time.perf_counter() - started
+        self._out.write(out)
 
     def flush(self) -> None:
         """Nothing to do: compressed bytes are handed to dst as the compressor produces them."""

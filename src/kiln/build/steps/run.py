@@ -16,6 +16,7 @@ from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
 from kiln.dockerfile.scope import StageScope
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
 from kiln.sandbox import run_in_sandbox
+from kiln.sandbox.inplace import run_in_place
 from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, RunSpec, TmpfsMount
 
@@ -136,7 +137,8 @@ def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: Met
             mounts=tuple(mounts),
         )
         try:
-            status = run_in_sandbox(spec, env.reporter.output_stream())
+            run = run_in_place if env.opts.in_place else run_in_sandbox
+            status = run(spec, env.reporter.output_stream())
         except SandboxError as e:
             raise BuildError(str(e), where) from None
     if status != 0:
