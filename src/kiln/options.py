@@ -118,6 +118,8 @@ class BuildOptions:
                 "nothing to do with the image: give --destination, --tar-path or --oci-layout-path (or --no-push)",
                 "--destination",
             )
+        if self.in_place and self.snapshot_mode == "overlay":
+            raise UsageError("a build in place finds changes by walking / (no overlay mounts)", "--snapshot-mode")
         # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
         unsupported: list[tuple[bool, str, str]] = [
             (self.cache or bool(self.cache_repo), "--cache", "the layer cache"),
@@ -125,7 +127,6 @@ class BuildOptions:
             (self.cache_ttl is not None, "--cache-ttl", "the layer cache"),
             (self.cache_copy_layers, "--cache-copy-layers", "the layer cache"),
             (bool(self.secrets), "--secret", "build secrets"),
-            (self.in_place, "--in-place", "kaniko's in-place mode"),
         ]
         for is_set, flag, what in unsupported:
             if is_set:

@@ -99,8 +99,12 @@ def _check_own_dir(path: str, what: str) -> None:
         )
 
 
-def in_place_ignore(opts: BuildOptions, context_dir: Path | None, install: Iterable[str] | None = None,
-                    mountinfo: Path = Path("/proc/self/mountinfo")) -> IgnoreRules:
+def in_place_ignore(
+    opts: BuildOptions,
+    context_dir: Path | None,
+    install: Iterable[str] | None = None,
+    mountinfo: Path = Path("/proc/self/mountinfo"),
+) -> IgnoreRules:
     """What a build in place leaves alone: see the module docstring."""
     own = list(kiln_installation() if install is None else install)
     for path in own:

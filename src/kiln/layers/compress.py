@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import bz2
 import hashlib
-import time
 import io
 import lzma
+import time
 import zlib
 from dataclasses import dataclass
 from types import TracebackType

@@ -14,6 +14,11 @@ Safety: entry names and hardlink targets that are absolute or climb out with "..
 parent path is resolved inside the root the way a chrooted process would see it (see safepath), so nothing
 outside the root is ever created, written, linked or removed. overlayfs' own xattrs in a layer are ignored,
 so a layer cannot steer the overlay mount (redirects, metacopy).
+
+Skipping (kiln's in-place mode, which extracts onto a live root): an optional ``skip(path)`` names real paths
+(relative to the root, symlinks on the way resolved) that are left exactly as they are: an entry landing
+there is not written, a whiteout there removes nothing, an opaque directory keeps them. A directory that
+holds skipped paths must itself be skipped, or a layer replacing it (with a file, a symlink) removes it whole.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import os
 import shutil
 import stat
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, cast
@@ -129,10 +135,14 @@ def _lstat(host: str) -> os.stat_result | None:
         return None
 
 
+SkipFn = Callable[[str], bool]
+
+
 class _Extractor:
-    def __init__(self, root: str, mode: ExtractMode) -> None:
+    def __init__(self, root: str, mode: ExtractMode, skip: SkipFn | None = None) -> None:
         self.root = root
         self.mode = mode
+        self.skip = skip
         self.resolver = RootResolver(root)
         self.added: set[Parts] = set()  # real paths this layer created
         self.holds_added: set[Parts] = set()  # real directories with something this layer created below
@@ -151,6 +161,17 @@ class _Extractor:
 
     def is_ours(self, real: Parts) -> bool:
         return real in self.added or real in self.holds_added
+
+    def skipped(self, parent_parts: Parts, name: str) -> bool:
+        """Whether ``parent/name`` lands on a skipped path, found without creating anything."""
+        if self.skip is None:
+            return False
+        # The deepest existing directory on the way, resolved; what is still missing below it is taken as is.
+        for i in range(len(parent_parts), -1, -1):
+            real = self.resolver.resolve_dir(parent_parts[:i], create=False)
+            if real is not None:
+                return self.skip("/".join((*real, *parent_parts[i:], name)))
+        return self.skip("/".join((*parent_parts, name)))  # pragma: no cover - the root always resolves
 
     def remove(self, host: str, st: os.stat_result) -> None:
         if stat.S_ISDIR(st.st_mode):
@@ -174,6 +195,8 @@ class _Extractor:
         name = parts[-1]
         if name.startswith(WHITEOUT_PREFIX):
             self.whiteout(parts[:-1], name)
+            return
+        if self.skipped(parts[:-1], name):
             return
         parent = self.resolver.resolve_dir(parts[:-1], create=True)
         assert parent is not None
@@ -237,6 +260,8 @@ class _Extractor:
             raise ImageFormatError(f"hardlink target {info.linkname!r} does not exist")
         if stat.S_ISDIR(tst.st_mode):
             raise ImageFormatError(f"hardlink target {info.linkname!r} is a directory")
+        if self.skip is not None and self.skip("/".join((*(tparent or ()), target[-1]))):
+            return  # a link to a skipped file would bring that file (not the layer's) into the root
         if existing is not None:
             if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
                 return
@@ -276,6 +301,8 @@ class _Extractor:
         parent = self.resolver.resolve_dir(parent_parts, create=self.mode == "overlay")
         if parent is None:
             return  # nothing there to hide
+        if self.skip is not None and self.skip("/".join(parent)):
+            return
         if name == OPAQUE_MARKER:
             if self.mode == "overlay":
                 os.setxattr(self.resolver.host(parent), OVERLAY_OPAQUE_XATTR, b"y")
@@ -286,6 +313,8 @@ class _Extractor:
         if not hidden or hidden in (".", "..") or "/" in hidden:
             raise ImageFormatError(f"bad whiteout name {name!r}")
         real = (*parent, hidden)
+        if self.skip is not None and self.skip("/".join(real)):
+            return
         host = self.resolver.host(real)
         st = _lstat(host)
         if self.is_ours(real):
@@ -310,6 +339,8 @@ class _Extractor:
             real = (*directory, child)
             child_host = os.path.join(host, child)
             st = os.lstat(child_host)
+            if self.skip is not None and self.skip("/".join(real)):
+                continue
             if not self.is_ours(real):
                 self.remove(child_host, st)
             elif stat.S_ISDIR(st.st_mode):
@@ -325,19 +356,19 @@ class _Extractor:
 
 
 def extract_layer(
-    src: Readable, root: Path, *, mode: ExtractMode = "apply", label: str = "layer"
+    src: Readable, root: Path, *, mode: ExtractMode = "apply", label: str = "layer", skip: SkipFn | None = None
 ) -> ExtractStats:
     """Extract the layer tar in ``src`` (plain or gzip/zstd/bzip2/xz compressed) onto ``root`` (made if missing).
 
     We run as root: owners are set numerically, modes with setuid/setgid/sticky, xattrs including
     security.capability. ``label`` names the layer in error messages. A malformed or truncated layer is
     ImageFormatError naming the entry being extracted; an entry that would land outside ``root``
-    UnsafePathError (raised before anything outside is touched).
+    UnsafePathError (raised before anything outside is touched). ``skip``: see the module docstring.
     """
     if mode not in ("apply", "overlay"):
         raise ValueError(f"unknown extract mode {mode!r}")
     os.makedirs(root, exist_ok=True)
-    extractor = _Extractor(os.fspath(root), mode)
+    extractor = _Extractor(os.fspath(root), mode, skip)
     stream = _HashingReader(open_decompressed(src))
     current = "(start of the archive)"
     try:
