@@ -52,8 +52,9 @@ class TreeSampler:
 
     def start(self, root: int) -> None:
         self._tree = {root}
-        # Processes that exist before the root started cannot be its descendants.
-        self._known = {int(p) for p in os.listdir("/proc") if p.isdigit()} | {root}
+        # Nothing is known yet: the root may have forked before the sampler started, so the first sample reads
+        # every process's parent once.
+        self._known = {root}
         self._thread = threading.Thread(target=self._loop, name="rss-sampler", daemon=True)
         self._thread.start()
 
@@ -65,11 +66,15 @@ class TreeSampler:
 
     def sample(self) -> int:
         pids = {int(p) for p in os.listdir("/proc") if p.isdigit()}
-        # Oldest first, so a parent is in the tree before its children are looked at.
-        for pid in sorted(pids - self._known):
-            parent = _parent(pid)
-            if parent in self._tree:
-                self._tree.add(pid)
+        parents = {pid: _parent(pid) for pid in pids - self._known}
+        # Until nothing more joins: pids wrap around, so a child's pid need not be above its parent's.
+        grew = True
+        while grew:
+            grew = False
+            for pid, parent in parents.items():
+                if pid not in self._tree and parent in self._tree:
+                    self._tree.add(pid)
+                    grew = True
         self._known = pids
         self._tree &= pids
         total = sum(_rss(pid) for pid in self._tree)
