@@ -19,8 +19,8 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from transport_images import TWO_LAYER_ROOTFS, DictBlobs, Entry, make_image, two_layer_image  # noqa: E402
 from test_layout import _scan  # noqa: E402
+from transport_images import TWO_LAYER_ROOTFS, DictBlobs, Entry, make_image, two_layer_image  # noqa: E402
 
 from kiln.errors import DigestMismatch, ImageFormatError, UsageError  # noqa: E402
 from kiln.oci import mediatypes as mt  # noqa: E402
