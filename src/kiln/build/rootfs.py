@@ -10,8 +10,6 @@ Two kinds, one interface:
 
 from __future__ import annotations
 
-import contextlib
-import os
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
@@ -21,7 +19,7 @@ from typing import BinaryIO, TypeVar
 from kiln.layers.extract import extract_layer
 from kiln.oci.config import chain_id
 from kiln.snapshot.changes import Changes, expand_declared
-from kiln.snapshot.ignore import IgnoreRules
+from kiln.snapshot.ignore import IgnoreRules, mount_points_under
 from kiln.snapshot.overlay import OverlaySnapshotter
 from kiln.snapshot.walk import SnapshotMode, WalkSnapshotter
 from kiln.store.layerstore import LayerStore
@@ -184,9 +182,10 @@ class FlatRoot(StageRoot):
 
 
 def remove_tree(path: Path) -> None:
-    """Remove a stage work directory, refusing to follow anything mounted inside it."""
-    with contextlib.suppress(FileNotFoundError):
-        for dirpath, _dirnames, _files in os.walk(path):
-            if os.path.ismount(dirpath) and Path(dirpath) != path:
-                unmount(Path(dirpath), lazy=True)
-        shutil.rmtree(path)
+    """Remove a build's work directory, unmounting first whatever is still mounted inside it (deepest first),
+    so that removal never reaches into a mounted root."""
+    if not path.exists():
+        return
+    for point in sorted(mount_points_under(path), key=len, reverse=True):
+        unmount(path / point, lazy=True)
+    shutil.rmtree(path, ignore_errors=False)

@@ -101,10 +101,10 @@ def run_add(
             with open(arc.path, "rb") as f:
                 extract_layer(f, dest_host, mode="apply")
             rel_dest = os.path.relpath(dest_host, root)
-            for member in _members(arc.path):
-                written.add(member if rel_dest == "." else f"{rel_dest}/{member}")
+            members = _members(arc.path)
+            written.update(m if rel_dest == "." else f"{rel_dest}/{m}" for m in members)
             if owner is not None:
-                _chown_members(dest_host, _members(arc.path), owner)
+                _chown_members(dest_host, members, owner)
     return sorted(written)
 
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kiln.build.steps.fscopy import CopyAttrs, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
+from kiln.build.steps.fscopy import CopyAttrs, ModeFn, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
 from kiln.build.steps.owners import resolve_chown
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.gomatch import glob_regex
@@ -122,7 +122,7 @@ class RootfsTree:
                 yield name if base == "." else f"{base}/{name}"
 
 
-def _chmod_fn(chmod: Chmod | None) -> object:
+def _chmod_fn(chmod: Chmod | None) -> ModeFn | None:
     if chmod is None:
         return None
     return lambda mode: chmod.apply(mode, stat.S_ISDIR(mode))
@@ -165,7 +165,7 @@ def run_copy(
     log = WriteLog(root)
     attrs = CopyAttrs(
         owner=owner if owner is not None else (None if tree.keep_owners else Owner(0, 0)),
-        chmod=_chmod_fn(instr.mode),  # type: ignore[arg-type]
+        chmod=_chmod_fn(instr.mode),
     )
     dest_host = resolve_in_root(root, dest)
     into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
