@@ -101,3 +101,44 @@ def test_base_from_a_docker_archive_build_context(tmp_path: Path, busybox_image:
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert _layers(tmp_path / "out")[-1] == ["hi"]
+
+
+def test_manifest_format_follows_base_and_flag(tmp_path: Path, busybox_image: OciImage) -> None:
+    # The busybox test base is an OCI image: by default the result is OCI; --format docker gives schema 2.
+    out, r = _build(tmp_path, "FROM busybox\nRUN echo x > /x\n", busybox_image)
+    assert r.returncode == 0, r.stderr
+    index = json.loads((out / "index.json").read_text())
+    assert index["manifests"][0]["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    out2 = tmp_path / "docker-out"
+    r = _kiln(
+        "build", "--context", str(tmp_path / "ctx"), "--kiln-dir", str(tmp_path / "kiln"), "--no-push",
+        "--oci-layout-path", str(out2), "--format", "docker",
+        "--build-context", f"busybox=oci-layout://{busybox_image.layout}:{busybox_image.tag}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    desc = json.loads((out2 / "index.json").read_text())["manifests"][0]
+    manifest = json.loads((out2 / "blobs" / "sha256" / desc["digest"].split(":")[1]).read_text())
+    assert manifest["mediaType"] == "application/vnd.docker.distribution.manifest.v2+json"
+    assert manifest["config"]["mediaType"] == "application/vnd.docker.container.image.v1+json"
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.docker.image.rootfs.diff.tar.gzip"}
+
+
+def test_add_zstd_archive_and_cleanup(tmp_path: Path, busybox_image: OciImage) -> None:
+    import io
+
+    import zstandard
+
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info = tarfile.TarInfo("inner/file.txt")
+        info.size = 6
+        tar.addfile(info, io.BytesIO(b"zstd!\n"))
+    (ctx / "bundle.tar.zst").write_bytes(zstandard.ZstdCompressor().compress(raw.getvalue()))
+    out, r = _build(tmp_path, "FROM busybox\nADD bundle.tar.zst /opt/\n", busybox_image, "--cleanup")
+    assert r.returncode == 0, r.stderr
+    assert _layers(out)[-1] == ["opt", "opt/inner", "opt/inner/file.txt"]
+    # --cleanup removes the unpacked layers (the blobs stay as the cache of pulled and built layers).
+    assert not (tmp_path / "kiln" / "layers").exists()
+    assert (tmp_path / "kiln" / "blobs").is_dir()
