@@ -122,10 +122,7 @@ class BuildOptions:
             raise UsageError("a build in place finds changes by walking / (no overlay mounts)", "--snapshot-mode")
         # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
         unsupported: list[tuple[bool, str, str]] = [
-            (self.cache or bool(self.cache_repo), "--cache", "the layer cache"),
-            (self.cache_dir is not None, "--cache-dir", "the layer cache"),
-            (self.cache_ttl is not None, "--cache-ttl", "the layer cache"),
-            (self.cache_copy_layers, "--cache-copy-layers", "the layer cache"),
+            (bool(self.cache_repo), "--cache-repo", "a layer cache in a registry (use --cache-dir)"),
             (bool(self.secrets), "--secret", "build secrets"),
         ]
         for is_set, flag, what in unsupported:

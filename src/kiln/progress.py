@@ -194,7 +194,8 @@ class JsonReporter(Reporter):
 
     def step_finished(self, layer_size: int | None, note: str = "") -> None:
         seconds = round(time.monotonic() - self._step_start, 4)
-        self._event("step_done", seconds=seconds, layer_size=layer_size, note=note)
+        # A step replayed from the layer cache says so in its own field: the benchmarks count them.
+        self._event("step_done", seconds=seconds, layer_size=layer_size, note=note, cached=note == "cached")
 
     def phase(self, name: str, seconds: float, nbytes: int | None = None, **extra: Any) -> None:
         self._event("phase", phase=name, seconds=round(seconds, 4), bytes=nbytes, **extra)

@@ -31,9 +31,12 @@ def _kiln(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 
 def test_unimplemented_flag_is_refused_loudly() -> None:
-    r = _kiln("build", "--no-push", "--cache=true")
+    r = _kiln("build", "--no-push", "--cache", "--cache-repo=127.0.0.1:5000/cache")
     assert r.returncode == 2
-    assert "--cache: not supported yet" in r.stderr
+    assert "--cache-repo: not supported yet" in r.stderr
+    r = _kiln("build", "--no-push", "--secret", "id=x,src=/dev/null")
+    assert r.returncode == 2
+    assert "--secret: not supported yet" in r.stderr
 
 
 def test_nothing_to_do_is_an_error_naming_destination() -> None:

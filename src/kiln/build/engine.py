@@ -99,6 +99,12 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
     if opts.dry_run:
         return _dry_run(opts, reporter)
     started = time.monotonic()
+    if not opts.cache:
+        # kaniko accepts these without --cache; kiln says that they do nothing rather than ignoring them silently.
+        for is_set, flag in ((opts.cache_dir is not None, "--cache-dir"), (opts.cache_ttl is not None, "--cache-ttl"),
+                             (opts.cache_copy_layers, "--cache-copy-layers")):
+            if is_set:
+                reporter.warning(f"{flag} has no effect without --cache")
     kiln_dir = opts.kiln_dir
     _check_kiln_dir(kiln_dir)
     tmp_root = kiln_dir / "tmp"

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from kiln.build.cache import (
+    StageCache,
+    chain_start,
+    instruction_text,
+    open_cache,
+    run_extra,
+    sources_digest,
+    step_key,
+)
 from kiln.build.layer import BuiltLayer, write_layer_blob
 from kiln.build.rootfs import FlatRoot, OverlayRoot, StageRoot
 from kiln.build.steps.copy import ContextTree, RootfsTree, SourceTree, heredoc_sources, run_copy
@@ -20,7 +30,15 @@ from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Onbuild, R
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import BuildPlan, StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
-from kiln.errors import BuildError, ContextError, SandboxError, SnapshotError, SourceLocation, UnsafePathError
+from kiln.errors import (
+    BuildError,
+    ContextError,
+    KilnError,
+    SandboxError,
+    SnapshotError,
+    SourceLocation,
+    UnsafePathError,
+)
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
@@ -43,6 +61,7 @@ class StageResult:
     scope: StageScope
     root: StageRoot
     docker_format: bool
+    cache_key: str | None = None  # the stage's last layer-cache key: where stages built FROM it start theirs
 
 
 @dataclass
@@ -151,6 +170,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
         )
         total = len(st.instructions)
         single = opts.single_snapshot
+        cache = _stage_cache(env, st, base) if not single else None
         if single:
             root.begin_step()
             _begin_discovery(root)
@@ -159,21 +179,80 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             instr = scope.apply(raw)
             env.reporter.step_started(st.label, number, total, _step_text(instr), str(where))
             try:
-                layer = _dispatch(env, st, instr, scope, root, state, where, single)
+                layer = _dispatch(env, st, instr, scope, root, state, where, single, cache)
             except (ContextError, SandboxError, SnapshotError, UnsafePathError) as e:
                 # Errors raised below the engine do not know the Dockerfile line; the user needs it.
                 raise BuildError(f"{instr.keyword}: {e}", where) from e
             except OSError as e:
                 raise BuildError(f"{instr.keyword} failed: {e}", where) from e
-            env.reporter.step_finished(layer.descriptor.size if layer else None)
+            cached = cache is not None and cache.hit
+            env.reporter.step_finished(layer.descriptor.size if layer else None, "cached" if cached else "")
         if single:
             layer = root.finish_step(None, lambda ch: _make_layer(env, ch, state.docker_format))
             _record(env, state, layer, "single snapshot of the stage")
         image = _image(env, state, scope)
-        return StageResult(image, scope, root, state.docker_format)
+        return StageResult(image, scope, root, state.docker_format, cache.key if cache else None)
     except BaseException:
         root.close()
         raise
+
+
+def _stage_cache(env: BuildEnv, st: StagePlan, base: Image | None) -> StageCache | None:
+    store = open_cache(env.opts)
+    if store is None:
+        return None
+    if st.base_stage is not None:
+        parent = env.results[st.base_stage]
+        start = parent.cache_key or parent.image.digest
+    else:
+        start = base.digest if base is not None else "scratch"
+    p = st.platform
+    return StageCache(store, chain_start(start, env.opts, f"{p.os}/{p.architecture}/{p.variant or ''}"))
+
+
+def _replay(env: BuildEnv, cache: StageCache, key: str, root: StageRoot) -> tuple[bool, BuiltLayer | None]:
+    """Look ``key`` up; on a hit, lay its layer on the root. (hit, layer): a hit may have no layer."""
+    entry = cache.store.get(key)
+    if entry is None or not cache.store.fetch(entry, env.blobs):
+        return False, None
+    if entry.empty:
+        return True, None
+    digest = entry.digest
+    root.add_layer(entry.diff_id, _blob_opener(env.blobs, digest))  # type: ignore[arg-type]
+    return True, BuiltLayer(Descriptor(entry.media_type, digest, entry.size), entry.diff_id, 0, 0.0, 0.0)
+
+
+def _remember(env: BuildEnv, cache: StageCache, key: str, layer: BuiltLayer | None) -> None:
+    try:
+        if layer is None:
+            cache.store.put_empty(key)
+        else:
+            d = layer.descriptor
+            cache.store.put_layer(key, env.blobs, d.digest, layer.diff_id, d.size, d.media_type)
+    except OSError as e:  # a cache that cannot be written costs speed, never the build
+        env.reporter.warning(f"layer cache: cannot store {key}: {e}")
+
+
+def _mount_sources_key(env: BuildEnv, instr: Run) -> dict[str, str]:
+    """What a RUN's bind mounts bring in: context files by content, stages by their key, images by digest."""
+    out: dict[str, str] = {}
+    for i, m in enumerate(instr.mounts):
+        if m.type != "bind":
+            continue
+        if m.from_ is None:
+            out[f"mount{i}"] = sources_digest(ContextTree(env.context), [m.source or "."])
+            continue
+        index = env.plan.names.get(m.from_.lower())
+        if index is not None:
+            parent = env.results[index]
+            out[f"mount{i}"] = parent.cache_key or parent.image.digest
+        else:
+            out[f"mount{i}"] = env.resolve_image(m.from_).digest
+    return out
+
+
+def _is_remote(source: str) -> bool:
+    return "://" in source or source.startswith("git@")
 
 
 def _begin_discovery(root: StageRoot) -> None:
@@ -218,10 +297,15 @@ def _dispatch(
     state: _State,
     where: SourceLocation,
     single: bool,
+    cache: StageCache | None = None,
 ) -> BuiltLayer | None:
     meta = state.meta
     text = created_by(instr, meta.shell)
+    if cache is not None:
+        cache.hit = False
     if isinstance(instr, Arg):
+        if cache is not None:
+            cache.fold(instruction_text(instr))
         # ARG changes only what later instructions see, but BuildKit still commits it to history as an
         # empty layer ("ARG k=v" with the value in force, bare "ARG k" when it has none).
         if not single:
@@ -230,6 +314,8 @@ def _dispatch(
         return None
     new_meta = apply_metadata(instr, meta)
     if new_meta is not None:
+        if cache is not None:
+            cache.fold(instruction_text(instr))
         state.meta = replace(new_meta, config=replace(new_meta.config, env=_env_tuple(scope.env)))
         if not single:
             _record(env, state, None, text)
@@ -253,7 +339,39 @@ def _dispatch(
         _record(env, state, layer, text_for_history)
         return layer
 
+    def cached_step(
+        key_fn: Callable[[], str | None],
+        cacheable: bool,
+        declared_fn: Callable[[], list[str] | None],
+        discover: bool,
+    ) -> BuiltLayer | None:
+        """write_step through the layer cache: replay a hit, else build and remember. ``key_fn`` gives None for a
+        step whose inputs cannot be known beforehand (a URL): it always runs, and its layer moves the chain."""
+        if cache is None or single:
+            return write_step(declared_fn, discover)
+        try:
+            key = key_fn()
+        except (KilnError, OSError):
+            key = None  # a source that cannot be read: let the step itself report it
+        if key is not None and cacheable and cache.lookups:
+            started = time.monotonic()
+            hit, layer = _replay(env, cache, key, root)
+            env.reporter.phase("cache", time.monotonic() - started, None, hit=hit)
+            if hit:
+                _record(env, state, layer, text_for_history)
+                cache.key, cache.hit = key, True
+                return layer
+            cache.lookups = False
+        layer = write_step(declared_fn, discover)
+        if key is None:
+            key = step_key(cache.key, instruction_text(instr), {"built": layer.diff_id if layer else "empty"})
+        elif cacheable:
+            _remember(env, cache, key, layer)
+        cache.key = key
+        return layer
+
     text_for_history = text
+    opts = env.opts
     if isinstance(instr, Run):
         run_args = scope.run_history_args()
         text_for_history = created_by(instr, meta.shell, run_args)
@@ -262,7 +380,12 @@ def _dispatch(
             run_step(env, instr, root.path, scope, state.meta, where)
             return None
 
-        return write_step(do_run, True)
+        def run_key() -> str | None:
+            assert cache is not None
+            extra = run_extra(scope.run_env(), meta.config.user, meta.config.working_dir, meta.shell)
+            return step_key(cache.key, instruction_text(instr), {**extra, **_mount_sources_key(env, instr)})
+
+        return cached_step(run_key, opts.cache_run_layers, do_run, True)
     if isinstance(instr, Copy | Add):
 
         def do_copy() -> list[str] | None:
@@ -277,7 +400,16 @@ def _dispatch(
                     return run_add(instr, tree, root.path, meta.config.working_dir, where, extra, Path(tmp))
                 return run_copy(instr, tree, root.path, meta.config.working_dir, where, extra)
 
-        return write_step(do_copy, False)
+        def copy_key() -> str | None:
+            assert cache is not None
+            if isinstance(instr, Add) and any(_is_remote(s) for s in instr.sources):
+                return None
+            extra = {"sources": sources_digest(_source_tree(env, instr), instr.sources, instr.excludes)}
+            if any(doc.expand for doc in instr.heredocs):  # heredoc bodies are expanded with the stage's variables
+                extra["env"] = json.dumps(sorted(scope.run_env().items()))
+            return step_key(cache.key, instruction_text(instr), extra)
+
+        return cached_step(copy_key, opts.cache_copy_layers, do_copy, False)
     if isinstance(instr, Workdir):
         new_dir = _join_workdir(meta.config.working_dir, instr.path)
         state.meta = replace(meta, config=replace(meta.config, working_dir=new_dir))
@@ -285,7 +417,11 @@ def _dispatch(
         def do_workdir() -> list[str] | None:
             return make_workdir(root.path, new_dir, meta.config.user)
 
-        return write_step(do_workdir, False)
+        def workdir_key() -> str | None:
+            assert cache is not None
+            return step_key(cache.key, instruction_text(instr), {"user": meta.config.user})
+
+        return cached_step(workdir_key, False, do_workdir, False)
     if isinstance(instr, Onbuild):  # handled by apply_metadata; kept for clarity of the dispatch
         return None
     raise BuildError(f"{instr.keyword} is not supported by kiln yet", where)

@@ -1,0 +1,311 @@
+"""The layer cache (kaniko's --cache): keys for build steps, and a local directory that keeps their layers.
+
+A key is a chain: each step's key hashes the key before it with what decides the step's result (its expanded
+text; for RUN the environment, user, working directory and shell; for COPY/ADD the content and metadata of every
+source file). The chain starts from the base image's manifest digest (or "scratch") and the settings that shape
+layer bytes (platform, compression, timestamps), so a cached layer is only ever replayed where building it again
+would give the same thing.
+
+The store is a directory: ``<key hex>.json`` entries and a blobs/ store of its own. It is self-contained, rather
+than pointing into kiln's blob store, so one cache directory can be shared between machines or CI jobs (mounted,
+copied, restored as a CI cache) without kiln's other state; on the same filesystem, blobs are hard links and cost
+nothing. Entries and blobs are written to temporary names and renamed into place, so concurrent builds sharing
+a cache never see half an entry; an unreadable entry or a missing or corrupt blob is a miss, never an error.
+"""
+
+from __future__ import annotations
+
+import calendar
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kiln.build.steps.copy import SourceTree
+from kiln.context.dockerignore import DockerIgnore
+from kiln.dockerfile.instructions import Instruction
+from kiln.errors import KilnError, UsageError
+from kiln.oci.digest import DigestingHash
+from kiln.options import BuildOptions
+from kiln.transports.blobstore import CHUNK, BlobStore
+
+DEFAULT_TTL = 336 * 3600.0  # kaniko's --cache-ttl default: two weeks
+
+_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (``336h``, ``1h30m``, ``1.5s``) in seconds, as --cache-ttl takes it."""
+    s = text.strip()
+    if s in ("0", "+0", "-0"):
+        return 0.0
+    sign = -1.0 if s.startswith("-") else 1.0
+    body = s.lstrip("+-")
+    pos, total = 0, 0.0
+    while pos < len(body):
+        m = _DURATION_PART.match(body, pos)
+        if m is None:
+            break
+        total += float(m.group(1)) * _UNITS[m.group(2)]
+        pos = m.end()
+    if not body or pos != len(body):
+        raise UsageError(f"invalid duration {text!r} (examples: 336h, 90m, 1h30m)", "--cache-ttl")
+    return sign * total
+
+
+# -- keys ------------------------------------------------------------------------------------------------------
+
+
+def _canon(value: Any) -> Any:
+    """A JSON-able form of an instruction's fields: what the step does, not where it is in the file."""
+    if isinstance(value, Instruction):
+        fields = {
+            f.name: _canon(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.name not in ("line", "end_line", "original")
+        }
+        return {"keyword": value.keyword, **fields}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _canon(getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare}
+    if isinstance(value, list | tuple):
+        return [_canon(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _canon(v) for k, v in value.items()}
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return repr(value)
+
+
+def instruction_text(instr: Instruction) -> str:
+    """The expanded instruction (keyword, arguments, flags) as one canonical string."""
+    return json.dumps(_canon(instr), sort_keys=True, separators=(",", ":"))
+
+
+def _hash(parts: Iterable[str]) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        data = part.encode("utf-8", "surrogateescape")
+        h.update(len(data).to_bytes(8, "big"))  # length-prefixed: no two part lists hash alike
+        h.update(data)
+    return "sha256:" + h.hexdigest()
+
+
+def chain_start(base: str, opts: BuildOptions, platform: str) -> str:
+    """The key a stage's chain starts from: its base (manifest digest, a parent stage's final key, or "scratch")
+    and the settings that change layer bytes."""
+    return _hash(
+        [
+            "kiln-cache-v1",
+            base,
+            platform,
+            opts.compression,
+            str(opts.compression_level),
+            str(opts.timestamp),
+        ]
+    )
+
+
+def step_key(previous: str, text: str, extra: Mapping[str, str] | None = None) -> str:
+    items = sorted((extra or {}).items())
+    return _hash([previous, text, *(f"{k}={v}" for k, v in items)])
+
+
+def run_extra(env: Mapping[str, str], user: str, workdir: str, shell: Sequence[str]) -> dict[str, str]:
+    """What a RUN's result depends on besides its text."""
+    return {
+        "env": json.dumps(sorted(env.items())),
+        "user": user,
+        "workdir": workdir,
+        "shell": json.dumps(list(shell)),
+    }
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _entry_line(name: str, path: Path, *, follow: bool) -> str:
+    st = os.stat(path) if follow else os.lstat(path)
+    line = f"{name}\0{stat.S_IFMT(st.st_mode):o}\0{stat.S_IMODE(st.st_mode):o}"
+    if stat.S_ISREG(st.st_mode):
+        line += f"\0{st.st_size}\0{_file_sha256(path)}"
+    elif stat.S_ISLNK(st.st_mode):
+        line += f"\0{os.readlink(path)}"
+    return line
+
+
+def sources_digest(tree: SourceTree, patterns: Sequence[str], excludes: Sequence[str] = ()) -> str:
+    """The content and metadata of every file COPY/ADD would read: resolved and walked as the copy does.
+
+    Raises what resolving raises (a missing source): the caller then runs the step, which reports it properly."""
+    ignore = DockerIgnore.parse("\n".join(excludes), "--exclude") if excludes else None
+    lines: list[str] = []
+    for src in tree.resolve(patterns) if patterns else []:
+        if ignore is not None and ignore.matches(src.rel or src.name):
+            continue
+        lines.append(f"source\0{src.name}\0{src.rel}\0{src.is_dir}")
+        if not src.is_dir:
+            lines.append(_entry_line("", src.path, follow=True))  # a named file's top-level link is followed
+            continue
+        lines.append(_entry_line(".", src.path, follow=True))
+        for rel in tree.walk(src):
+            if ignore is not None and ignore.matches(rel):
+                continue
+            lines.append(_entry_line(rel, src.path / rel, follow=False))
+    return _hash(lines)
+
+
+# -- the local store -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """A cached step: its layer (digest, diff_id, size, media type), or no layer at all (``empty``)."""
+
+    created: float
+    empty: bool = False
+    digest: str = ""
+    diff_id: str = ""
+    size: int = 0
+    media_type: str = ""
+
+    def to_json(self) -> bytes:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
+        if self.empty:
+            doc: dict[str, Any] = {"empty": True, "created": created}
+        else:
+            doc = {
+                "digest": self.digest,
+                "diff_id": self.diff_id,
+                "size": self.size,
+                "media_type": self.media_type,
+                "created": created,
+            }
+        return json.dumps(doc, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> CacheEntry | None:
+        try:
+            doc = json.loads(data)
+            created = float(calendar.timegm(time.strptime(doc["created"], "%Y-%m-%dT%H:%M:%SZ")))
+            if doc.get("empty") is True:
+                return cls(created, empty=True)
+            entry = cls(
+                created,
+                digest=str(doc["digest"]),
+                diff_id=str(doc["diff_id"]),
+                size=int(doc["size"]),
+                media_type=str(doc["media_type"]),
+            )
+        except (ValueError, KeyError, TypeError, OverflowError):
+            return None
+        if not entry.digest.startswith("sha256:") or not entry.diff_id.startswith("sha256:"):
+            return None
+        return entry
+
+
+class LocalLayerCache:
+    """``<root>/<key hex>.json`` entries and ``<root>/blobs``; entries older than ``ttl`` seconds are misses."""
+
+    def __init__(self, root: Path, ttl: float = DEFAULT_TTL) -> None:
+        self.root = root
+        self.ttl = ttl
+        self.blobs = BlobStore(root / "blobs")
+        root.mkdir(parents=True, exist_ok=True)
+
+    def _entry_path(self, key: str) -> Path:
+        return self.root / f"{key.partition(':')[2] or key}.json"
+
+    def get(self, key: str, now: float | None = None) -> CacheEntry | None:
+        try:
+            data = self._entry_path(key).read_bytes()
+        except OSError:
+            return None
+        entry = CacheEntry.from_json(data)
+        if entry is None:
+            return None
+        if (now if now is not None else time.time()) - entry.created > self.ttl:
+            return None
+        return entry
+
+    def fetch(self, entry: CacheEntry, into: BlobStore) -> bool:
+        """Bring an entry's layer blob into ``into``, verified; False (a miss) when it is missing or corrupt."""
+        if entry.empty:
+            return True
+        path = self.blobs.path(entry.digest)
+        try:
+            if path.stat().st_size != entry.size or not _digest_matches(path, entry.digest):
+                # Remove it, so that the next build's put stores a good copy instead of keeping this one.
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                return False
+            into.link_or_copy_from(self.blobs, entry.digest)
+        except (OSError, KilnError):
+            return False
+        return True
+
+    def put_layer(self, key: str, source: BlobStore, digest: str, diff_id: str, size: int, media_type: str) -> None:
+        self.blobs.link_or_copy_from(source, digest)
+        self._write(key, CacheEntry(time.time(), digest=digest, diff_id=diff_id, size=size, media_type=media_type))
+
+    def put_empty(self, key: str) -> None:
+        self._write(key, CacheEntry(time.time(), empty=True))
+
+    def _write(self, key: str, entry: CacheEntry) -> None:
+        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(entry.to_json())
+            os.replace(name, self._entry_path(key))
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(name)
+            raise
+
+
+def _digest_matches(path: Path, digest: str) -> bool:
+    h = DigestingHash()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.digest == digest
+
+
+def open_cache(opts: BuildOptions) -> LocalLayerCache | None:
+    """The cache a build uses, or None when --cache is off."""
+    if not opts.cache:
+        return None
+    ttl = parse_duration(opts.cache_ttl) if opts.cache_ttl else DEFAULT_TTL
+    return LocalLayerCache(opts.cache_dir or opts.kiln_dir / "cache", ttl)
+
+
+@dataclass
+class StageCache:
+    """One stage's walk along the key chain.
+
+    ``lookups`` turns off at the first cacheable step that misses: the steps after it run on a root built afresh,
+    so, as kaniko does, they run too (and refresh their entries). ``hit`` tells whether the last step replayed."""
+
+    store: LocalLayerCache
+    key: str
+    lookups: bool = True
+    hit: bool = False
+
+    def fold(self, text: str, extra: Mapping[str, str] | None = None) -> str:
+        """A step that makes no layer of its own (ENV, ARG, USER, ...) still moves the chain."""
+        self.key = step_key(self.key, text, extra)
+        return self.key
