@@ -118,7 +118,7 @@ CASES: list[Case] = [
          "FROM localhost/bench/debian\nRUN head -c 1G /dev/urandom > /big.bin\n", ("debian",), heavy=True),
     Case("cached", "the small case rebuilt with every step cached (kiln --cache, buildah --layers)",
          SMALL, ("busybox",), _small_context, needs_cache=True,
-         kiln_flags=("--cache",), buildah_flags=("--layers=true",)),
+         kiln_flags=("--cache", "--cache-copy-layers"), buildah_flags=("--layers=true",)),
 ]  # fmt: skip
 
 

@@ -106,10 +106,12 @@ def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
         if "kiln" in failed:
             result.status = "n/a" if case.needs_cache else "error"
             result.reason = f"kiln: {failed['kiln']}"
-        elif case.needs_cache and any(r.cache_hits < r.steps or r.steps == 0 for r in result.runs
-                                      if r.builder == "kiln"):  # fmt: skip
+        elif case.needs_cache and any(r.cache_hits == 0 for r in result.runs if r.builder == "kiln"):
+            # Config-only steps and WORKDIR are never "cached" (they are not looked up, as in kaniko): the rebuild
+            # counts as cached when kiln replayed steps from its cache (tests/build/test_build_cache.py checks
+            # that every RUN and COPY is replayed).
             result.status = "n/a"
-            result.reason = "kiln reported no cache hits (no working --cache yet)"
+            result.reason = "kiln's rebuild was not served from its cache"
         if "buildah" in failed and result.status == "ok":
             result.status = "error"
             result.reason = f"buildah: {failed['buildah']}"
