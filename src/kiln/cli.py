@@ -173,7 +173,7 @@ def _multi(*names: str, help: str) -> Callable[[F], F]:
 @click.option("--log-format", type=click.Choice(["auto", "text", "color", "json"]), default="auto")
 @click.option("--kiln-dir", type=click.Path(path_type=Path), default=None, help="kiln's work directory.")
 @_multi("--build-context", help="NAME=oci-layout://PATH[:TAG] or NAME=docker-image://REF (repeatable).")
-@_multi("--secret", help="id=ID,src=PATH (repeatable).")
+@_multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
 @click.option("--in-place", is_flag=True, help="kaniko mode: build in the current root (inside a container).")
 @click.option("--dry-run", is_flag=True, help="Print the build plan; needs no base image.")
 @click.option("--dry-run-format", "--plan-format", type=click.Choice(["text", "json"]), default="text")

@@ -52,6 +52,43 @@ class RegistrySettings:
 
 
 @dataclass(frozen=True)
+class SecretSource:
+    """Where a build secret's value comes from: a file, or an environment variable of kiln's own process."""
+
+    id: str
+    path: Path | None = None
+    env: str | None = None
+
+
+def parse_secret(spec: str) -> SecretSource:
+    """``id=ID[,src=PATH|,env=VAR]`` (Docker's --secret). With neither, a variable named ID, else a file ID."""
+    fields: dict[str, str] = {}
+    for part in spec.split(","):
+        key, eq, value = part.partition("=")
+        key = key.strip().lower()
+        if not eq or not key:
+            raise UsageError(f"expected id=ID[,src=PATH|,env=VAR], got {spec!r}", "--secret")
+        fields[{"source": "src", "type": "type"}.get(key, key)] = value
+    unknown = set(fields) - {"id", "src", "env", "type"}
+    if unknown:
+        raise UsageError(f"unknown field {sorted(unknown)[0]!r} in {spec!r}", "--secret")
+    secret_id = fields.get("id", "")
+    if not secret_id:
+        raise UsageError(f"a secret needs an id: {spec!r}", "--secret")
+    if "src" in fields and "env" in fields:
+        raise UsageError(f"give src or env, not both: {spec!r}", "--secret")
+    if "src" in fields:
+        return SecretSource(secret_id, path=Path(fields["src"]))
+    if "env" in fields:
+        return SecretSource(secret_id, env=fields["env"])
+    if fields.get("type") == "file":
+        return SecretSource(secret_id, path=Path(secret_id))
+    return SecretSource(secret_id, env=secret_id) if secret_id in os.environ else SecretSource(
+        secret_id, path=Path(secret_id)
+    )
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -92,6 +129,10 @@ class BuildOptions:
     dry_run: bool = False
     dry_run_format: Literal["text", "json"] = "text"
 
+    def secret_sources(self) -> dict[str, SecretSource]:
+        """The --secret values by id (the last one of an id wins, as in buildx)."""
+        return {s.id: s for s in (parse_secret(spec) for spec in self.secrets)}
+
     @property
     def timestamp(self) -> int | None:
         """The mtime every layer entry and the config get, when builds must be reproducible."""
@@ -123,8 +164,12 @@ class BuildOptions:
         # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
         unsupported: list[tuple[bool, str, str]] = [
             (bool(self.cache_repo), "--cache-repo", "a layer cache in a registry (use --cache-dir)"),
-            (bool(self.secrets), "--secret", "build secrets"),
         ]
+        for secret in self.secret_sources().values():
+            if secret.path is not None and not secret.path.is_file():
+                raise UsageError(f"secret {secret.id}: {secret.path} is not a readable file", "--secret")
+            if secret.env is not None and secret.env not in os.environ:
+                raise UsageError(f"secret {secret.id}: environment variable {secret.env} is not set", "--secret")
         for is_set, flag, what in unsupported:
             if is_set:
                 raise NotSupportedYet(flag, what)

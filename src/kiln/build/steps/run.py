@@ -66,11 +66,47 @@ def command_line(instr: Run, shell: tuple[str, ...], scratch: Path) -> Command:
 
 def _mounts(
     env: BuildEnv, instr: Run, root: Path, scratch: Path, where: SourceLocation
-) -> list[BindMount | TmpfsMount]:
+) -> tuple[list[BindMount | TmpfsMount], dict[str, str]]:
+    """The step's mounts, and the environment variables that secrets with env= add."""
     out: list[BindMount | TmpfsMount] = []
+    secret_env: dict[str, str] = {}
     for mount in instr.mounts:
+        if mount.type == "secret":
+            got = _secret(env, mount, scratch, where)
+            if isinstance(got, tuple):
+                secret_env[got[0]] = got[1]
+            elif got is not None:
+                out.append(got)
+            continue
         out.append(_one_mount(env, mount, root, scratch, where))
-    return out
+    return out, secret_env
+
+
+def _secret(env: BuildEnv, mount: Mount, scratch: Path, where: SourceLocation) -> BindMount | tuple[str, str] | None:
+    """RUN --mount=type=secret: the value as a read-only file (default /run/secrets/ID, mode 0400) or, with env=,
+    as an environment variable of this step only. The value is never in a layer (the mount point is a stub
+    the sandbox removes), in history (which holds the instruction text), or in messages (which name the id)."""
+    secret_id = mount.id or mount.source or (posixpath.basename(mount.target) if mount.target else "")
+    source = env.opts.secret_sources().get(secret_id)
+    if source is None:
+        if mount.required:
+            raise BuildError(f"secret {secret_id} is required but was not given (--secret id={secret_id},...)", where)
+        return None  # BuildKit: an optional secret that is not provided is simply not mounted
+    if source.path is not None:
+        value = source.path.read_bytes()
+    else:
+        assert source.env is not None
+        value = os.environ.get(source.env, "").encode()
+    if mount.env:
+        return mount.env, value.decode("utf-8", "replace")
+    target = mount.target or f"/run/secrets/{secret_id}"
+    if not posixpath.isabs(target):
+        target = "/run/secrets/" + target
+    holder = scratch / f"secret{len(os.listdir(scratch))}"
+    holder.write_bytes(value)
+    os.chown(holder, mount.uid or 0, mount.gid or 0)
+    os.chmod(holder, mount.mode if mount.mode is not None else 0o400)
+    return BindMount(holder, target, readonly=True)
 
 
 def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: SourceLocation) -> BindMount | TmpfsMount:
@@ -104,7 +140,7 @@ def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: So
                 shutil.copy2(src, copy)
             src = copy
         return BindMount(src, target, readonly=mount.readonly)
-    raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "secrets and ssh mounts")), where)
+    raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")), where)
 
 
 def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
@@ -126,11 +162,12 @@ def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: Met
     with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp:
         scratch = Path(tmp)
         cmd = command_line(instr, meta.shell, scratch)
-        mounts = [*_mounts(env, instr, root, scratch, where), *cmd.extra_mounts]
+        step_mounts, secret_env = _mounts(env, instr, root, scratch, where)
+        mounts = [*step_mounts, *cmd.extra_mounts]
         spec = RunSpec(
             rootfs=root,
             argv=cmd.argv,
-            env=scope.run_env(),
+            env={**scope.run_env(), **secret_env},
             user=meta.config.user,
             workdir=meta.config.working_dir or "/",
             network=network,  # type: ignore[arg-type]
