@@ -34,9 +34,9 @@ def test_unimplemented_flag_is_refused_loudly() -> None:
     r = _kiln("build", "--no-push", "--cache", "--cache-repo=127.0.0.1:5000/cache")
     assert r.returncode == 2
     assert "--cache-repo: not supported yet" in r.stderr
-    r = _kiln("build", "--no-push", "--secret", "id=x,src=/dev/null")
+    r = _kiln("build", "--no-push", "--secret", "id=x,bogus=1")
     assert r.returncode == 2
-    assert "--secret: not supported yet" in r.stderr
+    assert "--secret: unknown field 'bogus'" in r.stderr
 
 
 def test_nothing_to_do_is_an_error_naming_destination() -> None:
