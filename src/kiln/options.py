@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from kiln.errors import NotSupportedYet, UsageError
+from kiln.errors import NotSupportedYet, RegistryError, UsageError
 from kiln.oci.platform import Platform
+from kiln.transports.registry.reference import Reference
 
 SnapshotMode = Literal["auto", "overlay", "full", "redo", "time"]
 Compression = Literal["gzip", "zstd", "none"]
@@ -161,10 +162,10 @@ class BuildOptions:
             )
         if self.in_place and self.snapshot_mode == "overlay":
             raise UsageError("a build in place finds changes by walking / (no overlay mounts)", "--snapshot-mode")
+        if self.cache_repo is not None:
+            _check_cache_repo(self.cache_repo)
         # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
-        unsupported: list[tuple[bool, str, str]] = [
-            (bool(self.cache_repo), "--cache-repo", "a layer cache in a registry (use --cache-dir)"),
-        ]
+        unsupported: list[tuple[bool, str, str]] = []
         for secret in self.secret_sources().values():
             if secret.path is not None and not secret.path.is_file():
                 raise UsageError(f"secret {secret.id}: {secret.path} is not a readable file", "--secret")
@@ -174,3 +175,13 @@ class BuildOptions:
             if is_set:
                 raise NotSupportedYet(flag, what)
         return self
+
+
+def _check_cache_repo(repo: str) -> None:
+    """--cache-repo names a repository: its entries are tags that kiln chooses, so it has no tag of its own."""
+    try:
+        ref = Reference.parse(repo)
+    except RegistryError as e:
+        raise UsageError(f"{repo!r}: {e.msg}", "--cache-repo") from None
+    if ref.digest or ref.tag != "latest" or repo.endswith(":latest"):
+        raise UsageError(f"{repo!r} is not a repository: give it without a tag or digest", "--cache-repo")

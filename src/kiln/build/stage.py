@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kiln.build.cache import (
+    LayerCacheStore,
     StageCache,
     chain_start,
     instruction_text,
@@ -81,6 +82,7 @@ class BuildEnv:
     extra_roots: list[StageRoot] = field(default_factory=list)
     use_overlay: bool = True
     timestamp: int | None = None
+    cache_store: LayerCacheStore | None = None  # opened by the first stage that uses it, shared by the rest
 
     def created(self) -> str:
         t = self.timestamp if self.timestamp is not None else time.time()
@@ -198,7 +200,11 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
 
 
 def _stage_cache(env: BuildEnv, st: StagePlan, base: Image | None) -> StageCache | None:
-    store = open_cache(env.opts)
+    if not env.opts.cache:
+        return None
+    if env.cache_store is None:
+        env.cache_store = open_cache(env.opts, env.reporter.warning)
+    store = env.cache_store
     if store is None:
         return None
     if st.base_stage is not None:
