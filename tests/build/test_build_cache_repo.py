@@ -260,3 +260,21 @@ def test_parse_created_reads_kaniko_and_kiln_times() -> None:
     assert parse_created("2024-05-01T12:00:00.123456789Z") == parse_created("2024-05-01T12:00:00Z")
     assert parse_created("2024-05-01T14:00:00+02:00") == parse_created("2024-05-01T12:00:00Z")
     assert parse_created("yesterday") is None and parse_created(None) is None
+
+
+def test_pushed_image_mounts_layers_replayed_from_the_cache_repo(
+    tmp_path: Path, busybox_image: OciImage, registry: Registry
+) -> None:
+    # A replayed layer already lives in the cache repo: pushing the image to another repository of the same
+    # registry mounts it (201 on POST ...?mount=) instead of uploading its bytes again.
+    _context(tmp_path, STAMPS, {"data.txt": "d\n"})
+    cache = registry.ref("kiln/mountcache", "x").rsplit(":", 1)[0]
+    common = ("--cache", "--cache-copy-layers", "--cache-repo", cache, *INSECURE)
+    _build(tmp_path, busybox_image, *common, out="first", kiln_dir="k1")
+    mark = registry.log_mark()
+    r = _kiln(tmp_path, busybox_image, *common, "-d", registry.ref("kiln/mounted", "v1"), kiln_dir="k2")
+    assert r.returncode == 0, r.stderr
+    requests = registry.requests_since(mark)
+    mounted = [u for m, u, status in requests if m == "POST" and "mount=" in u and "kiln%2Fmountcache" in u.replace("/", "%2F")
+               and status == 201]  # fmt: skip
+    assert len(mounted) >= 3, requests  # the RUN, COPY and RUN layers that changed files

@@ -52,6 +52,7 @@ from kiln.transports.image import Image
 from kiln.transports.registry import Reference, RegistryOptions, push_image, registry_options
 from kiln.transports.registry.client import RegistryClient, pull_scope
 from kiln.transports.registry.pull import fetch_manifest
+from kiln.transports.registry.sources import BlobOrigin
 
 DEFAULT_TTL = 336 * 3600.0  # kaniko's --cache-ttl default: two weeks
 
@@ -199,6 +200,8 @@ class CacheEntry:
     media_type: str = ""
     # Where a registry entry was found (REPO@manifest digest): not part of what the entry says.
     source: str = field(default="", compare=False)
+    # The registry repository holding the layer blob, so a push to the same registry can mount it.
+    origin: BlobOrigin | None = field(default=None, compare=False)
 
     def to_json(self) -> bytes:
         created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.created))
@@ -451,7 +454,7 @@ class RegistryLayerCache:
             return None
         return CacheEntry(
             created, digest=layer.digest, diff_id=config.diff_ids[0], size=layer.size,
-            media_type=layer.media_type, source=source,
+            media_type=layer.media_type, source=source, origin=BlobOrigin(self.registry, self.repository),
         )  # fmt: skip
 
     def _config_bytes(self, client: RegistryClient, ref: Reference, desc: Descriptor) -> bytes:

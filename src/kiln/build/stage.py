@@ -77,7 +77,7 @@ class BuildEnv:
     context: BuildContext
     work_dir: Path
     resolve_image: Callable[[str], Image]
-    origins: Mapping[str, BlobOrigin] = field(default_factory=dict)
+    origins: dict[str, BlobOrigin] = field(default_factory=dict)
     results: dict[int, StageResult] = field(default_factory=dict)
     extra_roots: list[StageRoot] = field(default_factory=list)
     use_overlay: bool = True
@@ -224,6 +224,8 @@ def _replay(env: BuildEnv, cache: StageCache, key: str, root: StageRoot) -> tupl
     if entry.empty:
         return True, None
     digest = entry.digest
+    if entry.origin is not None:
+        env.origins.setdefault(digest, entry.origin)
     root.add_layer(entry.diff_id, _blob_opener(env.blobs, digest))  # type: ignore[arg-type]
     return True, BuiltLayer(Descriptor(entry.media_type, digest, entry.size), entry.diff_id, 0, 0.0, 0.0)
 
