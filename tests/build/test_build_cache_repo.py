@@ -275,6 +275,8 @@ def test_pushed_image_mounts_layers_replayed_from_the_cache_repo(
     r = _kiln(tmp_path, busybox_image, *common, "-d", registry.ref("kiln/mounted", "v1"), kiln_dir="k2")
     assert r.returncode == 0, r.stderr
     requests = registry.requests_since(mark)
-    mounted = [u for m, u, status in requests if m == "POST" and "mount=" in u and "kiln%2Fmountcache" in u.replace("/", "%2F")
-               and status == 201]  # fmt: skip
+    mounted = [
+        u for m, u, status in requests
+        if m == "POST" and "mount=" in u and "mountcache" in u and status == 201
+    ]  # fmt: skip
     assert len(mounted) >= 3, requests  # the RUN, COPY and RUN layers that changed files
