@@ -21,6 +21,7 @@ from kiln.build.cache import (
 )
 from kiln.build.layer import BuiltLayer, write_layer_blob
 from kiln.build.rootfs import FlatRoot, OverlayRoot, StageRoot
+from kiln.build.steps.add import run_add
 from kiln.build.steps.copy import ContextTree, RootfsTree, SourceTree, heredoc_sources, run_copy
 from kiln.build.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.build.steps.run import run_step
@@ -403,8 +404,6 @@ def _dispatch(
                 body_expander = Expander(words.env, words.escape, skip_quotes=True)
                 extra = heredoc_sources(instr, Path(tmp), body_expander.word)
                 if isinstance(instr, Add):
-                    from kiln.build.steps.add import run_add
-
                     return run_add(instr, tree, root.path, meta.config.working_dir, where, extra, Path(tmp))
                 return run_copy(instr, tree, root.path, meta.config.working_dir, where, extra)
 
