@@ -21,7 +21,7 @@ from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, RunSpec, TmpfsMount
 
 if TYPE_CHECKING:
-    from kiln.build.stage import BuildEnv
+    from kiln.build.env import BuildEnv
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
 
@@ -146,7 +146,7 @@ def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: So
 def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
     if mount.from_ is None:
         return env.context.root
-    from kiln.build.stage import image_root, stage_root_view
+    from kiln.build.env import image_root, stage_root_view
 
     # BuildKit matches a mount's from= against stage names only: a number there names an image.
     index = env.plan.names.get(mount.from_.lower())

@@ -1,0 +1,113 @@
+"""What every stage of one build shares (BuildEnv), what a finished stage leaves (StageResult), and the roots
+a build lays images out in: stage roots, roots of images read by COPY --from, and the trees COPY reads from."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from kiln.build.cache import LayerCacheStore
+from kiln.build.rootfs import FlatRoot, OverlayRoot, StageRoot
+from kiln.build.steps.copy import ContextTree, RootfsTree, SourceTree
+from kiln.context.source import BuildContext
+from kiln.dockerfile.instructions import Add, Copy
+from kiln.dockerfile.plan import BuildPlan
+from kiln.dockerfile.scope import StageScope
+from kiln.options import BuildOptions
+from kiln.progress import Reporter
+from kiln.snapshot.ignore import IgnoreRules
+from kiln.snapshot.walk import SnapshotMode
+from kiln.store.layerstore import LayerStore
+from kiln.transports.blobstore import BlobStore
+from kiln.transports.image import Image
+from kiln.transports.registry.sources import BlobOrigin
+
+
+@dataclass
+class StageResult:
+    """A finished stage: its image (blobs in kiln's store), its scope for stages built FROM it, and its root."""
+
+    image: Image
+    scope: StageScope
+    root: StageRoot
+    docker_format: bool
+    cache_key: str | None = None  # the stage's last layer-cache key: where stages built FROM it start theirs
+
+
+@dataclass
+class BuildEnv:
+    """What every stage of one build shares."""
+
+    opts: BuildOptions
+    plan: BuildPlan
+    reporter: Reporter
+    blobs: BlobStore
+    layers: LayerStore
+    context: BuildContext
+    work_dir: Path
+    resolve_image: Callable[[str], Image]
+    origins: dict[str, BlobOrigin] = field(default_factory=dict)
+    results: dict[int, StageResult] = field(default_factory=dict)
+    extra_roots: list[StageRoot] = field(default_factory=list)
+    use_overlay: bool = True
+    timestamp: int | None = None
+    cache_store: LayerCacheStore | None = None  # opened by the first stage that uses it, shared by the rest
+
+    def created(self) -> str:
+        t = self.timestamp if self.timestamp is not None else time.time()
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+
+
+def blob_opener(blobs: BlobStore, digest: str) -> Callable[[], BinaryIO]:
+    return lambda: blobs.open(digest)
+
+
+def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
+    if env.opts.in_place and stage:
+        from kiln.build.inplace import make_in_place_root
+
+        stages = sum(len(wave) for wave in env.plan.waves)
+        return make_in_place_root(env.opts, stages, env.context.root)
+    stage_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=env.work_dir))
+    ignore = IgnoreRules.for_root(
+        stage_dir,
+        ignore_paths=env.opts.ignore_paths,
+        work_dir=env.opts.kiln_dir,
+        ignore_var_run=env.opts.ignore_var_run,
+        mountinfo=None,
+    )
+    if env.use_overlay and not env.opts.in_place:  # in place: no mounts (an image read by COPY --from is flat)
+        return OverlayRoot(stage_dir, env.layers, ignore)
+    mode = SnapshotMode(env.opts.snapshot_mode if env.opts.snapshot_mode in ("full", "redo", "time") else "full")
+    return FlatRoot(stage_dir, ignore, mode)
+
+
+def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:
+    if isinstance(instr, Add) or instr.from_ is None:
+        return ContextTree(env.context)
+    ref = instr.from_
+    index = env.plan.names.get(ref.lower())
+    if index is None and ref.isdigit():
+        index = int(ref)
+    if index is not None:
+        return RootfsTree(stage_root_view(env, index), f"stage {ref}")
+    image = env.resolve_image(ref)
+    return RootfsTree(image_root(env, image), f"image {ref}")
+
+
+def stage_root_view(env: BuildEnv, index: int) -> Path:
+    """A finished stage's root, readable (COPY --from, RUN --mount from=)."""
+    return env.results[index].root.view()
+
+
+def image_root(env: BuildEnv, image: Image) -> Path:
+    """An image that is not a stage, laid out as a root to read from; closed with the build."""
+    root = new_root(env, "image")
+    env.extra_roots.append(root)
+    for desc, diff_id in image.layer_diff_ids():
+        root.add_layer(diff_id, blob_opener(env.blobs, desc.digest))
+    return root.view()
