@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,7 +28,7 @@ from kiln.build.rootfs import FlatRoot, LayerOpener
 from kiln.errors import UsageError
 from kiln.layers.extract import extract_layer
 from kiln.options import BuildOptions
-from kiln.snapshot.changes import Changes, expand_declared, image_path
+from kiln.snapshot.changes import image_path
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
 
@@ -149,25 +149,6 @@ class InPlaceRoot(FlatRoot):
     def add_layer(self, diff_id: str, open_blob: LayerOpener) -> None:
         with open_blob() as blob:
             extract_layer(blob, self.path, mode="apply", label=diff_id, skip=self.skip)
-
-    def finish_step(self, declared: Iterable[str] | None, make_layer: Callable[[Changes], T]) -> T | None:
-        if declared is not None and self._snap is None:
-            changes = Changes(self.path, tuple(sorted(expand_declared(self.path, declared))), ())
-        else:
-            assert self._snap is not None, "begin_discovery() must precede a step that declares nothing"
-            changes = self._snap.changes(declared)
-        self._snap = None
-        # A step that declares a directory above an ignored path (COPY x /etc/ with /etc/resolv.conf mounted)
-        # brings in all below it: what is not the image's stays out.
-        ignored = self.ignore.is_ignored
-        changes = Changes(
-            changes.root,
-            tuple(p for p in changes.paths if not ignored(p)),
-            tuple(p for p in changes.deletions if not ignored(p)),
-        )
-        if changes.empty:
-            return None
-        return make_layer(changes)
 
     def close(self) -> None:
         pass

@@ -173,6 +173,14 @@ class FlatRoot(StageRoot):
             assert self._snap is not None, "begin_discovery() must precede a step that declares nothing"
             changes = self._snap.changes(declared)
         self._snap = None
+        # A step that declares a directory above an ignored path (COPY x /etc/ with /etc/resolv.conf mounted
+        # in place, or an --ignore-path) brings in all below it: what is not the image's stays out.
+        ignored = self.ignore.is_ignored
+        changes = Changes(
+            changes.root,
+            tuple(p for p in changes.paths if not ignored(p)),
+            tuple(p for p in changes.deletions if not ignored(p)),
+        )
         if changes.empty:
             return None
         return make_layer(changes)
