@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
 from kiln.build.cache import CacheEntry, LocalLayerCache, parse_duration
 from kiln.errors import UsageError
@@ -34,42 +35,8 @@ def _build(
         capture_output=True, text=True,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
-    events = [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
+    events = json_events(r.stderr)
     return out_path, events
-
-
-def _cached(events: list[dict[str, object]]) -> list[bool]:
-    """For each step of the build, whether it was replayed from the cache."""
-    return [bool(e["cached"]) for e in events if e["event"] == "step_done"]
-
-
-def _digest(events: list[dict[str, object]]) -> str:
-    return str(next(e["digest"] for e in events if e["event"] == "summary"))
-
-
-def _file(layout: Path, name: str) -> str:
-    """A file's content in the image: the topmost layer that has it."""
-    index = json.loads((layout / "index.json").read_text())
-    blobs = layout / "blobs" / "sha256"
-    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
-    found = None
-    for layer in manifest["layers"]:
-        with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
-            member = next((m for m in tar.getmembers() if m.name == name), None)
-            if member is not None:
-                f = tar.extractfile(member)
-                assert f is not None
-                found = f.read().decode()
-    assert found is not None, f"{name} not in the image"
-    return found
-
-
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(exist_ok=True)
-    (ctx / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (ctx / name).write_text(text)
 
 
 UUID = "cat /proc/sys/kernel/random/uuid"
@@ -85,90 +52,90 @@ STAMPS = (
 
 
 def test_unchanged_rebuild_replays_every_step_and_gives_the_same_image(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, ev1 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out1")
     # FROM is not a step; the first build has nothing to replay.
-    assert _cached(ev1) == [False] * 6
+    assert cached_steps(ev1) == [False] * 6
     out2, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out2")
     # ENV and USER make no layer and are never "replayed"; every RUN and the COPY are, the empty `RUN true` too.
-    assert _cached(ev2) == [True, False, True, True, False, True]
+    assert cached_steps(ev2) == [True, False, True, True, False, True]
     def executed(ev: list[dict[str, object]]) -> int:
         return sum(1 for e in ev if e["event"] == "phase" and e.get("phase") == "execute")
 
     assert executed(ev1) == 4 and executed(ev2) == 0  # nothing ran the second time
-    assert _file(out2, "one") == _file(out1, "one") and _file(out2, "two") == _file(out1, "two")
-    assert _digest(ev2) == _digest(ev1)
+    assert layout_file(out2, "one") == layout_file(out1, "one") and layout_file(out2, "two") == layout_file(out1, "two")
+    assert image_digest(ev2) == image_digest(ev1)
     assert (tmp_path / "kiln" / "cache").is_dir()  # the default --cache-dir
 
 
 def test_without_cache_flag_steps_run_again(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, _ = _build(tmp_path, busybox_image, "--cache", out="out1")
     out2, ev2 = _build(tmp_path, busybox_image, out="out2")
-    assert not any(_cached(ev2))
-    assert _file(out2, "one") != _file(out1, "one")
+    assert not any(cached_steps(ev2))
+    assert layout_file(out2, "one") != layout_file(out1, "one")
 
 
 def test_a_changed_env_invalidates_exactly_the_steps_after_it(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out1")
     out2, ev2 = _build(
         tmp_path, busybox_image, "--cache", "--cache-copy-layers", "--build-arg", "COLOUR=blue", out="out2"
     )
     # COLOUR is not declared as an ARG: the build argument reaches nothing, so nothing changes.
-    assert _cached(ev2) == [True, False, True, True, False, True]
-    _context(tmp_path, STAMPS.replace("${COLOUR:-red}", "green"))
+    assert cached_steps(ev2) == [True, False, True, True, False, True]
+    write_context(tmp_path, STAMPS.replace("${COLOUR:-red}", "green"))
     out3, ev3 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out3")
-    assert _cached(ev3) == [True, False, False, False, False, False]
-    assert _file(out3, "one") == _file(out1, "one")
-    assert _file(out3, "two") != _file(out1, "two")
+    assert cached_steps(ev3) == [True, False, False, False, False, False]
+    assert layout_file(out3, "one") == layout_file(out1, "one")
+    assert layout_file(out3, "two") != layout_file(out1, "two")
 
 
 def test_a_changed_copied_file_invalidates_the_copy_and_what_follows(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out1")
     (tmp_path / "ctx" / "data.txt").write_text("v2\n")
     out2, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out2")
-    assert _cached(ev2) == [True, False, False, False, False, False]
-    assert _file(out2, "data.txt") == "v2\n"
-    assert _file(out2, "one") == _file(out1, "one") and _file(out2, "two") != _file(out1, "two")
+    assert cached_steps(ev2) == [True, False, False, False, False, False]
+    assert layout_file(out2, "data.txt") == "v2\n"
+    assert layout_file(out2, "one") == layout_file(out1, "one") and layout_file(out2, "two") != layout_file(out1, "two")
     # Back to v1: the entries of the first build are still there.
     (tmp_path / "ctx" / "data.txt").write_text("v1\n")
     out3, ev3 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out3")
-    assert _cached(ev3) == [True, False, True, True, False, True]
-    assert _file(out3, "two") == _file(out1, "two")
+    assert cached_steps(ev3) == [True, False, True, True, False, True]
+    assert layout_file(out3, "two") == layout_file(out1, "two")
 
 
 def test_a_changed_file_mode_is_a_change(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     (tmp_path / "ctx" / "data.txt").chmod(0o644)
     _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out1")
     (tmp_path / "ctx" / "data.txt").chmod(0o600)
     _, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out2")
-    assert _cached(ev2) == [True, False, False, False, False, False]
+    assert cached_steps(ev2) == [True, False, False, False, False, False]
 
 
 def test_copy_layers_are_cached_only_with_cache_copy_layers(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, ev1 = _build(tmp_path, busybox_image, "--cache", out="out1")
     out2, ev2 = _build(tmp_path, busybox_image, "--cache", out="out2")
     # The COPY runs again, but its sources are unchanged, so the RUNs after it still replay.
-    assert _cached(ev2) == [True, False, False, True, False, True]
-    assert _file(out2, "two") == _file(out1, "two")
-    assert _digest(ev2) == _digest(ev1)
+    assert cached_steps(ev2) == [True, False, False, True, False, True]
+    assert layout_file(out2, "two") == layout_file(out1, "two")
+    assert image_digest(ev2) == image_digest(ev1)
 
 
 def test_run_layers_are_not_cached_with_no_cache_run_layers(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-copy-layers", out="out1")
     flags = ("--cache", "--cache-copy-layers", "--cache-run-layers=false")
     out2, ev2 = _build(tmp_path, busybox_image, *flags, out="out2")
-    assert _cached(ev2) == [False, False, True, False, False, False]
-    assert _file(out2, "one") != _file(out1, "one")
+    assert cached_steps(ev2) == [False, False, True, False, False, False]
+    assert layout_file(out2, "one") != layout_file(out1, "one")
 
 
 def test_expired_entries_are_misses(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /one\n")
+    write_context(tmp_path, "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /one\n")
     cache_dir = tmp_path / "shared-cache"
     out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out1")
     entries = list(cache_dir.glob("*.json"))
@@ -180,20 +147,20 @@ def test_expired_entries_are_misses(tmp_path: Path, busybox_image: OciImage) -> 
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
     entries[0].write_text(json.dumps(doc))
     _, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out2")
-    assert _cached(ev2) == [True]
+    assert cached_steps(ev2) == [True]
     out3, ev3 = _build(
         tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), "--cache-ttl", "1h", out="out3"
     )
-    assert _cached(ev3) == [False]
-    assert _file(out3, "one") != _file(out1, "one")
+    assert cached_steps(ev3) == [False]
+    assert layout_file(out3, "one") != layout_file(out1, "one")
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "bad-entry"])
 def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path, busybox_image: OciImage, damage: str) -> None:
-    _context(tmp_path, f"FROM busybox\nRUN {UUID} > /one\nRUN {UUID} > /two\n")
+    write_context(tmp_path, f"FROM busybox\nRUN {UUID} > /one\nRUN {UUID} > /two\n")
     cache_dir = tmp_path / "c"
     out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out1")
-    first = _file(out1, "one")
+    first = layout_file(out1, "one")
     for entry in cache_dir.glob("*.json"):
         doc = json.loads(entry.read_text())
         if first not in _blob_text(cache_dir, doc["digest"]):
@@ -209,11 +176,11 @@ def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path, busybox_image: O
         else:
             entry.write_text('{"digest": "sha256:12')
     out2, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out2")
-    assert _cached(ev2) == [False, False]  # the second RUN follows a miss: it runs too
-    assert _file(out2, "one") != first
+    assert cached_steps(ev2) == [False, False]  # the second RUN follows a miss: it runs too
+    assert layout_file(out2, "one") != first
     # The rebuilt entry replaces the damaged one.
     _, ev3 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out3")
-    assert _cached(ev3) == [True, True]
+    assert cached_steps(ev3) == [True, True]
 
 
 def _blob_text(cache_dir: Path, digest: str) -> str:
@@ -228,15 +195,15 @@ def test_a_stage_built_from_a_cached_stage_replays_too(tmp_path: Path, busybox_i
         "FROM busybox AS base\nRUN cat /proc/sys/kernel/random/uuid > /one\n"
         "FROM base\nRUN cat /proc/sys/kernel/random/uuid > /two\n"
     )
-    _context(tmp_path, dockerfile)
+    write_context(tmp_path, dockerfile)
     out1, ev1 = _build(tmp_path, busybox_image, "--cache", out="out1")
     out2, ev2 = _build(tmp_path, busybox_image, "--cache", out="out2")
-    assert _cached(ev2) == [True, True]
-    assert _file(out2, "two") == _file(out1, "two") and _digest(ev2) == _digest(ev1)
+    assert cached_steps(ev2) == [True, True]
+    assert layout_file(out2, "two") == layout_file(out1, "two") and image_digest(ev2) == image_digest(ev1)
 
 
 def test_concurrent_builds_share_one_cache_dir(tmp_path: Path, busybox_image: OciImage) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     cache = ("--cache", "--cache-copy-layers", "--cache-dir", str(tmp_path / "c"))
     results: dict[str, list[dict[str, object]]] = {}
 
@@ -250,7 +217,7 @@ def test_concurrent_builds_share_one_cache_dir(tmp_path: Path, busybox_image: Oc
         t.join()
     assert len(results) == 3
     _, ev = _build(tmp_path, busybox_image, *cache, out="after", kiln_dir="kiln-after")
-    assert _cached(ev) == [True, False, True, True, False, True]
+    assert cached_steps(ev) == [True, False, True, True, False, True]
 
 
 # -- the store and the duration parser on their own -----------------------------------------------------------

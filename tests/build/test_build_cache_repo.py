@@ -11,12 +11,12 @@ import json
 import socket
 import subprocess
 import sys
-import tarfile
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
 from kiln.build.cache import RegistryLayerCache, parse_created
 from kiln.transports.blobstore import BlobStore
@@ -34,14 +34,6 @@ STAMPS = (
     "RUN true\n"
 )
 INSECURE = ("--insecure", "--insecure-pull")
-
-
-def _context(tmp_path: Path, dockerfile: str, files: dict[str, str] | None = None) -> None:
-    ctx = tmp_path / "ctx"
-    ctx.mkdir(exist_ok=True)
-    (ctx / "Dockerfile").write_text(dockerfile)
-    for name, text in (files or {}).items():
-        (ctx / name).write_text(text)
 
 
 def _kiln(tmp_path: Path, busybox: OciImage, *extra: str, kiln_dir: str) -> subprocess.CompletedProcess[str]:
@@ -62,11 +54,7 @@ def _build(
     out_path = tmp_path / out
     r = _kiln(tmp_path, busybox, "--no-push", "--oci-layout-path", str(out_path), *extra, kiln_dir=kiln_dir)
     assert r.returncode == 0, r.stderr
-    return out_path, [json.loads(line) for line in r.stderr.splitlines() if line.startswith("{")]
-
-
-def _cached(events: list[dict[str, object]]) -> list[bool]:
-    return [bool(e["cached"]) for e in events if e["event"] == "step_done"]
+    return out_path, json_events(r.stderr)
 
 
 def _executed(events: list[dict[str, object]]) -> int:
@@ -75,27 +63,6 @@ def _executed(events: list[dict[str, object]]) -> int:
 
 def _warnings(events: list[dict[str, object]]) -> list[str]:
     return [str(e["message"]) for e in events if e["event"] == "warning"]
-
-
-def _digest(events: list[dict[str, object]]) -> str:
-    return str(next(e["digest"] for e in events if e["event"] == "summary"))
-
-
-def _file(layout: Path, name: str) -> str:
-    """A file's content in the image: the topmost layer that has it."""
-    index = json.loads((layout / "index.json").read_text())
-    blobs = layout / "blobs" / "sha256"
-    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
-    found = None
-    for layer in manifest["layers"]:
-        with tarfile.open(blobs / layer["digest"].split(":")[1]) as tar:
-            member = next((m for m in tar.getmembers() if m.name == name), None)
-            if member is not None:
-                f = tar.extractfile(member)
-                assert f is not None
-                found = f.read().decode()
-    assert found is not None, f"{name} not in the image"
-    return found
 
 
 def _tags(registry: Registry, repository: str) -> list[str]:
@@ -123,9 +90,9 @@ def test_first_build_pushes_one_entry_per_step_and_a_fresh_build_replays_them(
 ) -> None:
     repo = _repo()
     cache = ("--cache", "--cache-repo", f"{registry.address}/{repo}", "--cache-copy-layers", *INSECURE)
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, ev1 = _build(tmp_path, busybox_image, *cache, out="out1", kiln_dir="kiln1")
-    assert _cached(ev1) == [False] * 6 and _warnings(ev1) == []
+    assert cached_steps(ev1) == [False] * 6 and _warnings(ev1) == []
 
     # Three RUNs and one COPY: four entries, each tagged with its key's hex.
     tags = _tags(registry, repo)
@@ -149,10 +116,10 @@ def test_first_build_pushes_one_entry_per_step_and_a_fresh_build_replays_them(
 
     out2, ev2 = _build(tmp_path, busybox_image, *cache, out="out2", kiln_dir="kiln2")
     assert not (tmp_path / "kiln2" / "cache").exists()  # nothing local was used or written
-    assert _cached(ev2) == [True, False, True, True, False, True]
+    assert cached_steps(ev2) == [True, False, True, True, False, True]
     assert _executed(ev1) == 4 and _executed(ev2) == 0
-    assert _file(out2, "one") == _file(out1, "one") and _file(out2, "two") == _file(out1, "two")
-    assert _digest(ev2) == _digest(ev1)
+    assert layout_file(out2, "one") == layout_file(out1, "one") and layout_file(out2, "two") == layout_file(out1, "two")
+    assert image_digest(ev2) == image_digest(ev1)
     assert _tags(registry, repo) == tags  # a replay stores nothing new
 
 
@@ -161,15 +128,15 @@ def test_a_change_invalidates_the_steps_after_it(
 ) -> None:
     repo = _repo()
     cache = ("--cache", "--cache-repo", f"{registry.address}/{repo}", "--cache-copy-layers", *INSECURE)
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out1, _ = _build(tmp_path, busybox_image, *cache, out="out1", kiln_dir="kiln1")
-    _context(tmp_path, STAMPS, {"data.txt": "v2\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v2\n"})
     out2, ev2 = _build(tmp_path, busybox_image, *cache, out="out2", kiln_dir="kiln2")
     # The RUN before the COPY replays; the COPY and everything after it run again.
-    assert _cached(ev2) == [True, False, False, False, False, False]
-    assert _file(out2, "one") == _file(out1, "one")
-    assert _file(out2, "two") != _file(out1, "two")
-    assert _file(out2, "data.txt") == "v2\n"
+    assert cached_steps(ev2) == [True, False, False, False, False, False]
+    assert layout_file(out2, "one") == layout_file(out1, "one")
+    assert layout_file(out2, "two") != layout_file(out1, "two")
+    assert layout_file(out2, "data.txt") == "v2\n"
     assert len(_tags(registry, repo)) == 4 + 3  # new entries for the COPY and the two RUNs after it
 
 
@@ -177,30 +144,30 @@ def test_a_registry_that_is_down_costs_a_warning_not_the_build(tmp_path: Path, b
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     out, ev = _build(
         tmp_path, busybox_image, "--cache", "--cache-repo", f"127.0.0.1:{port}/kiln/cache", *INSECURE,
         out="out", kiln_dir="kiln",
     )  # fmt: skip
-    assert not any(_cached(ev)) and _executed(ev) == 4
+    assert not any(cached_steps(ev)) and _executed(ev) == 4
     warnings = _warnings(ev)
     assert len(warnings) == 1, warnings  # the registry is given up on after the first failure
     assert f"127.0.0.1:{port}/kiln/cache" in warnings[0]
-    assert _file(out, "data.txt") == "v1\n"
+    assert layout_file(out, "data.txt") == "v1\n"
 
 
 def test_entries_older_than_the_ttl_are_misses(tmp_path: Path, busybox_image: OciImage, registry: Registry) -> None:
     repo = _repo()
     cache = ("--cache", "--cache-repo", f"{registry.address}/{repo}", *INSECURE)
-    _context(tmp_path, "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /one\n")
+    write_context(tmp_path, "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /one\n")
     out1, _ = _build(tmp_path, busybox_image, *cache, out="out1", kiln_dir="kiln1")
     time.sleep(2.5)  # the entry's config says when it was made; second resolution
     out2, ev2 = _build(tmp_path, busybox_image, *cache, "--cache-ttl", "2s", out="out2", kiln_dir="kiln2")
-    assert _cached(ev2) == [False]
-    assert _file(out2, "one") != _file(out1, "one")
+    assert cached_steps(ev2) == [False]
+    assert layout_file(out2, "one") != layout_file(out1, "one")
     out3, ev3 = _build(tmp_path, busybox_image, *cache, "--cache-ttl", "1h", out="out3", kiln_dir="kiln3")
-    assert _cached(ev3) == [True]
-    assert _file(out3, "one") == _file(out2, "one")  # the newest entry, pushed by the second build
+    assert cached_steps(ev3) == [True]
+    assert layout_file(out3, "one") == layout_file(out2, "one")  # the newest entry, pushed by the second build
 
 
 def test_the_cache_repo_is_inferred_from_the_destination(
@@ -208,7 +175,7 @@ def test_the_cache_repo_is_inferred_from_the_destination(
 ) -> None:
     repo = _repo()
     dest = f"{registry.address}/{repo}/app:v1"
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     r = _kiln(tmp_path, busybox_image, "--cache", "--destination", dest, *INSECURE, kiln_dir="kiln")
     assert r.returncode == 0, r.stderr
     assert _tags(registry, f"{repo}/app") == ["v1"]
@@ -224,7 +191,7 @@ def test_the_cache_repo_is_inferred_from_the_destination(
 def test_a_cache_repo_that_is_not_a_repository_is_refused(
     tmp_path: Path, busybox_image: OciImage, bad: str
 ) -> None:
-    _context(tmp_path, STAMPS, {"data.txt": "v1\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
     r = _kiln(tmp_path, busybox_image, "--no-push", "--cache", "--cache-repo", bad, kiln_dir="kiln")
     assert r.returncode == 2, r.stderr
     assert "--cache-repo" in r.stderr
@@ -267,7 +234,7 @@ def test_pushed_image_mounts_layers_replayed_from_the_cache_repo(
 ) -> None:
     # A replayed layer already lives in the cache repo: pushing the image to another repository of the same
     # registry mounts it (201 on POST ...?mount=) instead of uploading its bytes again.
-    _context(tmp_path, STAMPS, {"data.txt": "d\n"})
+    write_context(tmp_path, STAMPS, {"data.txt": "d\n"})
     cache = registry.ref("kiln/mountcache", "x").rsplit(":", 1)[0]
     common = ("--cache", "--cache-copy-layers", "--cache-repo", cache, *INSECURE)
     _build(tmp_path, busybox_image, *common, out="first", kiln_dir="k1")
