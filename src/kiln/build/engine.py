@@ -144,7 +144,7 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
                     image.digest,
                     [
                         LayerSummary(d.digest, d.size, h)
-                        for d, h in zip(image.layers, _layer_history(image), strict=False)
+                        for d, h in zip(image.layers, _layer_history(image), strict=True)
                     ],
                     outputs,
                     time.monotonic() - started,
@@ -199,9 +199,11 @@ def _build_stages(env: BuildEnv) -> None:
 
 
 def _layer_history(image: Image) -> list[str]:
-    return [h.created_by for h in image.config.history if not h.empty_layer][-len(image.layers) :] or [
-        "" for _ in image.layers
-    ]
+    """What made each layer, for the summary. Base images may have fewer history entries than layers (or
+    none): the entries are matched from the top, and older layers without one are left blank."""
+    made_by = [h.created_by for h in image.config.history if not h.empty_layer]
+    n = len(image.layers)
+    return ([""] * n + made_by)[-n:] if n else []
 
 
 def _with_labels(image: Image, labels: dict[str, str], blobs: BlobStore) -> Image:
