@@ -165,7 +165,8 @@ def _multi(*names: str, help: str) -> Callable[[F], F]:
 @click.option("--compression-level", type=int, default=None)
 @click.option("--format", "manifest_format", type=click.Choice(["auto", "oci", "docker"]), default="auto",
               help="Manifest media types: follow the base image (auto), OCI, or Docker schema 2.")
-@click.option("--cleanup", is_flag=True, help="After the build, also remove the unpacked layers under --kiln-dir (blobs stay).")
+@click.option("--cleanup", is_flag=True,
+              help="After the build, also remove the unpacked layers under --kiln-dir (blobs stay).")
 @click.option("--push-retry", type=int, default=0)
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
