@@ -6,6 +6,7 @@ storage (cheap); the base image layouts are built once per cache directory, guar
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +18,14 @@ REPO = TESTS.parent
 # Make `support` importable whatever pytest's import mode is.
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+
+from hypothesis import settings  # noqa: E402
+
+# CI runs the property tests with fixed examples and no time limit: a red CI from a newly drawn example or a
+# loaded machine would block everything; exploring new examples is for developers' runs.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 from support.base_images import OciImage, busybox_image, debian_image, default_cache_dir, push  # noqa: E402
 from support.buildah import Buildah  # noqa: E402
