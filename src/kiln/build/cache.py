@@ -349,10 +349,10 @@ def parse_created(text: str | None) -> float | None:
 
 def cache_repository(opts: BuildOptions) -> str | None:
     """The registry repository of the layer cache: --cache-repo, else (kaniko) ``<first destination>/cache`` when
-    the image is pushed; None for a local cache."""
+    the image is pushed — unless --cache-dir asks for a local cache; None for a local cache."""
     if opts.cache_repo:
         return opts.cache_repo
-    if opts.destinations and not opts.no_push:
+    if opts.destinations and not opts.no_push and opts.cache_dir is None:
         return Reference.parse(opts.destinations[0]).name + "/cache"
     return None
 
