@@ -79,7 +79,7 @@ def make_plan(df: Dockerfile, opts: BuildOptions) -> BuildPlan:
 def _dry_run(opts: BuildOptions, reporter: Reporter) -> BuildResult:
     ctx = None
     if not opts.context.startswith("tar://") and opts.context != "-" and Path(opts.context).is_dir():
-        ctx = BuildContext(Path(opts.context), _no_ignore(), opts.context)
+        ctx = BuildContext(Path(opts.context), DockerIgnore(), opts.context)
     df, _ = load_dockerfile(opts, ctx, reporter)
     plan = make_plan(df, opts)
     expanded = expand_plan(plan)
@@ -88,10 +88,6 @@ def _dry_run(opts: BuildOptions, reporter: Reporter) -> BuildResult:
     else:
         print(render_text(plan, expanded), end="")
     return BuildResult(None, [])
-
-
-def _no_ignore() -> DockerIgnore:
-    return DockerIgnore()
 
 
 def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResult:

@@ -10,6 +10,7 @@ from pathlib import Path
 from kiln.options import BuildOptions
 from kiln.progress import Reporter
 from kiln.transports.image import Image
+from kiln.transports.registry.reference import Reference
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -24,12 +25,17 @@ def write_atomically(path: Path, text: str) -> None:
         raise
 
 
-def _tag_of(reference: str) -> str | None:
-    name = reference.rsplit("/", 1)[-1]
-    if "@" in name:
-        return None
-    _, sep, tag = name.partition(":")
-    return tag if sep else "latest"
+def _layout_tag(reference: str) -> str | None:
+    """The tag a destination names (the default "latest" included); None when it is pinned by digest."""
+    ref = Reference.parse(reference)
+    return ref.tag if ref.digest is None else None
+
+
+def _name_as_written(reference: str) -> str:
+    """A destination as the user wrote it, less its tag and digest (what the image-name digest file holds)."""
+    name = reference.split("@", 1)[0]
+    tag = Reference.parse(reference).tag
+    return name[: -len(tag) - 1] if tag and name.endswith(":" + tag) else name
 
 
 def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[str]:
@@ -38,7 +44,7 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[
         from kiln.transports.layout import write_image
 
         # Tagged after the first destination, else "latest", so that tools needing a tag (umoci) can read it.
-        tag = (_tag_of(opts.destinations[0]) if opts.destinations else None) or "latest"
+        tag = (_layout_tag(opts.destinations[0]) if opts.destinations else None) or "latest"
         write_image(opts.oci_layout_path, image, tag)
         done.append(f"oci-layout:{opts.oci_layout_path}" + (f":{tag}" if tag else ""))
     if opts.tar_path is not None:
@@ -60,13 +66,10 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[
         write_atomically(opts.digest_file, digest)
     names = pushed or list(opts.destinations)
     if opts.image_name_with_digest_file is not None:
-        lines = [f"{d.split('@')[0].rsplit(':', 1)[0] if _has_tag(d) else d.split('@')[0]}@{digest}" for d in names]
+        lines = [f"{_name_as_written(d)}@{digest}" for d in names]
         write_atomically(opts.image_name_with_digest_file, "".join(line + "\n" for line in lines))
     if opts.image_name_tag_with_digest_file is not None:
         lines = [f"{d.split('@')[0]}@{digest}" for d in names]
         write_atomically(opts.image_name_tag_with_digest_file, "".join(line + "\n" for line in lines))
     return done
 
-
-def _has_tag(reference: str) -> bool:
-    return ":" in reference.split("@")[0].rsplit("/", 1)[-1]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kiln.errors import SandboxError
-from kiln.sandbox.run import _ensure_workdir
+from kiln.sandbox.run import ensure_workdir
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec
 from kiln.sandbox.users import ResolvedUser, resolve_user
 
@@ -170,7 +170,7 @@ def run_in_place(spec: RunSpec, output: BinaryIO | None = None) -> int:
     root = Path("/")
     user = resolve_user(root, spec.user)
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
-    _ensure_workdir(root, workdir, user)
+    ensure_workdir(root, workdir, user)
     switch_to = user if _needs_switch(user) else None
     become_subreaper()
     before = children_of(os.getpid())

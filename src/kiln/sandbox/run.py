@@ -38,7 +38,7 @@ def _environment(spec: RunSpec, user: ResolvedUser) -> dict[str, str]:
     return env
 
 
-def _ensure_workdir(root: Path, workdir: str, user: ResolvedUser) -> None:
+def ensure_workdir(root: Path, workdir: str, user: ResolvedUser) -> None:
     """BuildKit creates a missing working directory at RUN time, 0755 and owned by the step's user."""
     path = resolve_in_root(root, workdir)
     if os.path.isdir(path):
@@ -181,7 +181,7 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
     root = _checked_rootfs(spec.rootfs)
     user = resolve_user(root, spec.user)
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
-    _ensure_workdir(root, workdir, user)
+    ensure_workdir(root, workdir, user)
     stubs = MountStubs()
     with tempfile.TemporaryDirectory(prefix="kiln-sandbox-") as scratch:
         try:
