@@ -32,7 +32,7 @@ quietly() {
 }
 
 # --- Debian packages ------------------------------------------------------------------------------------
-packages=(python3 python3-venv busybox-static)
+packages=(python3 python3-venv busybox-static runc)   # runc: the sandbox of RUN steps
 if [[ $mode == test ]]; then
   packages+=(
     docker-registry   # the test registry (distribution 2.8)

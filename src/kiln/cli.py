@@ -175,6 +175,9 @@ def _multi(*names: str, help: str) -> Callable[[F], F]:
 @click.option("--kiln-dir", type=click.Path(path_type=Path), default=None, help="kiln's work directory.")
 @_multi("--build-context", help="NAME=oci-layout://PATH[:TAG] or NAME=docker-image://REF (repeatable).")
 @_multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
+@click.option("--network", type=click.Choice(["host", "none"]), default="host",
+              help="RUN's network unless the instruction sets one: the host's (kaniko's default) or none.")
+@_multi("--allow", help="An entitlement: security.insecure (RUN --security=insecure), network.host (repeatable).")
 @click.option("--in-place", is_flag=True, help="kaniko mode: build in the current root (inside a container).")
 @click.option("--dry-run", is_flag=True, help="Print the build plan; needs no base image.")
 @click.option("--dry-run-format", "--plan-format", type=click.Choice(["text", "json"]), default="text")
@@ -267,6 +270,8 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         build_contexts=_pairs(kw["build_context"], "--build-context"),
         secrets=tuple(kw["secret"]),
         in_place=kw["in_place"],
+        network=kw["network"],
+        allow=tuple(a for value in kw["allow"] for a in value.split(",") if a),
         dry_run=kw["dry_run"],
         dry_run_format=kw["dry_run_format"],
         **({"kiln_dir": kw["kiln_dir"]} if kw["kiln_dir"] else {}),

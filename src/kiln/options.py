@@ -20,6 +20,10 @@ SnapshotMode = Literal["auto", "overlay", "full", "redo", "time"]
 Compression = Literal["gzip", "zstd", "none"]
 LogFormat = Literal["auto", "text", "color", "json"]
 ManifestFormat = Literal["auto", "oci", "docker"]
+NetworkMode = Literal["host", "none"]
+
+# BuildKit's entitlements (`--allow`): what a Dockerfile may ask for only when the person building agrees.
+ENTITLEMENTS = ("security.insecure", "network.host")
 
 
 def default_kiln_dir() -> Path:
@@ -127,6 +131,8 @@ class BuildOptions:
     build_contexts: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     in_place: bool = False
+    network: NetworkMode = "host"  # RUN's network when the instruction does not say (kaniko: the host's)
+    allow: tuple[str, ...] = ()  # entitlements, as BuildKit's --allow
     dry_run: bool = False
     dry_run_format: Literal["text", "json"] = "text"
 
@@ -164,6 +170,9 @@ class BuildOptions:
             raise UsageError("a build in place finds changes by walking / (no overlay mounts)", "--snapshot-mode")
         if self.cache_repo is not None:
             _check_cache_repo(self.cache_repo)
+        for entitlement in self.allow:
+            if entitlement not in ENTITLEMENTS:
+                raise UsageError(f"unknown entitlement {entitlement!r} (known: {', '.join(ENTITLEMENTS)})", "--allow")
         # Accepted flags whose feature is still to come: refused loudly rather than silently ignored.
         unsupported: list[tuple[bool, str, str]] = []
         for secret in self.secret_sources().values():

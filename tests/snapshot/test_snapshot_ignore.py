@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from kiln.snapshot.ignore import IgnoreRules, mount_points_under
+from kiln.snapshot.ignore import IgnoreRules
+from kiln.store.mountinfo import mount_points_under
 
 
 def test_defaults_and_prefix_semantics(tmp_path: Path) -> None:

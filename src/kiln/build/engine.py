@@ -16,7 +16,6 @@ from pathlib import Path
 
 from kiln.build.images import ImageResolver
 from kiln.build.outputs import write_outputs
-from kiln.build.rootfs import remove_tree
 from kiln.build.stage import BuildEnv, build_stage
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.source import BuildContext, open_context
@@ -29,7 +28,9 @@ from kiln.oci.manifest import Manifest
 from kiln.oci.platform import Platform
 from kiln.options import BuildOptions
 from kiln.progress import BuildSummary, LayerSummary, Reporter, make_reporter
+from kiln.sandbox import reaper
 from kiln.store.layerstore import LayerStore
+from kiln.store.mountinfo import remove_tree
 from kiln.store.overlaymount import overlay_supported
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
@@ -106,6 +107,7 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
     tmp_root = kiln_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     build_dir = Path(tempfile.mkdtemp(prefix=f"build-{uuid.uuid4().hex[:8]}-", dir=tmp_root))
+    reaper.track("remove", str(build_dir))  # if kiln is killed: its containers, mounts and files go too
     env: BuildEnv | None = None
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
@@ -152,6 +154,7 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
             for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
                 root.close()
         remove_tree(build_dir)
+        reaper.untrack("remove", str(build_dir))
         if opts.cleanup:
             shutil.rmtree(kiln_dir / "layers", ignore_errors=True)
 

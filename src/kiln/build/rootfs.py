@@ -19,7 +19,7 @@ from typing import BinaryIO, TypeVar
 from kiln.layers.extract import extract_layer
 from kiln.oci.config import chain_id
 from kiln.snapshot.changes import Changes, expand_declared
-from kiln.snapshot.ignore import IgnoreRules, mount_points_under
+from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.overlay import OverlaySnapshotter
 from kiln.snapshot.walk import SnapshotMode, WalkSnapshotter
 from kiln.store.layerstore import LayerStore
@@ -187,13 +187,3 @@ class FlatRoot(StageRoot):
 
     def close(self) -> None:
         pass
-
-
-def remove_tree(path: Path) -> None:
-    """Remove a build's work directory, unmounting first whatever is still mounted inside it (deepest first),
-    so that removal never reaches into a mounted root."""
-    if not path.exists():
-        return
-    for point in sorted(mount_points_under(path), key=len, reverse=True):
-        unmount(path / point, lazy=True)
-    shutil.rmtree(path, ignore_errors=False)

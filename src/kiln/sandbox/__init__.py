@@ -1,7 +1,8 @@
-"""Running a RUN step inside a rootfs, in private mount/PID/IPC/UTS (and network) namespaces."""
+"""Running a RUN step inside a rootfs: in an OCI runtime container confined as a default Docker container
+(run_in_sandbox), or in the current root for in-place builds (inplace.run_in_place)."""
 
 from kiln.sandbox.run import run_in_sandbox
-from kiln.sandbox.spec import DEFAULT_HOSTNAME, DEFAULT_PATH, BindMount, RunSpec, TmpfsMount
+from kiln.sandbox.spec import DEFAULT_HOSTNAME, DEFAULT_PATH, BindMount, RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.users import ResolvedUser, resolve_user
 
 __all__ = [
@@ -10,6 +11,7 @@ __all__ = [
     "BindMount",
     "ResolvedUser",
     "RunSpec",
+    "SecretMount",
     "TmpfsMount",
     "resolve_user",
     "run_in_sandbox",

@@ -17,7 +17,6 @@ What the namespaced sandbox gives and this cannot:
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import subprocess
@@ -26,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from kiln.errors import SandboxError
+from kiln.sandbox import mounts as libc
 from kiln.sandbox.run import ensure_workdir
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec
 from kiln.sandbox.users import ResolvedUser, resolve_user
@@ -33,7 +33,6 @@ from kiln.sandbox.users import ResolvedUser, resolve_user
 NOT_EXECUTABLE = 126
 NOT_FOUND = 127
 
-_PR_SET_CHILD_SUBREAPER = 36
 _MAX_KILL_ROUNDS = 1000
 
 
@@ -46,10 +45,10 @@ def _environment(spec: RunSpec, user: ResolvedUser) -> dict[str, str]:
 
 def become_subreaper() -> None:
     """Orphans of the step's processes are re-parented to kiln from now on (idempotent)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), 0, 0, 0) != 0:
-        err = ctypes.get_errno()
-        raise SandboxError(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(err)}")
+    try:
+        libc.set_child_subreaper()
+    except OSError as e:
+        raise SandboxError(str(e)) from None
 
 
 def children_of(pid: int, proc: Path = Path("/proc")) -> set[int]:

@@ -30,6 +30,7 @@ MS_STRICTATIME = 1 << 24
 MNT_DETACH = 2
 
 _PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
 
 # glibc has no pivot_root wrapper; the syscall number depends on the architecture.
 _PIVOT_ROOT_NR = {
@@ -98,6 +99,12 @@ def set_parent_death_signal(signum: int) -> None:
     """Have the kernel send `signum` to this process when the thread that started it dies."""
     if _libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0) != 0:
         raise _fail("prctl(PR_SET_PDEATHSIG)")
+
+
+def set_child_subreaper() -> None:
+    """Orphaned descendants are re-parented to this process rather than to init (idempotent)."""
+    if _libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise _fail("prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def bind(source: str, target: str, readonly: bool, recursive: bool = True) -> None:

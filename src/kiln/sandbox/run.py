@@ -1,25 +1,28 @@
-"""run_in_sandbox: the kiln side of a RUN step. Plans the step, starts the child, streams its output,
-and leaves the rootfs as the command alone left it."""
+"""run_in_sandbox: a RUN step in an OCI runtime container. Resolves the step against its rootfs (user, working
+directory, mount targets), writes the runtime config, runs it, and leaves the rootfs as the command alone left
+it (mount points the rootfs lacked are stubs, removed afterwards)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import signal
-import subprocess
-import sys
+import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from typing import BinaryIO
 
 from kiln.errors import SandboxError
+from kiln.sandbox import mounts as libc
+from kiln.sandbox import reaper
+from kiln.sandbox.ocispec import ContainerMount, runtime_config
 from kiln.sandbox.paths import resolve_in_root
-from kiln.sandbox.plan import ChildPlan, PlannedMount
-from kiln.sandbox.spec import DEFAULT_PATH, BindMount, RunSpec, TmpfsMount
+from kiln.sandbox.runc import find_runtime, run_container
+from kiln.sandbox.spec import DEFAULT_PATH, RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
 from kiln.sandbox.users import ResolvedUser, resolve_user
 
 _HOST_RESOLV_CONF = Path("/etc/resolv.conf")
-_TERMINATE_GRACE_SECONDS = 5.0
 
 
 def _checked_rootfs(rootfs: Path) -> Path:
@@ -84,125 +87,106 @@ def _stub_target(root: Path, stubs: MountStubs, target: str, is_dir: bool) -> st
     return str(path.relative_to(root))
 
 
-def _planned_mounts(root: Path, spec: RunSpec, hosts: str, stubs: MountStubs) -> list[PlannedMount]:
+def _secret_dir(scratch: Path, secrets: list[SecretMount]) -> Path:
+    """A tmpfs holding the step's secret files: in memory only, and unmounted when the step ends."""
+    where = scratch / "secrets"
+    where.mkdir(mode=0o700)
+    size = sum(len(s.value) + 4096 for s in secrets) + 4096
+    libc.mount("tmpfs", str(where), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+               f"mode=0700,size={size}")
+    for index, secret in enumerate(secrets):
+        path = where / str(index)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, secret.value)
+            os.fchown(fd, secret.uid, secret.gid)
+            os.fchmod(fd, secret.mode)
+        finally:
+            os.close(fd)
+    return where
+
+
+def _step_mounts(root: Path, spec: RunSpec, scratch: Path, stubs: MountStubs) -> list[ContainerMount]:
+    """resolv.conf, hosts and the step's own mounts, with targets resolved inside the root (stubs made)."""
     planned = []
+    hosts = _hosts_file(str(scratch), spec.hostname)
     if _HOST_RESOLV_CONF.exists():
         rel = _stub_target(root, stubs, "/etc/resolv.conf", False)
-        planned.append(PlannedMount("bind", rel, str(_HOST_RESOLV_CONF.resolve()), True))
-    planned.append(PlannedMount("bind", _stub_target(root, stubs, "/etc/hosts", False), hosts, True))
+        planned.append(_bind(rel, str(_HOST_RESOLV_CONF.resolve()), True))
+    planned.append(_bind(_stub_target(root, stubs, "/etc/hosts", False), hosts, True))
+    secrets = [m for m in spec.mounts if isinstance(m, SecretMount)]
+    secret_dir = _secret_dir(scratch, secrets) if secrets else None
     # Shallow targets first, so that a mount inside another mount's target lands on top of it.
     for mount in sorted(spec.mounts, key=lambda m: os.path.normpath(m.target).count("/")):
         if isinstance(mount, TmpfsMount):
-            planned.append(PlannedMount("tmpfs", _stub_target(root, stubs, mount.target, True), size=mount.size))
-        elif isinstance(mount, BindMount):
+            options = ["nosuid", "nodev", "mode=1777"] + ([f"size={mount.size}"] if mount.size is not None else [])
+            rel = _stub_target(root, stubs, mount.target, True)
+            planned.append(ContainerMount("/" + rel, "tmpfs", "tmpfs", tuple(options)))
+        elif isinstance(mount, SecretMount):
+            assert secret_dir is not None
+            source = secret_dir / str(secrets.index(mount))
+            planned.append(_bind(_stub_target(root, stubs, mount.target, False), str(source), True))
+        else:
             source = Path(os.path.realpath(mount.source))
             if not source.exists():
                 raise SandboxError(f"bind mount source {mount.source}: does not exist")
             rel = _stub_target(root, stubs, mount.target, source.is_dir())
-            planned.append(PlannedMount("bind", rel, str(source), mount.readonly))
+            planned.append(_bind(rel, str(source), mount.readonly))
     return planned
 
 
-def _copy_output(fd: int, output: BinaryIO) -> None:
-    while chunk := os.read(fd, 65536):
-        output.write(chunk)
-        output.flush()
-
-
-def _read_all(fd: int) -> str:
-    data = b""
-    while chunk := os.read(fd, 65536):
-        data += chunk
-    return data.decode(errors="replace").strip()
-
-
-def _start_and_wait(plan: ChildPlan, output: BinaryIO | None) -> int:
-    error_r, error_w = os.pipe()
-    out_r, out_w = os.pipe() if output is not None else (-1, -1)
-    plan = ChildPlan(**{**plan.__dict__, "error_fd": error_w})
-    try:
-        try:
-            child = subprocess.Popen(
-                # -P: do not put the current directory on sys.path of the child.
-                [sys.executable, "-P", "-m", "kiln.sandbox.child"],
-                stdin=subprocess.PIPE,
-                stdout=out_w if output is not None else None,
-                stderr=out_w if output is not None else None,
-                pass_fds=(error_w,),
-                start_new_session=True,  # a ^C on the terminal reaches kiln, which then ends the step
-                cwd="/",
-            )
-        finally:
-            os.close(error_w)
-            if output is not None:
-                os.close(out_w)
-        try:
-            assert child.stdin is not None
-            try:
-                child.stdin.write(plan.to_json())
-                child.stdin.close()
-            except BrokenPipeError:
-                pass  # the child died at start: its status and message tell why
-            if output is not None:
-                _copy_output(out_r, output)
-            child.wait()
-        except BaseException:
-            _stop(child)
-            raise
-        error = _read_all(error_r)
-    finally:
-        os.close(error_r)
-        if output is not None:
-            os.close(out_r)
-    if error:
-        raise SandboxError(f"sandbox: {error}")
-    code = child.returncode
-    return 128 - code if code < 0 else code
-
-
-def _stop(child: subprocess.Popen[bytes]) -> None:
-    """End a step early (kiln interrupted): the monitor kills PID 1, the kernel kills the rest."""
-    if child.poll() is not None:
-        return
-    child.send_signal(signal.SIGTERM)
-    try:
-        child.wait(_TERMINATE_GRACE_SECONDS)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.wait()
+def _bind(rel_target: str, source: str, readonly: bool) -> ContainerMount:
+    # nosuid, nodev: a file brought in from the host can neither raise privileges nor reach a device.
+    return ContainerMount("/" + rel_target, "bind", source,
+                          ("rbind", "nosuid", "nodev", "ro" if readonly else "rw"))
 
 
 def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
-    """Run one step; stream its stdout+stderr to `output` (None: kiln's own); return its exit status
-    (128+N when killed by signal N). Raises SandboxError when the sandbox itself cannot be set up, and for
-    an unknown USER. A command that is not found is exit status 127 with a message on the output."""
+    """Run one step in an OCI runtime container; stream its stdout+stderr to `output` (None: kiln's own);
+    return its exit status (128+N when killed by signal N). Raises SandboxError when the sandbox itself cannot
+    be set up, and for an unknown USER. A command that is not found is the runtime's failure to start it."""
     if not spec.argv:
         raise SandboxError("RUN with an empty command")
+    runtime = find_runtime()
     root = _checked_rootfs(spec.rootfs)
     user = resolve_user(root, spec.user)
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
     ensure_workdir(root, workdir, user)
-    stubs = MountStubs()
-    with tempfile.TemporaryDirectory(prefix="kiln-sandbox-") as scratch:
-        try:
-            plan = ChildPlan(
-                rootfs=str(root),
-                argv=list(spec.argv),
-                env=_environment(spec, user),
-                uid=user.uid,
-                gid=user.gid,
-                groups=list(user.groups),
-                workdir=workdir,
-                network=spec.network,
-                hostname=spec.hostname,
-                proc=_stub_target(root, stubs, "/proc", True),
-                dev=_stub_target(root, stubs, "/dev", True),
-                sys=_stub_target(root, stubs, "/sys", True),
-                mounts=_planned_mounts(root, spec, _hosts_file(scratch, spec.hostname), stubs),
-                parent_pid=os.getpid(),
-                error_fd=-1,
-            )
-            stubs.sealed()
-            return _start_and_wait(plan, output)
-        finally:
-            stubs.remove()
+    with contextlib.ExitStack() as cleanup:
+        if spec.runtime_dir is None:
+            runtime_dir = Path(cleanup.enter_context(tempfile.TemporaryDirectory(prefix="kiln-sandbox-")))
+            reaper.track("remove", str(runtime_dir))
+            cleanup.callback(reaper.untrack, "remove", str(runtime_dir))
+        else:
+            runtime_dir = spec.runtime_dir
+        name = f"kiln-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        scratch = runtime_dir / name
+        scratch.mkdir(mode=0o700, parents=True)
+        cleanup.callback(shutil.rmtree, scratch, ignore_errors=True)
+        cleanup.callback(_unmount_secrets, scratch / "secrets")
+        stubs = MountStubs()
+        cleanup.callback(stubs.remove)
+        for target in ("/proc", "/dev", "/sys"):
+            _stub_target(root, stubs, target, True)
+        mounts = _step_mounts(root, spec, scratch, stubs)
+        stubs.sealed()
+        config = runtime_config(
+            rootfs=str(root),
+            argv=spec.argv,
+            env=_environment(spec, user),
+            uid=user.uid,
+            gid=user.gid,
+            groups=user.groups,
+            cwd=workdir,
+            hostname=spec.hostname,
+            network=spec.network,
+            mounts=mounts,
+            privileged=spec.privileged,
+        )
+        return run_container(runtime, runtime_dir / "runc", name, scratch / "bundle", config, output)
+    raise AssertionError("unreachable")  # for mypy: ExitStack may swallow exceptions in general
+
+
+def _unmount_secrets(where: Path) -> None:
+    if os.path.ismount(where):
+        libc.umount2(str(where), libc.MNT_DETACH)

@@ -32,7 +32,19 @@ class TmpfsMount:
     size: int | None = None
 
 
-Mount = BindMount | TmpfsMount
+@dataclass(frozen=True)
+class SecretMount:
+    """A secret's value as a read-only file at `target` for one step. It is kept in memory (a tmpfs that exists
+    only while the step runs), never written to a disk."""
+
+    value: bytes = field(repr=False)
+    target: str
+    uid: int = 0
+    gid: int = 0
+    mode: int = 0o400
+
+
+Mount = BindMount | TmpfsMount | SecretMount
 
 
 @dataclass(frozen=True)
@@ -42,6 +54,9 @@ class RunSpec:
     `rootfs` is the merged root the command sees as `/` (an overlay mount or a plain directory), never the
     host's `/`. `argv` is final: for the shell form the engine passes SHELL + [text]. `env` is the whole
     environment; PATH defaults to DEFAULT_PATH and HOME to the user's passwd home (or "/") as in Docker.
+    `runtime_dir` holds the step's bundle and the OCI runtime's state (a directory of the build, so that the
+    containers of a build that died can be found); None: a temporary directory for this step alone.
+    `privileged` is `RUN --security=insecure`: every capability, no seccomp filter, every device.
     """
 
     rootfs: Path
@@ -52,3 +67,5 @@ class RunSpec:
     network: Literal["host", "none"] = "host"
     hostname: str = DEFAULT_HOSTNAME
     mounts: tuple[Mount, ...] = ()
+    runtime_dir: Path | None = None
+    privileged: bool = False

@@ -8,38 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.snapshot.changes import image_path
+from kiln.store.mountinfo import mount_points_under
 
 # Always ignored: the sandbox mounts fresh ones for every RUN, and an image carries at most empty mount points.
 ALWAYS_IGNORED = ("proc", "sys", "dev")
-
-
-def _unescape_mountinfo(field_: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as \ooo octal.
-    out = []
-    i = 0
-    while i < len(field_):
-        if field_[i] == "\\" and i + 3 < len(field_) + 1 and field_[i + 1 : i + 4].isdigit():
-            out.append(chr(int(field_[i + 1 : i + 4], 8)))
-            i += 4
-        else:
-            out.append(field_[i])
-            i += 1
-    return "".join(out)
-
-
-def mount_points_under(root: Path, mountinfo: Path = Path("/proc/self/mountinfo")) -> list[str]:
-    """Mount points strictly inside root, as image paths, from a mountinfo file."""
-    real_root = os.path.realpath(root)
-    prefix = real_root.rstrip("/") + "/"
-    found = []
-    for line in mountinfo.read_text().splitlines():
-        fields = line.split(" ")
-        if len(fields) < 5:
-            continue
-        point = _unescape_mountinfo(fields[4])
-        if point.startswith(prefix):
-            found.append(image_path(point[len(prefix) :]))
-    return [p for p in found if p]
 
 
 @dataclass(frozen=True)

@@ -2,23 +2,24 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import posixpath
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from kiln.build.steps.metadata import MetaState
-from kiln.dockerfile.flags import Mount
+from kiln.dockerfile.flags import Mount as MountFlag
 from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
 from kiln.dockerfile.scope import StageScope
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
 from kiln.sandbox import run_in_sandbox
 from kiln.sandbox.inplace import run_in_place
 from kiln.sandbox.paths import resolve_in_root
-from kiln.sandbox.spec import BindMount, RunSpec, TmpfsMount
+from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
     from kiln.build.env import BuildEnv
@@ -66,13 +67,13 @@ def command_line(instr: Run, shell: tuple[str, ...], scratch: Path) -> Command:
 
 def _mounts(
     env: BuildEnv, instr: Run, root: Path, scratch: Path, where: SourceLocation
-) -> tuple[list[BindMount | TmpfsMount], dict[str, str]]:
+) -> tuple[list[Mount], dict[str, str]]:
     """The step's mounts, and the environment variables that secrets with env= add."""
-    out: list[BindMount | TmpfsMount] = []
+    out: list[Mount] = []
     secret_env: dict[str, str] = {}
     for mount in instr.mounts:
         if mount.type == "secret":
-            got = _secret(env, mount, scratch, where)
+            got = _secret(env, mount, where)
             if isinstance(got, tuple):
                 secret_env[got[0]] = got[1]
             elif got is not None:
@@ -82,10 +83,11 @@ def _mounts(
     return out, secret_env
 
 
-def _secret(env: BuildEnv, mount: Mount, scratch: Path, where: SourceLocation) -> BindMount | tuple[str, str] | None:
+def _secret(env: BuildEnv, mount: MountFlag, where: SourceLocation) -> SecretMount | tuple[str, str] | None:
     """RUN --mount=type=secret: the value as a read-only file (default /run/secrets/ID, mode 0400) or, with env=,
     as an environment variable of this step only. The value is never in a layer (the mount point is a stub
-    the sandbox removes), in history (which holds the instruction text), or in messages (which name the id)."""
+    the sandbox removes), in history (which holds the instruction text), in messages (which name the id), or on
+    a disk (the sandbox keeps secret files in memory)."""
     secret_id = mount.id or mount.source or (posixpath.basename(mount.target) if mount.target else "")
     source = env.opts.secret_sources().get(secret_id)
     if source is None:
@@ -102,14 +104,19 @@ def _secret(env: BuildEnv, mount: Mount, scratch: Path, where: SourceLocation) -
     target = mount.target or f"/run/secrets/{secret_id}"
     if not posixpath.isabs(target):
         target = "/run/secrets/" + target
-    holder = scratch / f"secret{len(os.listdir(scratch))}"
-    holder.write_bytes(value)
-    os.chown(holder, mount.uid or 0, mount.gid or 0)
-    os.chmod(holder, mount.mode if mount.mode is not None else 0o400)
-    return BindMount(holder, target, readonly=True)
+    return SecretMount(value, target, mount.uid or 0, mount.gid or 0, mount.mode if mount.mode is not None else 0o400)
 
 
-def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: SourceLocation) -> BindMount | TmpfsMount:
+def cache_mount_dir(cache_root: Path, cache_id: str) -> Path:
+    """A cache mount's directory: its id is a name, never a path. Each id gets a directory of its own, named by a
+    hash of the id (so `..`, `/`, an empty or a very long id cannot point anywhere else), with a readable
+    suffix for people looking at the cache root."""
+    digest = hashlib.sha256(cache_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_id)[:40].strip(".")
+    return cache_root / (f"{digest}-{readable}" if readable else digest)
+
+
+def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where: SourceLocation) -> Mount:
     target = mount.target or ""
     if not target:
         raise BuildError("RUN --mount needs a target", where)
@@ -118,9 +125,8 @@ def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: So
     if mount.type == "tmpfs":
         return TmpfsMount(target, mount.size)
     if mount.type == "cache":
-        cache_id = mount.id or target
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_id)
-        cache_dir = env.opts.kiln_dir / "cache-mounts" / safe
+        cache_id = mount.id if mount.id is not None else target
+        cache_dir = cache_mount_dir(env.opts.kiln_dir / "cache-mounts", cache_id)
         if not cache_dir.exists():
             cache_dir.mkdir(parents=True, exist_ok=True)
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
@@ -143,7 +149,7 @@ def _one_mount(env: BuildEnv, mount: Mount, root: Path, scratch: Path, where: So
     raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")), where)
 
 
-def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
+def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
     if mount.from_ is None:
         return env.context.root
     from kiln.build.env import image_root, stage_root_view
@@ -155,10 +161,29 @@ def _bind_source_root(env: BuildEnv, mount: Mount) -> Path:
     return image_root(env, env.resolve_image(mount.from_))
 
 
+def _network(env: BuildEnv, instr: Run, where: SourceLocation) -> Literal["host", "none"]:
+    """RUN --network: default is the build's --network (the host's unless told otherwise, as kaniko)."""
+    if instr.network in (None, "default"):
+        return env.opts.network
+    if instr.network == "host" and env.opts.network == "none" and "network.host" not in env.opts.allow:
+        raise BuildError("RUN --network=host in a build with --network none needs --allow network.host", where)
+    return "none" if instr.network == "none" else "host"
+
+
+def _privileged(env: BuildEnv, instr: Run, where: SourceLocation) -> bool:
+    """RUN --security=insecure runs with every capability, only when the person building allows it."""
+    if instr.security != "insecure":
+        return False
+    if "security.insecure" not in env.opts.allow:
+        raise BuildError("RUN --security=insecure needs the entitlement: build with --allow security.insecure", where)
+    if env.opts.in_place:
+        raise BuildError("RUN --security=insecure cannot be honoured in --in-place mode", where)
+    return True
+
+
 def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: MetaState, where: SourceLocation) -> None:
-    if instr.security == "insecure":
-        raise BuildError(str(NotSupportedYet("RUN --security=insecure", "privileged steps")), where)
-    network = "none" if instr.network == "none" else "host"
+    network = _network(env, instr, where)
+    privileged = _privileged(env, instr, where)
     with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp:
         scratch = Path(tmp)
         cmd = command_line(instr, meta.shell, scratch)
@@ -170,8 +195,10 @@ def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: Met
             env={**scope.run_env(), **secret_env},
             user=meta.config.user,
             workdir=meta.config.working_dir or "/",
-            network=network,  # type: ignore[arg-type]
+            network=network,
             mounts=tuple(mounts),
+            runtime_dir=env.work_dir / "sandbox",
+            privileged=privileged,
         )
         try:
             run = run_in_place if env.opts.in_place else run_in_sandbox

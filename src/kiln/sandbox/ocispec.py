@@ -1,0 +1,127 @@
+"""The OCI runtime config of one RUN step: what a Docker container gets by default, and nothing of the host.
+
+Docker's defaults, as facts: the fourteen default capabilities (none inheritable or ambient, and only in the
+bounding set for a user other than root, as an execve() by that user would leave them), Docker's seccomp
+allowlist (sandbox/seccomp.py), the masked and read-only paths of /proc and /sys, /sys read-only, a private /dev
+with the standard devices only and a device cgroup that lets a step create device nodes but open none but
+those. `privileged` is `RUN --security=insecure` (BuildKit's entitlement): every capability, no seccomp, no
+masked paths, every device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kiln.sandbox.seccomp import seccomp_profile
+
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)  # fmt: skip
+
+# Every capability up to CAP_CHECKPOINT_RESTORE (40), in bit order.
+ALL_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT", "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+)  # fmt: skip
+
+MASKED_PATHS = (
+    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+    "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+)  # fmt: skip
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# Device cgroup: deny everything, then allow creating any node (a package may ship one) and using only the
+# standard devices: null, zero, full, random, urandom, tty, console, ptmx, the devpts ptys, and tun.
+_DEVICE_RULES: list[dict[str, Any]] = [
+    {"allow": False, "access": "rwm"},
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *({"allow": True, "type": "c", "major": major, "minor": minor, "access": "rwm"}
+      for major, minor in ((1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200))),
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+]
+
+_UMASK = 0o022
+
+
+@dataclass(frozen=True)
+class ContainerMount:
+    """One entry of the config's `mounts`: `destination` relative to the rootfs or absolute inside it."""
+
+    destination: str
+    type: str
+    source: str
+    options: tuple[str, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"destination": self.destination, "type": self.type, "source": self.source,
+                "options": list(self.options)}
+
+
+def _system_mounts(privileged: bool) -> list[ContainerMount]:
+    sys_options = ("nosuid", "noexec", "nodev") + (() if privileged else ("ro",))
+    return [
+        ContainerMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
+        ContainerMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
+        ContainerMount("/dev/pts", "devpts", "devpts",
+                       ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")),
+        ContainerMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
+        ContainerMount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
+        ContainerMount("/sys", "sysfs", "sysfs", sys_options),
+    ]
+
+
+def runtime_config(
+    *,
+    rootfs: str,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    uid: int,
+    gid: int,
+    groups: Sequence[int],
+    cwd: str,
+    hostname: str,
+    network: Literal["host", "none"],
+    mounts: Sequence[ContainerMount],
+    privileged: bool = False,
+) -> dict[str, Any]:
+    """The config.json of a bundle whose root is `rootfs` (an absolute host path)."""
+    caps = list(ALL_CAPABILITIES if privileged else DEFAULT_CAPABILITIES)
+    held = caps if uid == 0 else []
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if network == "none":
+        namespaces.append({"type": "network"})  # runc brings its loopback up
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": {"devices": [{"allow": True, "access": "rwm"}] if privileged else _DEVICE_RULES},
+    }
+    if not privileged:
+        linux["maskedPaths"] = list(MASKED_PATHS)
+        linux["readonlyPaths"] = list(READONLY_PATHS)
+        linux["seccomp"] = seccomp_profile(caps)
+    return {
+        "ociVersion": "1.0.2",
+        "root": {"path": rootfs, "readonly": False},
+        "hostname": hostname,
+        "process": {
+            "terminal": False,
+            "user": {"uid": uid, "gid": gid, "additionalGids": list(groups), "umask": _UMASK},
+            "args": list(argv),
+            "env": [f"{k}={v}" for k, v in env.items()],
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": held, "permitted": held, "inheritable": [],
+                             "ambient": []},
+            "noNewPrivileges": False,  # setuid programs (su, sudo) work in a build step, as under Docker
+        },
+        "mounts": [m.to_json() for m in [*_system_mounts(privileged), *mounts]],
+        "linux": linux,
+    }
