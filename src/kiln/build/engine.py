@@ -17,6 +17,7 @@ from pathlib import Path
 from kiln.build.images import ImageResolver
 from kiln.build.outputs import write_outputs
 from kiln.build.stage import BuildEnv, build_stage
+from kiln.build.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.source import BuildContext, open_context
 from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
@@ -106,12 +107,15 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
     _check_kiln_dir(kiln_dir)
     tmp_root = kiln_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
-    build_dir = Path(tempfile.mkdtemp(prefix=f"build-{uuid.uuid4().hex[:8]}-", dir=tmp_root))
+    for swept in sweep_dead_builds(tmp_root):
+        reporter.debug(f"removed what a dead build left: {swept}")
+    build_dir = Path(tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{uuid.uuid4().hex[:8]}-", dir=tmp_root))
+    lock = lock_build_dir(build_dir)
     reaper.track("remove", str(build_dir))  # if kiln is killed: its containers, mounts and files go too
     env: BuildEnv | None = None
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
-        with open_context(opts.context, build_dir, stdin) as ctx:
+        with open_context(opts.context, build_dir, stdin, kiln_dir=kiln_dir) as ctx:
             df, df_path = load_dockerfile(opts, ctx, reporter)
             ctx.ignore = ctx.dockerignore_for(df_path)
             plan = make_plan(df, opts)
@@ -154,6 +158,7 @@ def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResu
             for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
                 root.close()
         remove_tree(build_dir)
+        os.close(lock)
         reaper.untrack("remove", str(build_dir))
         if opts.cleanup:
             shutil.rmtree(kiln_dir / "layers", ignore_errors=True)

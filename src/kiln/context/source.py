@@ -75,7 +75,8 @@ def _read_ignore_file(path: Path) -> DockerIgnore | None:
 
 
 def open_context(
-    spec: str, work_dir: Path, stdin: BinaryIO | None = None, dockerfile: Path | None = None
+    spec: str, work_dir: Path, stdin: BinaryIO | None = None, dockerfile: Path | None = None,
+    kiln_dir: Path | None = None,
 ) -> BuildContext:
     """The build context named by ``spec`` (see the module doc). With ``dockerfile``, its own
     ``<Dockerfile>.dockerignore`` takes precedence over the context's. ContextError names the context."""
