@@ -53,6 +53,14 @@ _DEVICE_RULES: list[dict[str, Any]] = [
 _UMASK = 0o022
 
 
+def own_capabilities() -> list[str]:
+    """The capabilities in kiln's own bounding set: all that a privileged step can be given (a container that
+    runs kiln may itself lack some)."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [cap for bit, cap in enumerate(ALL_CAPABILITIES) if bounding >> bit & 1]
+
+
 @dataclass(frozen=True)
 class ContainerMount:
     """One entry of the config's `mounts`: `destination` relative to the rootfs or absolute inside it."""
@@ -95,7 +103,7 @@ def runtime_config(
     privileged: bool = False,
 ) -> dict[str, Any]:
     """The config.json of a bundle whose root is `rootfs` (an absolute host path)."""
-    caps = list(ALL_CAPABILITIES if privileged else DEFAULT_CAPABILITIES)
+    caps = own_capabilities() if privileged else list(DEFAULT_CAPABILITIES)
     held = caps if uid == 0 else []
     namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
     if network == "none":
