@@ -105,6 +105,8 @@ CASES: list[Case] = [
          f"FROM localhost/bench/debian\nRUN {perl_files('/data', FILES)}\n", ("debian",)),
     Case("files-copy", f"the same {FILES:,} files COPYed from the context (debian)",
          "FROM localhost/bench/debian\nCOPY data/ /data/\n", ("debian",), _files_context),
+    Case("ten-runs-busybox", "ten RUNs changing one small file, on busybox: the fixed cost of a RUN step",
+         "FROM localhost/bench/busybox\n" + TEN_RUNS, ("busybox",)),
     Case("ten-runs-debian", "ten RUNs changing one small file, on debian (reference for ten-runs-large)",
          "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",)),
     Case("ten-runs-large", "ten RUNs changing one small file, on debian + a 500 MiB layer of 51,200 files",
