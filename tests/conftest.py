@@ -6,7 +6,9 @@ storage (cheap); the base image layouts are built once per cache directory, guar
 
 from __future__ import annotations
 
+import hashlib
 import os
+import stat
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +49,38 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for fixture, marker in _IMPLIED_MARKERS.items():
             if fixture in names and marker not in item.keywords:
                 item.add_marker(getattr(pytest.mark, marker))
+
+
+_HOST_SYSCTLS = ("vm/swappiness", "kernel/core_pattern", "kernel/hostname", "net/ipv4/ip_forward",
+                 "kernel/modprobe", "fs/file-max")
+
+
+def _host_state() -> dict[str, str]:
+    """What a build step that escaped would most likely change: shadow, sysctls, the block devices."""
+    state = {f"/proc/sys/{name}": Path(f"/proc/sys/{name}").read_text() for name in _HOST_SYSCTLS
+             if Path(f"/proc/sys/{name}").exists()}
+    shadow = Path("/etc/shadow")
+    if shadow.exists():
+        state["/etc/shadow"] = hashlib.sha256(shadow.read_bytes()).hexdigest()
+    devices = []
+    for entry in sorted(os.listdir("/dev")):
+        try:
+            st = os.lstat(f"/dev/{entry}")
+        except OSError:
+            continue
+        if stat.S_ISBLK(st.st_mode):
+            devices.append(f"{entry}={st.st_rdev}:{st.st_mode:o}")
+    state["block devices"] = " ".join(devices)
+    return state
+
+
+@pytest.fixture(scope="session", autouse=True)
+def host_untouched() -> Iterator[None]:
+    """Checked at the end of every test session (each xdist worker): the host is as the suite found it."""
+    before = _host_state()
+    yield
+    after = _host_state()
+    assert after == before, f"the host changed during the tests: {set(after.items()) ^ set(before.items())}"
 
 
 @pytest.fixture(scope="session")
