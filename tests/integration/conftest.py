@@ -9,32 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integ_helpers import Kiln
-
-from support.base_images import OciImage
-
-
-@pytest.fixture
-def kiln(tmp_path: Path) -> Iterator[Kiln]:
-    """`kiln.build(context, *flags)`; after the test, kiln's tmp/ must be empty and nothing left mounted."""
-    k = Kiln(tmp_path / "kiln", tmp_path / "out")
-    k.out_dir.mkdir()
-    yield k
-    k.assert_clean()
-
-
-@pytest.fixture
-def kiln_bb(kiln: Kiln, busybox_image: OciImage) -> Kiln:
-    """kiln with `FROM busybox` naming the busybox test layout."""
-    kiln.contexts["busybox"] = busybox_image
-    return kiln
-
-
-@pytest.fixture
-def kiln_deb(kiln: Kiln, debian_image: OciImage) -> Kiln:
-    """kiln with `FROM debian` naming the Debian test layout (and busybox too)."""
-    kiln.contexts["debian"] = debian_image
-    return kiln
+from integ_helpers import kiln, kiln_bb  # noqa: F401 - fixtures shared with tests/security
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -10,10 +10,12 @@ import os
 import subprocess
 import tarfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
+
+import pytest
 
 from support.base_images import OciImage
 from support.images import TarEntry, layer_entries, read_config, read_manifest
@@ -160,3 +162,29 @@ def run_tool(argv: Sequence[str | os.PathLike[str]], **kw: object) -> subprocess
     from support.procs import run
 
     return run(argv, **kw)  # type: ignore[arg-type]
+
+
+# --- fixtures (imported by the conftest files that use them) ---
+
+
+@pytest.fixture
+def kiln(tmp_path: Path) -> Iterator[Kiln]:
+    """`kiln.build(context, *flags)`; after the test, kiln's tmp/ must be empty and nothing left mounted."""
+    k = Kiln(tmp_path / "kiln", tmp_path / "out")
+    k.out_dir.mkdir()
+    yield k
+    k.assert_clean()
+
+
+@pytest.fixture
+def kiln_bb(kiln: Kiln, busybox_image: OciImage) -> Kiln:
+    """kiln with `FROM busybox` naming the busybox test layout."""
+    kiln.contexts["busybox"] = busybox_image
+    return kiln
+
+
+@pytest.fixture
+def kiln_deb(kiln: Kiln, debian_image: OciImage) -> Kiln:
+    """kiln with `FROM debian` naming the Debian test layout (and busybox too)."""
+    kiln.contexts["debian"] = debian_image
+    return kiln

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from host_devices import can_open, host_block_device, host_openable_device
 from integ_helpers import Kiln, write_context
 
-from conftest import can_open, host_block_device, host_openable_device
 from support.base_images import OciImage
 
 pytestmark = pytest.mark.root
