@@ -4,6 +4,10 @@ The spellings are kaniko's ``--context`` values: ``PATH`` or ``dir://PATH`` for 
 or ``tar://PATH`` for a tarball, plain or compressed with gzip, zstd, xz or bzip2; ``-`` or ``tar://stdin`` for
 a tarball on standard input. A tarball is unpacked into a fresh directory under the work directory, removed
 again by ``close()``.
+
+kiln's own work directory (``--kiln-dir``) may lie inside a directory context; it is then hidden from COPY and
+ADD as if .dockerignore'd, without a way back: it holds the stage roots being built, so copying it copies a
+build into itself.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +23,9 @@ from types import TracebackType
 from typing import BinaryIO
 
 from kiln.context.dockerignore import DockerIgnore
+from kiln.context.special import special_kind
 from kiln.context.tarball import extract_tarball
-from kiln.errors import ContextError, NotSupportedYet
+from kiln.errors import ContextError, NotSupportedYet, UsageError
 
 DOCKERIGNORE = ".dockerignore"
 _STDIN_SPECS = ("-", "tar://stdin")
@@ -31,13 +37,19 @@ class BuildContext:
     """A build context on disk: its root directory and the .dockerignore rules COPY and ADD honour.
 
     ``name`` is the context as the user gave it, for messages. ``owned_dir`` is set when kiln unpacked the
-    context itself and must remove it.
+    context itself and must remove it. ``hidden`` holds the real paths (relative to ``root``) of directories
+    that are no part of the context whatever .dockerignore says: kiln's own work directories.
     """
 
     root: Path
     ignore: DockerIgnore
     name: str
     owned_dir: Path | None = field(default=None, repr=False)
+    hidden: tuple[str, ...] = ()
+
+    def is_hidden(self, real_rel: str) -> bool:
+        """Whether the real path ``real_rel`` (relative to the root, "/"-separated) is in a hidden directory."""
+        return any(real_rel == h or real_rel.startswith(h + "/") for h in self.hidden)
 
     def dockerignore_for(self, dockerfile: Path | None) -> DockerIgnore:
         """The ignore rules for a build with this Dockerfile: ``<Dockerfile>.dockerignore`` beside it when it
@@ -65,7 +77,7 @@ class BuildContext:
 
 def _read_ignore_file(path: Path) -> DockerIgnore | None:
     try:
-        data = path.read_bytes()
+        data = _read_regular(path)
     except FileNotFoundError:
         return None
     except OSError as err:
@@ -74,12 +86,29 @@ def _read_ignore_file(path: Path) -> DockerIgnore | None:
     return DockerIgnore.parse(data.decode("utf-8", errors="surrogateescape"), str(path))
 
 
+def _read_regular(path: Path) -> bytes:
+    """The bytes of ``path`` (symlinks followed), which must be a regular file: a FIFO would block the open
+    and a device never end, so the type is checked first, and again on the open file in case it was swapped."""
+    kind = special_kind(os.stat(path).st_mode)
+    if kind is not None:
+        raise ContextError(f"{path}: is {kind}, not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ContextError(f"{path}: is not a regular file")
+        return f.read()
+
+
 def open_context(
-    spec: str, work_dir: Path, stdin: BinaryIO | None = None, dockerfile: Path | None = None,
+    spec: str,
+    work_dir: Path,
+    stdin: BinaryIO | None = None,
+    dockerfile: Path | None = None,
     kiln_dir: Path | None = None,
 ) -> BuildContext:
     """The build context named by ``spec`` (see the module doc). With ``dockerfile``, its own
-    ``<Dockerfile>.dockerignore`` takes precedence over the context's. ContextError names the context."""
+    ``<Dockerfile>.dockerignore`` takes precedence over the context's. ``kiln_dir`` and ``work_dir`` are
+    hidden from a directory context that holds them. ContextError names the context."""
     if spec in _STDIN_SPECS:
         if stdin is None:
             raise ContextError(f"{spec}: the build context is standard input, but none was given")
@@ -90,22 +119,36 @@ def open_context(
         path = Path(spec.removeprefix("dir://"))
         if not path.is_dir():
             raise ContextError(f"{spec}: the build context is not a directory")
-        return _from_dir(spec, path, dockerfile)
+        return _from_dir(spec, path, dockerfile, kiln_dir, work_dir)
     scheme = _SCHEME.match(spec)
     if scheme and not Path(spec).exists():
         raise NotSupportedYet("--context", f"{scheme.group(1)}:// build contexts ({spec})")
     path = Path(spec)
     if path.is_dir():
-        return _from_dir(spec, path, dockerfile)
+        return _from_dir(spec, path, dockerfile, kiln_dir, work_dir)
     if path.is_file():
         return _from_tarball(spec, path, work_dir, dockerfile)
+    if path.exists():
+        kind = special_kind(path.stat().st_mode)
+        raise ContextError(f"{spec}: the build context is {kind}, not a directory or a file")
     raise ContextError(f"{spec}: the build context does not exist")
 
 
-def _from_dir(name: str, path: Path, dockerfile: Path | None) -> BuildContext:
-    ctx = BuildContext(root=path.resolve(), ignore=DockerIgnore(), name=name)
+def _from_dir(name: str, path: Path, dockerfile: Path | None, kiln_dir: Path | None, work_dir: Path) -> BuildContext:
+    root = path.resolve()
+    ctx = BuildContext(root=root, ignore=DockerIgnore(), name=name, hidden=_hidden_dirs(root, kiln_dir, work_dir))
     ctx.ignore = ctx.dockerignore_for(dockerfile)
     return ctx
+
+
+def _hidden_dirs(root: Path, kiln_dir: Path | None, work_dir: Path) -> tuple[str, ...]:
+    """Where kiln's work directories lie inside the context ``root``, as real paths relative to it (the build's
+    own work directory too: with a context inside the kiln dir, that is where the stage roots are)."""
+    if kiln_dir is not None and kiln_dir.resolve() == root:
+        # Hiding it would hide the whole context.
+        raise UsageError(f"{kiln_dir} is the build context itself; put kiln's work directory elsewhere", "--kiln-dir")
+    reals = [work.resolve() for work in (kiln_dir, work_dir) if work is not None]
+    return tuple(real.relative_to(root).as_posix() for real in reals if real != root and real.is_relative_to(root))
 
 
 def _from_tarball(name: str, archive: Path, work_dir: Path, dockerfile: Path | None) -> BuildContext:

@@ -12,6 +12,10 @@ Symlinks: a symlink named as a source (or met on the way to it) is followed, and
 copied under the source's name; symlinks found while walking a directory are entries of their own. Following
 a symlink out of the context (an absolute target, or ".." past the root) is an error rather than a silent
 copy of something else.
+
+Named pipes, sockets and devices are refused with an error naming them, whether named or met while walking
+(see kiln.context.special); their type comes from lstat/scandir, so nothing here ever opens one. kiln's own
+work directory, when it lies inside the context, is not there at all (BuildContext.hidden).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from pathlib import Path
 from kiln.context import gomatch
 from kiln.context.dockerignore import MatchState
 from kiln.context.source import BuildContext
+from kiln.context.special import special_file_error, special_kind
 from kiln.errors import ContextError
 
 _MAX_SYMLINK_HOPS = 40  # Linux's own limit for one path lookup
@@ -103,6 +108,8 @@ def _follow(ctx: BuildContext, rel: str, pattern: str) -> _Followed | None:
 def _visible(ctx: BuildContext, followed: _Followed) -> bool:
     """Whether COPY can see a resolved source: neither it nor a symlink leading to it is excluded (a directory
     that is excluded still counts when an exception brings back something inside it)."""
+    if ctx.is_hidden(followed.real) or any(ctx.is_hidden(link) for link in followed.links):
+        return False
     ignore = ctx.ignore
     if not ignore:
         return True
@@ -117,6 +124,9 @@ def _lookup(ctx: BuildContext, rel: str, pattern: str) -> ResolvedSource | None:
     followed = _follow(ctx, rel, pattern)
     if followed is None or not _visible(ctx, followed):
         return None
+    kind = special_kind(followed.mode)
+    if kind is not None:
+        raise special_file_error(rel if rel == followed.real else f"{rel} (symlink to {followed.real})", kind)
     return ResolvedSource(rel, ctx.root / followed.real, stat.S_ISDIR(followed.mode))
 
 
@@ -204,9 +214,11 @@ def _walk_real(ctx: BuildContext, real_dir: str) -> Iterator[str]:
 def _walk_dir(ctx: BuildContext, dir_rel: str, state: MatchState | None, pending: list[str]) -> Iterator[str]:
     ignore = ctx.ignore
     with os.scandir(ctx.root / dir_rel) as scan:
-        entries = sorted((entry.name, entry.is_dir(follow_symlinks=False)) for entry in scan)
-    for name, is_dir in entries:
+        entries = sorted((entry.name, entry.is_dir(follow_symlinks=False), _special(entry)) for entry in scan)
+    for name, is_dir, special in entries:
         child = name if dir_rel == "." else f"{dir_rel}/{name}"
+        if ctx.is_hidden(child):
+            continue  # kiln's own work directory: not even an exception brings something in it back
         excluded, child_state = ignore.step(child, state)
         if excluded:
             # fsutil's walker: an excluded directory is entered only when an exception may match inside,
@@ -217,8 +229,18 @@ def _walk_dir(ctx: BuildContext, dir_rel: str, state: MatchState | None, pending
                 if pending and pending[-1] == child:
                     pending.pop()
             continue
+        if special is not None:
+            raise special_file_error(child, special)
         yield from pending
         pending.clear()
         yield child
         if is_dir:
             yield from _walk_dir(ctx, child, child_state, pending)
+
+
+def _special(entry: os.DirEntry[str]) -> str | None:
+    """What kind of special file an entry is, if it is one; the directory's own type field answers without a
+    stat for everything else."""
+    if entry.is_file(follow_symlinks=False) or entry.is_dir(follow_symlinks=False) or entry.is_symlink():
+        return None
+    return special_kind(entry.stat(follow_symlinks=False).st_mode)

@@ -3,6 +3,11 @@
 Docker's rules: an archive is recognised by its content (tar, plain or gzip/bzip2/xz/zstd compressed), not its
 name, and unpacked into the destination directory; a remote file is never unpacked (unless --unpack), gets mode
 0600, and its Last-Modified header as mtime; --checksum is verified before anything is written.
+
+An archive is unpacked as a layer onto the destination directory, which is its root: a symlink in it leads
+back inside that directory, never out (see kiln.layers.extract). Its entry names are therefore no host paths
+("lnk/usr/x" below "lnk -> /" lands in DEST/usr/x); what the step declares, and chowns, is where each entry
+really landed, found the same way.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import email.utils
 import hashlib
 import os
 import posixpath
+import stat
 import tarfile
 import urllib.parse
 from collections.abc import Sequence
@@ -24,7 +30,9 @@ from kiln.build.steps.owners import resolve_chown
 from kiln.dockerfile.instructions import Add
 from kiln.errors import BuildError, ImageFormatError, NotSupportedYet, SourceLocation
 from kiln.layers.compress import open_decompressed
-from kiln.layers.extract import extract_layer
+from kiln.layers.extract import ExtractError, extract_layer
+from kiln.layers.paths import split_image_path
+from kiln.layers.safepath import RootResolver
 from kiln.sandbox.paths import resolve_in_root
 
 _URL_SCHEMES = ("http://", "https://")
@@ -39,8 +47,11 @@ def _is_git(src: str) -> bool:
 
 
 def is_archive(path: Path) -> bool:
-    """Whether a file is a tar archive, possibly compressed (by content, as Docker decides)."""
+    """Whether a file is a tar archive, possibly compressed (by content, as Docker decides). Only a regular
+    file can be one (Docker's rule too): a FIFO's open would block, a device's read never end."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as raw, open_decompressed(raw) as f:
             head = f.read(512)
     except (OSError, ImageFormatError, EOFError):
@@ -92,27 +103,48 @@ def run_add(
         written.update(run_copy(as_copy, _Fixed(plain, tree), root, workdir, where))
     if archives:
         dest, _ = destination(instr.dest, workdir)
-        dest_host = resolve_in_root(root, dest)
         owner = resolve_chown(root, instr.chown) if instr.chown else None
         log = WriteLog(root)
-        make_dirs(root, dest_host, owner, log)
+        dest_host = make_dirs(root, resolve_in_root(root, dest), owner, log)
         written.update(log.written)
         for arc in archives:
-            with open(arc.path, "rb") as f:
-                extract_layer(f, dest_host, mode="apply")
-            rel_dest = os.path.relpath(dest_host, root)
-            members = _members(arc.path)
-            written.update(m if rel_dest == "." else f"{rel_dest}/{m}" for m in members)
-            if owner is not None:
-                _chown_members(dest_host, members, owner)
+            written.update(_unpack(arc, root, dest_host, owner, where))
     return sorted(written)
 
 
-def _chown_members(dest: Path, members: list[str], owner: Owner) -> None:
-    for m in members:
-        p = dest / m
-        if os.path.lexists(p):
-            os.chown(p, owner.uid, owner.gid, follow_symlinks=False)
+def _unpack(arc: Source, root: Path, dest_host: Path, owner: Owner | None, where: SourceLocation) -> set[str]:
+    """Unpack one archive onto ``dest_host``; the image paths it wrote."""
+    try:
+        with open(arc.path, "rb") as f:
+            extract_layer(f, dest_host, mode="apply", label=arc.name)
+    except (ImageFormatError, ExtractError) as e:  # UnsafePathError is an ImageFormatError
+        raise BuildError(f"ADD: {e}", where) from None
+    landed = _landed(dest_host, _members(arc.path))
+    if owner is not None:
+        for real in landed:
+            os.chown(dest_host / real, owner.uid, owner.gid, follow_symlinks=False)
+    rel_dest = os.path.relpath(dest_host, root)
+    return {real if rel_dest == "." else f"{rel_dest}/{real}" for real in landed}
+
+
+def _landed(dest_host: Path, members: list[str]) -> list[str]:
+    """Where the entries ``members`` are now, as real paths relative to ``dest_host``: their directories are
+    resolved inside it as the extraction resolved them, so no symlink is ever followed by the host kernel. An
+    entry that is no longer there (a later one replaced a directory on its way) was not written: it is left out."""
+    resolver = RootResolver(os.fspath(dest_host))
+    out: list[str] = []
+    for member in members:
+        try:
+            parts = split_image_path(member)
+            parent = resolver.resolve_dir(parts[:-1], create=False) if parts else None
+        except ImageFormatError:  # a symlink on the way now leads out, or through a file: nothing landed there
+            continue
+        if parent is None:
+            continue
+        real = (*parent, parts[-1])
+        if os.path.lexists(resolver.host(real)):
+            out.append("/".join(real))
+    return out
 
 
 class _Fixed:

@@ -167,21 +167,21 @@ def run_copy(
         owner=owner if owner is not None else (None if tree.keep_owners else Owner(0, 0)),
         chmod=_chmod_fn(instr.mode),
     )
-    dest_host = resolve_in_root(root, dest)
-    into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
     try:
+        dest_host = resolve_in_root(root, dest)
+        into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
         for src in sources:
             # --parents keeps the source's own directories under the destination, as `cp --parents` does.
             base = dest_host / posixpath.dirname(src.rel) if parents and src.rel else dest_host
             if src.is_dir:
-                dir_dest = base / src.name if parents and src.rel else dest_host
-                make_dirs(root, dir_dest, owner, log)
+                # make_dirs gives the real directory: the image may have a symlink anywhere on the way.
+                dir_dest = make_dirs(root, base / src.name if parents and src.rel else dest_host, owner, log)
                 if not dir_dest.is_dir():
                     raise BuildError(f"cannot copy directory {src.name} onto file {dest}", where)
                 copy_tree_contents(src.path, dir_dest, attrs, log, _filtered(tree.walk(src), excludes))
             else:
-                target = base / src.name if (into_dir or parents) else dest_host
-                make_dirs(root, target.parent, owner, log)
+                name = src.name if (into_dir or parents) else dest_host.name
+                target = make_dirs(root, base if (into_dir or parents) else dest_host.parent, owner, log) / name
                 copy_entry(src.path, target, attrs, log, os.stat(src.path))
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None

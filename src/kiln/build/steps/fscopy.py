@@ -2,19 +2,27 @@
 
 Everything written is reported back as image paths, because COPY and ADD declare what they wrote: those paths go
 into the step's layer whether or not their bytes changed.
+
+The rootfs is image-controlled: a symlink in it may point anywhere on the host. So nothing here lets the host
+kernel follow one: destination directories are resolved inside the root (as the container would see them) and
+made real, and every path written or declared lies below real directories of the root.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
+from kiln.errors import UnsafePathError
 from kiln.layers.paths import is_layer_xattr
+from kiln.sandbox.paths import resolve_in_root
 
 # A chmod: given the source's mode (permission bits and type), the new permission bits.
 ModeFn = Callable[[int], int]
@@ -44,7 +52,11 @@ class WriteLog:
     links: dict[tuple[int, int], Path] = field(default_factory=dict)
 
     def add(self, host_path: Path) -> None:
-        self.written.add(os.path.relpath(host_path, self.root))
+        rel = os.path.relpath(host_path, self.root)
+        if rel == ".." or rel.startswith("../"):
+            # A path computed without resolving it in the root: declaring it would read the host into the layer.
+            raise UnsafePathError(f"{host_path}: written outside the root {self.root}")
+        self.written.add(rel)
 
 
 def _copy_xattrs(src: Path, dst: Path) -> None:
@@ -105,7 +117,7 @@ def copy_entry(src: Path, dst: Path, attrs: CopyAttrs, log: WriteLog, src_st: os
     if stat.S_ISLNK(mode):
         os.symlink(os.readlink(src), dst)
     elif stat.S_ISREG(mode):
-        with open(src, "rb") as fin, open(dst, "xb") as fout:
+        with _open_regular(src) as fin, open(dst, "xb") as fout:
             shutil.copyfileobj(fin, fout, 1 << 20)
     elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode):
         os.mknod(dst, mode, st.st_rdev)
@@ -115,6 +127,16 @@ def copy_entry(src: Path, dst: Path, attrs: CopyAttrs, log: WriteLog, src_st: os
         _copy_xattrs(src, dst)
     _apply_meta(st, dst, attrs, stat.S_ISLNK(mode))
     log.add(dst)
+
+
+def _open_regular(src: Path) -> BinaryIO:
+    """``src``, which was a regular file when it was stat'ed, opened for reading. Opened without blocking and
+    checked again: swapped for a FIFO in between, it would otherwise block the build forever."""
+    fd = os.open(src, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "no longer a regular file", str(src))
+    return os.fdopen(fd, "rb")
 
 
 def copy_tree_contents(
@@ -129,13 +151,20 @@ def copy_tree_contents(
     if entries is None:
         entries = _walk(src_dir)
     dir_times: list[tuple[Path, os.stat_result]] = []
+    copied_dirs = {""}  # relative paths of the directories this copy made real, dst_dir's own ("") included
     for rel in entries:
         src = src_dir / rel
-        dst = dst_dir / rel
+        parent, _, name = rel.rpartition("/")
+        if parent in copied_dirs:
+            dst = dst_dir / rel
+        else:
+            # Its parent was filtered out (--exclude): what is there now may be the image's symlink.
+            dst = make_dirs(log.root, dst_dir / parent, attrs.owner, log) / name
         st = os.lstat(src)
         copy_entry(src, dst, attrs, log, st)
         if stat.S_ISDIR(st.st_mode):
             dir_times.append((dst, st))
+            copied_dirs.add(rel)
     # Writing into a directory changes its mtime: restore them deepest first, once their contents are in.
     for dst, st in reversed(dir_times):
         os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
@@ -149,11 +178,13 @@ def _walk(top: Path) -> Iterator[str]:
             yield name if base == "." else f"{base}/{name}"
 
 
-def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) -> None:
+def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) -> Path:
     """mkdir -p inside the rootfs; the directories created (not those that existed) are owned by ``owner``
-    (root by default) with mode 0755, and declared as written."""
+    (root by default) with mode 0755, and declared as written. Symlinks on the way are followed inside the
+    root, never on the host; the real directory is returned, and callers write below it, not ``host_dir``."""
+    real = resolve_in_root(root, os.path.relpath(host_dir, root))
     missing: list[Path] = []
-    p = host_dir
+    p = real
     while not os.path.lexists(p):
         missing.append(p)
         if p == root:
@@ -165,3 +196,4 @@ def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) ->
         if owner is not None:
             os.chown(d, owner.uid, owner.gid)
         log.add(d)
+    return real
