@@ -414,3 +414,12 @@ def test_next_build_sweeps_what_a_dead_build_left(kiln_bb: Kiln, tmp_path: Path)
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\n"})
     kiln_bb.build(ctx).ok()
     assert not dead.exists()
+
+
+def test_a_fifo_in_a_writable_bind_mount_does_not_hang_the_build(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nRUN --mount=type=bind,rw,target=/m ls -l /m | sed -n 's/^p.* pipe$/@@fifo/p'\n"),
+        "file": "x\n"})
+    os.mkfifo(ctx / "pipe")
+    out = kiln_bb.build(ctx, timeout=120).ok()
+    assert "@@fifo" in out.stdout + out.stderr

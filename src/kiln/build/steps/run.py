@@ -6,6 +6,7 @@ import hashlib
 import os
 import posixpath
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,12 +142,22 @@ def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where
             # A writable bind mount must not change the context or another stage: give it a private copy.
             copy = scratch / f"bind{len(os.listdir(scratch))}"
             if src.is_dir():
-                shutil.copytree(src, copy, symlinks=True)
+                shutil.copytree(src, copy, symlinks=True, copy_function=_copy_entry)
             else:
-                shutil.copy2(src, copy)
+                _copy_entry(str(src), str(copy))
             src = copy
         return BindMount(src, target, readonly=mount.readonly)
     raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")), where)
+
+
+def _copy_entry(src: str, dst: str) -> None:
+    """Copy one non-directory of a writable bind mount's source. Only regular files are read: opening a FIFO
+    would block the build forever, so it is made anew, and sockets and devices (no content) are left out."""
+    st = os.lstat(src)
+    if stat.S_ISREG(st.st_mode):
+        shutil.copy2(src, dst)
+    elif stat.S_ISFIFO(st.st_mode):
+        os.mkfifo(dst, stat.S_IMODE(st.st_mode))
 
 
 def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
