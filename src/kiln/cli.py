@@ -184,7 +184,7 @@ def _multi(*names: str, help: str) -> Callable[[F], F]:
 def build_command(**kw: Any) -> None:
     """Build an image from a Dockerfile."""
     opts = options_from_flags(kw)
-    from kiln.build.engine import run_build
+    from kiln.engine.engine import run_build
 
     run_build(opts)
 

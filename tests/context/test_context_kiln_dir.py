@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from kiln.build.cache import sources_digest
-from kiln.build.steps.copy import ContextTree
 from kiln.context.source import open_context
 from kiln.context.sources import iter_tree, resolve_sources
+from kiln.engine.cache import sources_digest
+from kiln.engine.steps.copy import ContextTree
 from kiln.errors import ContextError, UsageError
 
 

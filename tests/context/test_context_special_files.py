@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from kiln.build.steps.add import is_archive
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.source import BuildContext, open_context
 from kiln.context.sources import iter_tree, resolve_sources
+from kiln.engine.steps.add import is_archive
 from kiln.errors import ContextError
 
 pytestmark = pytest.mark.timeout(20)

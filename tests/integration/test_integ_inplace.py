@@ -237,7 +237,7 @@ def test_refused_on_this_machine(tmp_path: Path) -> None:
 
 
 def test_python_used_by_the_tests_is_outside_the_shared_dirs() -> None:
-    # The jail binds kiln's Python at its own path; kiln refuses an installation in /usr (see build/inplace.py).
+    # The jail binds kiln's Python at its own path; kiln refuses an installation in /usr (see engine/inplace.py).
     assert not str(_python_prefix()).startswith(("/usr", "/bin", "/lib")), (
         "kiln's Python lives in a directory images use: the in-place tests need one of its own"
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import kiln
-from kiln.build.inplace import (
+from kiln.engine.inplace import (
     MARKER,
     container_evidence,
     in_place_ignore,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import kiln
-from kiln.build.rootfs import FlatRoot, LayerOpener
+from kiln.engine.rootfs import FlatRoot, LayerOpener
 from kiln.errors import UsageError
 from kiln.layers.extract import extract_layer
 from kiln.options import BuildOptions

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kiln.build.steps.fscopy import Owner
+from kiln.engine.steps.fscopy import Owner
 from kiln.errors import ContextError, SandboxError
 from kiln.sandbox.users import resolve_user
 

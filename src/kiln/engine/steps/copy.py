@@ -18,14 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from kiln.build.steps.fscopy import CopyAttrs, ModeFn, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
-from kiln.build.steps.owners import resolve_chown
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.gomatch import glob_regex
 from kiln.context.source import BuildContext
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.dockerfile.flags import Chmod
 from kiln.dockerfile.instructions import Add, Copy
+from kiln.engine.steps.fscopy import CopyAttrs, ModeFn, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
+from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ContextError, SourceLocation
 from kiln.sandbox.paths import resolve_in_root
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
-from kiln.build.cache import RegistryLayerCache, parse_created
+from kiln.engine.cache import RegistryLayerCache, parse_created
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.registry import RegistryOptions
 from support.base_images import OciImage

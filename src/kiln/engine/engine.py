@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kiln.build.images import ImageResolver
-from kiln.build.outputs import write_outputs
-from kiln.build.stage import BuildEnv, build_stage
-from kiln.build.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.source import BuildContext, open_context
 from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
 from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text
+from kiln.engine.images import ImageResolver
+from kiln.engine.outputs import write_outputs
+from kiln.engine.stage import BuildEnv, build_stage
+from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.errors import UsageError
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.manifest import Manifest

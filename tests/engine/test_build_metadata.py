@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kiln.build.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.parse import parse_dockerfile
+from kiln.engine.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.oci.config import ContainerConfig
 
 

@@ -15,19 +15,19 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from kiln.build.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
-from kiln.build.env import BuildEnv, blob_opener, source_tree
-from kiln.build.layer import BuiltLayer, write_layer_blob
-from kiln.build.rootfs import FlatRoot, StageRoot
-from kiln.build.steps.add import run_add
-from kiln.build.steps.copy import ContextTree, heredoc_sources, run_copy
-from kiln.build.steps.metadata import MetaState, apply_metadata, created_by
-from kiln.build.steps.run import run_step
-from kiln.build.steps.workdir import make_workdir
 from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Run, Workdir
 from kiln.dockerfile.plan import StagePlan
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
+from kiln.engine.env import BuildEnv, blob_opener, source_tree
+from kiln.engine.layer import BuiltLayer, write_layer_blob
+from kiln.engine.rootfs import FlatRoot, StageRoot
+from kiln.engine.steps.add import run_add
+from kiln.engine.steps.copy import ContextTree, heredoc_sources, run_copy
+from kiln.engine.steps.metadata import MetaState, apply_metadata, created_by
+from kiln.engine.steps.run import run_step
+from kiln.engine.steps.workdir import make_workdir
 from kiln.errors import BuildError, KilnError, SourceLocation
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import History, ImageConfig

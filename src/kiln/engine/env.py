@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from kiln.build.cache import LayerCacheStore
-from kiln.build.rootfs import FlatRoot, OverlayRoot, StageRoot
-from kiln.build.steps.copy import ContextTree, RootfsTree, SourceTree
 from kiln.context.source import BuildContext
 from kiln.dockerfile.instructions import Add, Copy
 from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.cache import LayerCacheStore
+from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
+from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
 from kiln.options import BuildOptions
 from kiln.progress import Reporter
 from kiln.snapshot.ignore import IgnoreRules
@@ -68,7 +68,7 @@ def blob_opener(blobs: BlobStore, digest: str) -> Callable[[], BinaryIO]:
 
 def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
     if env.opts.in_place and stage:
-        from kiln.build.inplace import make_in_place_root
+        from kiln.engine.inplace import make_in_place_root
 
         stages = sum(len(wave) for wave in env.plan.waves)
         return make_in_place_root(env.opts, stages, env.context.root)

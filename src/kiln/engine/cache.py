@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
-from kiln.build.steps.copy import SourceTree
 from kiln.context.dockerignore import DockerIgnore
 from kiln.dockerfile.instructions import Instruction
+from kiln.engine.steps.copy import SourceTree
 from kiln.errors import ImageFormatError, KilnError, RegistryError, UsageError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig

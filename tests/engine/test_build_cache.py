@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
-from kiln.build.cache import CacheEntry, LocalLayerCache, parse_duration
+from kiln.engine.cache import CacheEntry, LocalLayerCache, parse_duration
 from kiln.errors import UsageError
 from kiln.transports.blobstore import BlobStore
 from support.base_images import OciImage

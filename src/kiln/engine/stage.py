@@ -1,4 +1,4 @@
-"""Building one stage: its base, its root, then its instructions one by one (build/dispatch.py), and the image
+"""Building one stage: its base, its root, then its instructions one by one (engine/dispatch.py), and the image
 it ends with."""
 
 from __future__ import annotations
@@ -6,13 +6,13 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from kiln.build.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
-from kiln.build.env import BuildEnv, StageResult, blob_opener, new_root
-from kiln.build.steps.metadata import MetaState
 from kiln.dockerfile.instructions import Instruction
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
+from kiln.engine.env import BuildEnv, StageResult, blob_opener, new_root
+from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, ContextError, SandboxError, SnapshotError, SourceLocation, UnsafePathError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig

@@ -12,10 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from kiln.build.steps.metadata import MetaState
 from kiln.dockerfile.flags import Mount as MountFlag
 from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
 from kiln.sandbox import run_in_sandbox
 from kiln.sandbox.inplace import run_in_place
@@ -23,7 +23,7 @@ from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
-    from kiln.build.env import BuildEnv
+    from kiln.engine.env import BuildEnv
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
 
@@ -163,7 +163,7 @@ def _copy_entry(src: str, dst: str) -> None:
 def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
     if mount.from_ is None:
         return env.context.root
-    from kiln.build.env import image_root, stage_root_view
+    from kiln.engine.env import image_root, stage_root_view
 
     # BuildKit matches a mount's from= against stage names only: a number there names an image.
     index = env.plan.names.get(mount.from_.lower())

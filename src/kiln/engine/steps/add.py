@@ -24,10 +24,10 @@ from pathlib import Path
 
 import requests
 
-from kiln.build.steps.copy import Source, SourceTree, destination, run_copy
-from kiln.build.steps.fscopy import Owner, WriteLog, make_dirs
-from kiln.build.steps.owners import resolve_chown
 from kiln.dockerfile.instructions import Add
+from kiln.engine.steps.copy import Source, SourceTree, destination, run_copy
+from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
+from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ImageFormatError, NotSupportedYet, SourceLocation
 from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer

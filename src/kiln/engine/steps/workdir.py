@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kiln.build.steps.fscopy import Owner, WriteLog, make_dirs
+from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
 from kiln.errors import BuildError
 from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.users import resolve_user
