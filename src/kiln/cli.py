@@ -18,9 +18,10 @@ from typing import Any, TypeVar
 import click
 
 from kiln import __version__
+from kiln.engine.options import BuildOptions
 from kiln.errors import KilnError, UsageError
 from kiln.oci.platform import Platform
-from kiln.options import BuildOptions, RegistrySettings
+from kiln.transports.registry.settings import RegistrySettings
 
 # Boolean flags, with their default, so that kaniko's "--flag=true|false" spelling can be rewritten for click.
 _BOOL_FLAGS = {
@@ -185,8 +186,9 @@ def build_command(**kw: Any) -> None:
     """Build an image from a Dockerfile."""
     opts = options_from_flags(kw)
     from kiln.engine.engine import run_build
+    from kiln.progress import make_reporter
 
-    run_build(opts)
+    run_build(opts, make_reporter(opts.log_format, opts.verbosity))
 
 
 def _register_diff() -> None:

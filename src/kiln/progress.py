@@ -1,4 +1,4 @@
-"""What the user sees while a build runs: steps, timings, bytes, and a summary.
+"""What the user sees while a build runs: steps, timings, bytes, and a summary (the engine's BuildEvents, rendered).
 
 Three renderings of the same events: rich text on a terminal, plain lines elsewhere (CI logs), and JSON lines for
 machines (``--log-format json``), which also carry per-phase timings for the benchmarks.
@@ -10,8 +10,9 @@ import io
 import json
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
+
+from kiln.engine.events import BuildSummary
 
 
 def human_size(n: int) -> str:
@@ -21,21 +22,6 @@ def human_size(n: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{n} B"
-
-
-@dataclass
-class LayerSummary:
-    digest: str
-    size: int
-    created_by: str
-
-
-@dataclass
-class BuildSummary:
-    digest: str
-    layers: list[LayerSummary] = field(default_factory=list)
-    outputs: list[str] = field(default_factory=list)
-    seconds: float = 0.0
 
 
 class Reporter:

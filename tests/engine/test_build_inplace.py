@@ -17,8 +17,8 @@ from kiln.engine.inplace import (
     in_place_refusal,
     kiln_installation,
 )
+from kiln.engine.options import BuildOptions
 from kiln.errors import UsageError
-from kiln.options import BuildOptions
 
 
 def _fake_proc(tmp_path: Path, init_root: Path) -> Path:

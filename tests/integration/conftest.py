@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integ_helpers import kiln, kiln_bb  # noqa: F401 - fixtures shared with tests/security
+from integ_helpers import kiln, kiln_bb, kiln_deb  # noqa: F401 - fixtures shared with tests/security
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

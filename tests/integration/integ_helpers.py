@@ -169,7 +169,7 @@ def run_tool(argv: Sequence[str | os.PathLike[str]], **kw: object) -> subprocess
 
 @pytest.fixture
 def kiln(tmp_path: Path) -> Iterator[Kiln]:
-    """`kiln.engine(context, *flags)`; after the test, kiln's tmp/ must be empty and nothing left mounted."""
+    """`kiln.build(context, *flags)`; after the test, kiln's tmp/ must be empty and nothing left mounted."""
     k = Kiln(tmp_path / "kiln", tmp_path / "out")
     k.out_dir.mkdir()
     yield k

@@ -55,7 +55,7 @@ def _build_both(
     if prepare:
         prepare(kiln_ctx)
         prepare(buildah_ctx)
-    out = kiln.engine(kiln_ctx).ok()
+    out = kiln.build(kiln_ctx).ok()
     theirs = buildah_build(buildah_ctx, buildah_ctx / "Dockerfile", tmp_path / "buildah-layout")
     return out.layout, out.tag, theirs.layout, theirs.tag
 

@@ -44,14 +44,14 @@ def test_bad_input_from_scratch(kiln: Kiln, tmp_path: Path, case: str) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile, **files})
     # A real file just outside the context: it must never be read.
     (tmp_path / "outside.txt").write_text("outside the context\n")
-    out = kiln.engine(ctx, tar=True)
+    out = kiln.build(ctx, tar=True)
     _check_failure(kiln, out, *needles)
 
 
 def test_corrupt_tar_context(kiln: Kiln, tmp_path: Path) -> None:
     bad = tmp_path / "ctx.tar"
     bad.write_bytes(b"this is not a tar archive" * 100)
-    _check_failure(kiln, kiln.engine(bad, tar=True), r"ctx\.tar")
+    _check_failure(kiln, kiln.build(bad, tar=True), r"ctx\.tar")
 
 
 def test_truncated_tar_gz_context(kiln: Kiln, tmp_path: Path) -> None:
@@ -71,7 +71,7 @@ def test_truncated_tar_gz_context(kiln: Kiln, tmp_path: Path) -> None:
         tf.addfile(info, io.BytesIO(big))
     bad = tmp_path / "ctx.tar.gz"
     bad.write_bytes(gzip.compress(buf.getvalue())[:3000])
-    _check_failure(kiln, kiln.engine(bad, tar=True), r"ctx\.tar\.gz")
+    _check_failure(kiln, kiln.build(bad, tar=True), r"ctx\.tar\.gz")
 
 
 def _copy_layout(image: OciImage, dest: Path) -> OciImage:
@@ -89,7 +89,7 @@ def test_corrupt_base_layer_blob(kiln: Kiln, tmp_path: Path, busybox_image: OciI
     path.write_bytes(bytes(data))
     kiln.contexts["busybox"] = bad
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\n"})
-    _check_failure(kiln, kiln.engine(ctx, tar=True), r"(?i)digest|corrupt|mismatch")
+    _check_failure(kiln, kiln.build(ctx, tar=True), r"(?i)digest|corrupt|mismatch")
 
 
 def test_corrupt_base_index(kiln: Kiln, tmp_path: Path, busybox_image: OciImage) -> None:
@@ -97,7 +97,7 @@ def test_corrupt_base_index(kiln: Kiln, tmp_path: Path, busybox_image: OciImage)
     (bad.layout / "index.json").write_text("{ not json")
     kiln.contexts["busybox"] = bad
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\n"})
-    _check_failure(kiln, kiln.engine(ctx, tar=True), r"index\.json")
+    _check_failure(kiln, kiln.build(ctx, tar=True), r"index\.json")
 
 
 def test_run_that_fails(kiln_bb: Kiln, tmp_path: Path) -> None:
@@ -123,7 +123,7 @@ def test_copy_from_unknown_stage(kiln: Kiln, tmp_path: Path) -> None:
     # never leaves the machine.
     dockerfile = "FROM scratch AS one\nFROM scratch\nCOPY --from=nostage /x /x\n"
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile})
-    out = kiln.engine(ctx, "--registry-mirror=127.0.0.1:9", "--skip-default-registry-fallback", "--insecure-pull",
+    out = kiln.build(ctx, "--registry-mirror=127.0.0.1:9", "--skip-default-registry-fallback", "--insecure-pull",
                      tar=True)  # fmt: skip
     _check_failure(kiln, out, r"nostage")
 
@@ -134,7 +134,7 @@ def test_add_url_that_answers_404(kiln: Kiln, tmp_path: Path, http_root: tuple[P
     ctx = write_context(tmp_path / "ctx", {
         "Dockerfile": f"FROM scratch\nADD {base}/exists.txt /e.txt\nADD {base}/missing.txt /m.txt\n",
     })  # fmt: skip
-    _check_failure(kiln, kiln.engine(ctx, tar=True), r"404", r"missing\.txt", r"Dockerfile:3")
+    _check_failure(kiln, kiln.build(ctx, tar=True), r"404", r"missing\.txt", r"Dockerfile:3")
 
 
 def test_add_url_fetches_the_file(kiln: Kiln, tmp_path: Path, http_root: tuple[Path, str]) -> None:
@@ -142,6 +142,6 @@ def test_add_url_fetches_the_file(kiln: Kiln, tmp_path: Path, http_root: tuple[P
     www, base = http_root
     (www / "exists.txt").write_text("here\n")
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM scratch\nADD {base}/exists.txt /dl/\n"})
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
     layer = out.new_layers(0)[0]
     assert layer["dl/exists.txt"].size == 5 and layer["dl/exists.txt"].mode == 0o600

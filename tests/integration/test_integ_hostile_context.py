@@ -62,18 +62,18 @@ def _file(name: str, data: bytes) -> tuple[tarfile.TarInfo, bytes]:
 def test_a_fifo_named_by_add_or_copy_is_a_located_error(kiln: Kiln, tmp_path: Path, keyword: str) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": f"FROM scratch\n{keyword} fifo /f\n"})
     os.mkfifo(ctx / "fifo")
-    line = _error_line(kiln.engine(ctx, timeout=_BUILD_TIMEOUT))
+    line = _error_line(kiln.build(ctx, timeout=_BUILD_TIMEOUT))
     assert line.startswith("error: Dockerfile:2: ") and " fifo: is a named pipe (FIFO); " in line, line
 
 
 def test_a_fifo_in_a_copied_directory_is_an_error_unless_dockerignored(kiln: Kiln, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY . /app/\n", "src/a.txt": "a\n"})
     os.mkfifo(ctx / "src" / "pipe")
-    line = _error_line(kiln.engine(ctx, timeout=_BUILD_TIMEOUT))
+    line = _error_line(kiln.build(ctx, timeout=_BUILD_TIMEOUT))
     assert line.startswith("error: Dockerfile:2: COPY: src/pipe: is a named pipe (FIFO)"), line
 
     (ctx / ".dockerignore").write_text("**/pipe\n")
-    layers = kiln.engine(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
+    layers = kiln.build(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
     assert set(files_in(layers[0])) - {"."} == {"app", "app/.dockerignore", "app/Dockerfile", "app/src",
                                                 "app/src/a.txt"}  # fmt: skip
 
@@ -81,7 +81,7 @@ def test_a_fifo_in_a_copied_directory_is_an_error_unless_dockerignored(kiln: Kil
 def test_a_fifo_dockerignore_is_an_error(kiln: Kiln, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY a /a\n", "a": "a\n"})
     os.mkfifo(ctx / ".dockerignore")
-    line = _error_line(kiln.engine(ctx, timeout=_BUILD_TIMEOUT))
+    line = _error_line(kiln.build(ctx, timeout=_BUILD_TIMEOUT))
     assert line == f"error: {ctx / '.dockerignore'}: is a named pipe (FIFO), not a regular file", line
 
 
@@ -94,7 +94,7 @@ def test_add_archive_through_a_symlink_to_slash_stays_in_the_root(kiln: Kiln, tm
     archive = _tar([_symlink("lnk", "/"), _dir("lnk/usr"), _dir("lnk/usr/bin"),
                     _file("lnk/usr/bin/kiln-probe", b"probe\n")])  # fmt: skip
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nADD arc.tar /app/\n", "arc.tar": archive})
-    layers = kiln.engine(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
+    layers = kiln.build(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
     assert len(layers) == 1
     layer = layers[0]
     assert set(files_in(layer)) - {"."} == {"app", "app/lnk", "app/usr", "app/usr/bin", "app/usr/bin/kiln-probe"}
@@ -119,7 +119,7 @@ def test_add_chown_never_chowns_a_host_file_through_a_symlink(kiln: Kiln, tmp_pa
     archive = _tar([_symlink("lnk", str(host)), _file("lnk/victim", b"the image's\n")])
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nADD --chown=4242:4242 arc.tar /app/\n",
                                            "arc.tar": archive})  # fmt: skip
-    out = kiln.engine(ctx, timeout=_BUILD_TIMEOUT)
+    out = kiln.build(ctx, timeout=_BUILD_TIMEOUT)
     victim = os.stat(host / "victim")
     assert (victim.st_uid, victim.st_gid) == (0, 0)
     assert (host / "victim").read_text() == "the host's\n"
@@ -141,7 +141,7 @@ def test_copy_parents_through_an_image_symlink_writes_nothing_on_the_host(kiln: 
                       "COPY --parents a/b/f.txt /out/\n",
         "links.tar": links, "a/b/f.txt": "f\n",
     })  # fmt: skip
-    layers = kiln.engine(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
+    layers = kiln.build(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
     assert os.listdir(host) == []
     assert f"{str(host).lstrip('/')}/b/f.txt" in layers[1]
 
@@ -154,7 +154,7 @@ def test_copy_dot_with_the_kiln_dir_inside_the_context(tmp_path: Path) -> None:
                                            "src/main.py": "print()\n"})  # fmt: skip
     kiln = Kiln(ctx / ".kiln", tmp_path / "out")  # kiln build --kiln-dir CONTEXT/.kiln
     kiln.out_dir.mkdir()
-    layers = kiln.engine(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
+    layers = kiln.build(ctx, timeout=_BUILD_TIMEOUT).ok().new_layers(0)
     for layer, top in zip(layers, ("app", "again"), strict=True):
         assert set(files_in(layer)) - {"."} == {top, f"{top}/Dockerfile", f"{top}/src", f"{top}/src/main.py"}
     kiln.assert_clean()

@@ -114,14 +114,14 @@ def _check_changes(base: Base, out: Outcome, tmp_path: Path) -> None:
 
 def test_run_changes_default_snapshotter(base: Base, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": CHANGES_DOCKERFILE.format(removable=base.removable)})
-    out = base.kiln.engine(ctx).ok()
+    out = base.kiln.build(ctx).ok()
     _check_changes(base, out, tmp_path)
 
 
 @pytest.mark.parametrize("mode", ["full", "redo", "time"])
 def test_run_changes_walking_snapshotter(base: Base, tmp_path: Path, mode: str) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": CHANGES_DOCKERFILE.format(removable=base.removable)})
-    out = base.kiln.engine(ctx, f"--snapshot-mode={mode}").ok()
+    out = base.kiln.build(ctx, f"--snapshot-mode={mode}").ok()
     _check_changes(base, out, tmp_path)
 
 
@@ -147,7 +147,7 @@ def _parse_id(text: str) -> tuple[str, str, set[str]]:
 
 def test_run_users_groups_and_workdir(base: Base, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": USERS_DOCKERFILE})
-    out = base.kiln.engine(ctx).ok()
+    out = base.kiln.build(ctx).ok()
 
     def ids(name: str) -> tuple[str, str, set[str]]:
         return _parse_id(read_layer_file(out.layout, out.tag, f"ids/{name}").decode())
@@ -182,7 +182,7 @@ RUN hello world
 
 def test_run_env_arg_shell_and_exec_form(base: Base, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": ENV_DOCKERFILE})
-    out = base.kiln.engine(ctx, "--build-arg", "A2=from-cli").ok()
+    out = base.kiln.build(ctx, "--build-arg", "A2=from-cli").ok()
 
     def text(path: str) -> str:
         return read_layer_file(out.layout, out.tag, path).decode()
@@ -201,7 +201,7 @@ def test_run_network_none(base: Base, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
         "FROM base\nRUN --network=none cat /proc/net/dev > /net-none.txt\n"
     )})  # fmt: skip
-    out = base.kiln.engine(ctx).ok()
+    out = base.kiln.build(ctx).ok()
     lines = read_layer_file(out.layout, out.tag, "net-none.txt").decode().splitlines()[2:]
     interfaces = sorted(line.split(":")[0].strip() for line in lines if ":" in line)
     assert interfaces == ["lo"]
@@ -227,7 +227,7 @@ def test_background_daemon_is_killed(base: Base, tmp_path: Path) -> None:
         f"FROM base\nRUN (sleep {marker} &) ; sleep {marker} & echo started > /started\nRUN echo next > /next\n"
     )})  # fmt: skip
     started = time.monotonic()
-    out = base.kiln.engine(ctx).ok()
+    out = base.kiln.build(ctx).ok()
     assert time.monotonic() - started < 300
     assert read_layer_file(out.layout, out.tag, "next") == b"next\n"
     left = _processes_with(f"sleep\0{marker}".encode())
@@ -239,7 +239,7 @@ def test_resolv_conf_and_hosts_stay_out_of_layers(base: Base, tmp_path: Path) ->
         "FROM base\nRUN cat /etc/resolv.conf /etc/hosts > /seen.txt && echo x > /x\n"
         "RUN echo '1.2.3.4 extra' >> /etc/hosts || true\n"
     )})  # fmt: skip
-    out = base.kiln.engine(ctx).ok()
+    out = base.kiln.build(ctx).ok()
     _assert_no_sandbox_files(out, base.layers)
     tree = flatten_layout(out.layout, out.tag, tmp_path)
     for path in SANDBOX_PATHS:

@@ -51,7 +51,7 @@ def test_copy_files_dirs_wildcards_chown_chmod(kiln: Kiln, tmp_path: Path) -> No
     os.chmod(ctx / "dir/y", 0o600)
     # The owner of a context file never reaches the image: COPY without --chown gives 0:0.
     os.chown(ctx / "a.txt", 4321, 4322)
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
 
     layers = out.new_layers(0)
     assert len(layers) == 8, [sorted(files_in(layer)) for layer in layers]
@@ -78,7 +78,7 @@ def test_copy_files_dirs_wildcards_chown_chmod(kiln: Kiln, tmp_path: Path) -> No
 
 def test_same_file_copied_three_times_gives_three_layers(kiln: Kiln, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, "FROM scratch\nCOPY a.txt /a.txt\nCOPY a.txt /a.txt\nCOPY a.txt /a.txt\n", {"a.txt": "a\n"})
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
     layers = out.new_layers(0)
     assert len(layers) == 3
     for layer in layers:
@@ -115,7 +115,7 @@ def test_add_local_archives_are_extracted(kiln: Kiln, tmp_path: Path) -> None:
         {"plain.tar": _tar_bytes(""), "a.tar.gz": _tar_bytes("gz"), "a.tar.bz2": _tar_bytes("bz2"),
          "a.tar.xz": _tar_bytes("xz"), "notes.txt": "not an archive\n"},
     )  # fmt: skip
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
     assert len(out.new_layers(0)) == 5
     tree = flatten_layout(out.layout, TAG, tmp_path)
     for top in ("/p", "/gz", "/bz2", "/xz"):
@@ -135,7 +135,7 @@ def test_dockerignore_double_star_and_exceptions(kiln: Kiln, tmp_path: Path) -> 
          "sub/y.log": "y", "sub/deep/z.log": "z", "sub/deep/keep.txt": "k", "keep/important.log": "i",
          "keep/other.log": "o", "secret/s.txt": "s", "sub/secret/t.txt": "t"},
     )  # fmt: skip
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
     tree = flatten_layout(out.layout, TAG, tmp_path)
     got = {p for p in tree if p.startswith("/app/")}
     expected = {
@@ -147,7 +147,7 @@ def test_dockerignore_double_star_and_exceptions(kiln: Kiln, tmp_path: Path) -> 
 
 def test_copy_of_an_ignored_file_fails(kiln: Kiln, tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, "FROM scratch\nCOPY x.log /\n", {".dockerignore": "*.log\n", "x.log": "x"})
-    out = kiln.engine(ctx).failed()
+    out = kiln.build(ctx).failed()
     assert "x.log" in out.stderr and "Traceback" not in out.stderr
     assert not out.layout.exists()
 
@@ -175,7 +175,7 @@ def test_context_sources(kiln: Kiln, tmp_path: Path, form: str) -> None:
     else:
         context = "tar://stdin"
         stdin = tar_of(src, tmp_path / "ctx.tar").read_bytes()
-    out = kiln.engine(context, stdin=stdin).ok()
+    out = kiln.build(context, stdin=stdin).ok()
     tree = flatten_layout(out.layout, TAG, tmp_path)
     assert {p for p in tree if p.startswith("/app/")} == EXPECTED_APP
     assert tree["/f.txt"].size == len("from sub\n")
@@ -204,7 +204,7 @@ CMD echo $HOME
 
 
 def test_every_metadata_instruction(kiln: Kiln, tmp_path: Path) -> None:
-    out = kiln.engine(_ctx(tmp_path, METADATA_DOCKERFILE)).ok()
+    out = kiln.build(_ctx(tmp_path, METADATA_DOCKERFILE)).ok()
     config = out.config()
     c = config["config"]
     assert config["author"] == "kiln tests <kiln@example.invalid>"
@@ -248,7 +248,7 @@ def test_every_metadata_instruction(kiln: Kiln, tmp_path: Path) -> None:
 def test_history_has_one_entry_per_instruction_even_arg(kiln: Kiln, tmp_path: Path) -> None:
     """BuildKit commits ARG to history too (dispatchArg → commitToHistory, empty layer)."""
     ctx = _ctx(tmp_path, "FROM scratch\nARG X=1\nCOPY a /a\nENV Y=$X\nCOPY a /b\n", {"a": "a"})
-    out = kiln.engine(ctx).ok()
+    out = kiln.build(ctx).ok()
     history = out.config()["history"]
     assert [(h["created_by"].split()[0], bool(h.get("empty_layer"))) for h in history] == [
         ("ARG", True),
@@ -264,7 +264,7 @@ def test_outputs_read_by_skopeo_umoci_and_podman(kiln: Kiln, tmp_path: Path) -> 
         'FROM scratch\nCOPY hello.txt /hello.txt\nCOPY dir /dir\nENV GREETING=hi\nCMD ["/hello"]\n',
         {"hello.txt": "hello world\n", "dir/inner": "inner\n"},
     )
-    out = kiln.engine(ctx, tar=True).ok()
+    out = kiln.build(ctx, tar=True).ok()
     assert out.tar is not None
 
     oci = skopeo_inspect(out.ref)

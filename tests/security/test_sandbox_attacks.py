@@ -143,7 +143,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, busybox_image: OciImage) -> I
                       "--build-arg", f"OMIN={openable[2]}"]
         if insecure:
             flags += ["--allow", "security.insecure"]
-        out = kiln.engine(context, *flags, env={"KILN_CANARY": CANARY, "KILN_TOK": SECRET}).ok()
+        out = kiln.build(context, *flags, env={"KILN_CANARY": CANARY, "KILN_TOK": SECRET}).ok()
         kiln.assert_clean()
         outputs.append(out.stdout + out.stderr)
         results.append(_probes(out.stdout + out.stderr))

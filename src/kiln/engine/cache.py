@@ -39,6 +39,7 @@ from typing import Any, BinaryIO, Protocol
 
 from kiln.context.dockerignore import DockerIgnore
 from kiln.dockerfile.instructions import Instruction
+from kiln.engine.options import BuildOptions
 from kiln.engine.steps.copy import SourceTree
 from kiln.errors import ImageFormatError, KilnError, RegistryError, UsageError
 from kiln.oci import mediatypes as mt
@@ -46,7 +47,6 @@ from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import DigestingHash, sha256_digest
 from kiln.oci.manifest import Manifest
-from kiln.options import BuildOptions
 from kiln.transports.blobstore import CHUNK, BlobStore
 from kiln.transports.image import Image
 from kiln.transports.registry import Reference, RegistryOptions, push_image, registry_options

@@ -19,7 +19,9 @@ from kiln.context.source import BuildContext, open_context
 from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
 from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text
+from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary
 from kiln.engine.images import ImageResolver
+from kiln.engine.options import BuildOptions
 from kiln.engine.outputs import write_outputs
 from kiln.engine.stage import BuildEnv, build_stage
 from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
@@ -27,8 +29,6 @@ from kiln.errors import UsageError
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.manifest import Manifest
 from kiln.oci.platform import Platform
-from kiln.options import BuildOptions
-from kiln.progress import BuildSummary, LayerSummary, Reporter, make_reporter
 from kiln.sandbox import reaper
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
@@ -66,7 +66,9 @@ def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str,
                      "--dockerfile")
 
 
-def load_dockerfile(opts: BuildOptions, ctx: BuildContext | None, reporter: Reporter) -> tuple[Dockerfile, Path | None]:
+def load_dockerfile(
+    opts: BuildOptions, ctx: BuildContext | None, reporter: BuildEvents
+) -> tuple[Dockerfile, Path | None]:
     text, name, path = _dockerfile_text(opts, ctx)
     df = parse_dockerfile(text, name)
     for w in df.warnings:
@@ -78,7 +80,7 @@ def make_plan(df: Dockerfile, opts: BuildOptions) -> BuildPlan:
     return plan_build(df, opts.build_args, opts.target, opts.platform, Platform.host())
 
 
-def _dry_run(opts: BuildOptions, reporter: Reporter) -> BuildResult:
+def _dry_run(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     ctx = None
     if not opts.context.startswith("tar://") and opts.context != "-" and Path(opts.context).is_dir():
         ctx = BuildContext(Path(opts.context), DockerIgnore(), opts.context)
@@ -92,8 +94,7 @@ def _dry_run(opts: BuildOptions, reporter: Reporter) -> BuildResult:
     return BuildResult(None, [])
 
 
-def run_build(opts: BuildOptions, reporter: Reporter | None = None) -> BuildResult:
-    reporter = reporter or make_reporter(opts.log_format, opts.verbosity)
+def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     if opts.dry_run:
         return _dry_run(opts, reporter)
     started = time.monotonic()

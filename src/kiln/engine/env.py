@@ -15,10 +15,10 @@ from kiln.dockerfile.instructions import Add, Copy
 from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope
 from kiln.engine.cache import LayerCacheStore
+from kiln.engine.events import BuildEvents
+from kiln.engine.options import BuildOptions
 from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
-from kiln.options import BuildOptions
-from kiln.progress import Reporter
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
@@ -44,7 +44,7 @@ class BuildEnv:
 
     opts: BuildOptions
     plan: BuildPlan
-    reporter: Reporter
+    reporter: BuildEvents
     blobs: BlobStore
     layers: LayerStore
     context: BuildContext

@@ -14,10 +14,10 @@ from pathlib import Path
 
 from kiln.errors import UsageError
 from kiln.oci.platform import Platform
-from kiln.options import RegistrySettings
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
 from kiln.transports.registry import pull_image, registry_options
+from kiln.transports.registry.settings import RegistrySettings
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
 
 

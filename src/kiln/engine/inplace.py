@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import TypeVar
 
 import kiln
+from kiln.engine.options import BuildOptions
 from kiln.engine.rootfs import FlatRoot, LayerOpener
 from kiln.errors import UsageError
 from kiln.layers.extract import extract_layer
-from kiln.options import BuildOptions
 from kiln.snapshot.changes import image_path
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode

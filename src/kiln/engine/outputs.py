@@ -7,8 +7,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from kiln.options import BuildOptions
-from kiln.progress import Reporter
+from kiln.engine.events import BuildEvents
+from kiln.engine.options import BuildOptions
 from kiln.transports.image import Image
 from kiln.transports.registry.reference import Reference
 
@@ -38,7 +38,7 @@ def _name_as_written(reference: str) -> str:
     return name[: -len(tag) - 1] if tag and name.endswith(":" + tag) else name
 
 
-def write_outputs(image: Image, opts: BuildOptions, reporter: Reporter) -> list[str]:
+def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> list[str]:
     done: list[str] = []
     if opts.oci_layout_path is not None:
         from kiln.transports.layout import write_image

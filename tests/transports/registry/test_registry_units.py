@@ -97,8 +97,8 @@ def test_registry_map_and_no_fallback() -> None:
 
 
 def test_registry_options_from_build_settings() -> None:
-    from kiln.options import RegistrySettings
     from kiln.transports.registry import registry_options
+    from kiln.transports.registry.settings import RegistrySettings
 
     settings = RegistrySettings(
         insecure_pull=True,

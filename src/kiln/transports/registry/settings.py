@@ -1,50 +1,36 @@
-"""RegistryOptions from the build's registry settings (kiln.options.RegistrySettings, filled from kaniko's flags).
-
-The settings type lives above this package in the import order, so it is described here by the fields read.
-"""
+"""The build's registry settings (kaniko's registry flags, as given once for the whole build), and the
+RegistryOptions of one pull or push derived from them."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
 
 from kiln.transports.registry.options import RegistryOptions
 
 
-class RegistrySettingsLike(Protocol):
-    @property
-    def insecure(self) -> bool: ...
-    @property
-    def insecure_pull(self) -> bool: ...
-    @property
-    def insecure_registries(self) -> tuple[str, ...]: ...
-    @property
-    def skip_tls_verify(self) -> bool: ...
-    @property
-    def skip_tls_verify_pull(self) -> bool: ...
-    @property
-    def skip_tls_verify_registries(self) -> tuple[str, ...]: ...
-    @property
-    def registry_certificates(self) -> Mapping[str, str]: ...
-    @property
-    def registry_client_certs(self) -> Mapping[str, tuple[str, str]]: ...
-    @property
-    def registry_mirrors(self) -> tuple[str, ...]: ...
-    @property
-    def registry_maps(self) -> tuple[tuple[str, str], ...]: ...
-    @property
-    def skip_default_registry_fallback(self) -> bool: ...
-    @property
-    def push_retry(self) -> int: ...
-    @property
-    def image_download_retry(self) -> int: ...
-    @property
-    def docker_config(self) -> str | None: ...
+@dataclass(frozen=True)
+class RegistrySettings:
+    """How to reach registries: TLS, plain HTTP, mirrors, retries (kaniko's flags of the same names)."""
+
+    insecure: bool = False
+    insecure_pull: bool = False
+    insecure_registries: tuple[str, ...] = ()
+    skip_tls_verify: bool = False
+    skip_tls_verify_pull: bool = False
+    skip_tls_verify_registries: tuple[str, ...] = ()
+    registry_certificates: dict[str, str] = field(default_factory=dict)
+    registry_client_certs: dict[str, tuple[str, str]] = field(default_factory=dict)
+    registry_mirrors: tuple[str, ...] = ()
+    registry_maps: tuple[tuple[str, str], ...] = ()
+    skip_default_registry_fallback: bool = False
+    push_retry: int = 0
+    image_download_retry: int = 0
+    docker_config: str | None = None
 
 
-def registry_options(settings: RegistrySettingsLike, pull: bool) -> RegistryOptions:
+def registry_options(settings: RegistrySettings, pull: bool) -> RegistryOptions:
     """The options for a pull (``pull=True``) or a push; the pull-only flags are dropped for a push."""
     maps: dict[str, tuple[str, ...]] = {}
     for original, mirror in settings.registry_maps:  # repeated --registry-map flags add mirrors in order

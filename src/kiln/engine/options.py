@@ -15,6 +15,7 @@ from typing import Literal
 from kiln.errors import NotSupportedYet, RegistryError, UsageError
 from kiln.oci.platform import Platform
 from kiln.transports.registry.reference import Reference
+from kiln.transports.registry.settings import RegistrySettings
 
 SnapshotMode = Literal["auto", "overlay", "full", "redo", "time"]
 Compression = Literal["gzip", "zstd", "none"]
@@ -34,26 +35,6 @@ def default_kiln_dir() -> Path:
         return Path("/var/lib/kiln")
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "kiln"
-
-
-@dataclass(frozen=True)
-class RegistrySettings:
-    """How to reach registries: TLS, plain HTTP, mirrors, retries (kaniko's flags of the same names)."""
-
-    insecure: bool = False
-    insecure_pull: bool = False
-    insecure_registries: tuple[str, ...] = ()
-    skip_tls_verify: bool = False
-    skip_tls_verify_pull: bool = False
-    skip_tls_verify_registries: tuple[str, ...] = ()
-    registry_certificates: dict[str, str] = field(default_factory=dict)
-    registry_client_certs: dict[str, tuple[str, str]] = field(default_factory=dict)
-    registry_mirrors: tuple[str, ...] = ()
-    registry_maps: tuple[tuple[str, str], ...] = ()
-    skip_default_registry_fallback: bool = False
-    push_retry: int = 0
-    image_download_retry: int = 0
-    docker_config: str | None = None
 
 
 @dataclass(frozen=True)
