@@ -24,8 +24,8 @@ import threading
 from pathlib import Path
 from typing import BinaryIO
 
+from kiln import linux
 from kiln.errors import SandboxError
-from kiln.sandbox import mounts as libc
 from kiln.sandbox.run import ensure_workdir
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec
 from kiln.sandbox.users import ResolvedUser, resolve_user
@@ -46,7 +46,7 @@ def _environment(spec: RunSpec, user: ResolvedUser) -> dict[str, str]:
 def become_subreaper() -> None:
     """Orphans of the step's processes are re-parented to kiln from now on (idempotent)."""
     try:
-        libc.set_child_subreaper()
+        linux.set_child_subreaper()
     except OSError as e:
         raise SandboxError(str(e)) from None
 

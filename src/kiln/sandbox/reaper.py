@@ -67,7 +67,7 @@ def untrack(kind: str, *args: str) -> None:
 
 
 def _undo(items: list[tuple[str, ...]]) -> None:
-    from kiln.sandbox import mounts
+    from kiln import linux
     from kiln.sandbox.runc import delete_container, find_runtime
     from kiln.store.mountinfo import remove_tree
 
@@ -78,7 +78,7 @@ def _undo(items: list[tuple[str, ...]]) -> None:
             delete_container(runtime, Path(state_dir), container_id)
     for _, path in sorted((i for i in items if i[0] == "unmount"), key=lambda i: -len(i[1])):
         try:
-            mounts.umount2(path, mounts.MNT_DETACH)
+            linux.umount2(path, linux.MNT_DETACH)
         except OSError:
             pass
     for _, path in (i for i in items if i[0] == "remove"):

@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 from typing import BinaryIO
 
+from kiln import linux
 from kiln.errors import SandboxError
-from kiln.sandbox import mounts as libc
 from kiln.sandbox import reaper
 from kiln.sandbox.ocispec import ContainerMount, runtime_config
 from kiln.sandbox.paths import resolve_in_root
@@ -92,7 +92,7 @@ def _secret_dir(scratch: Path, secrets: list[SecretMount]) -> Path:
     where = scratch / "secrets"
     where.mkdir(mode=0o700)
     size = sum(len(s.value) + 4096 for s in secrets) + 4096
-    libc.mount("tmpfs", str(where), "tmpfs", libc.MS_NOSUID | libc.MS_NODEV | libc.MS_NOEXEC,
+    linux.mount("tmpfs", str(where), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                f"mode=0700,size={size}")
     for index, secret in enumerate(secrets):
         path = where / str(index)
@@ -189,4 +189,4 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
 
 def _unmount_secrets(where: Path) -> None:
     if os.path.ismount(where):
-        libc.umount2(str(where), libc.MNT_DETACH)
+        linux.umount2(str(where), linux.MNT_DETACH)

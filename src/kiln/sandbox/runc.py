@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from kiln import linux
 from kiln.errors import SandboxError
-from kiln.sandbox import mounts as libc
 from kiln.sandbox import reaper
 
 _RUNTIME_CANDIDATES = ("/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc", "/usr/local/bin/runc")
@@ -94,7 +94,7 @@ def run_container(
     bundle.mkdir(mode=0o700)
     log = bundle / "runc.log"
     pid_file = bundle / "pid"
-    libc.set_child_subreaper()
+    linux.set_child_subreaper()
     reaper.track("container", str(state_dir), container_id)
     fifo_fd = _config_fifo(bundle, config)
     out_r, out_w = os.pipe() if output is not None else (-1, -1)

@@ -19,7 +19,6 @@ when it is missing, the legacy path replaces each lower by a short symlink in a 
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import shutil
@@ -27,47 +26,18 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from kiln import linux
 from kiln.errors import SandboxError
 
 # The "new mount API" syscalls have the same numbers on every architecture that uses the generic table
 # (x86_64, aarch64, riscv64, ...), since they were added after the tables were unified.
-_SYS_MOVE_MOUNT = 429
-_SYS_FSOPEN = 430
-_SYS_FSCONFIG = 431
-_SYS_FSMOUNT = 432
-
-_FSOPEN_CLOEXEC = 0x1
-_FSMOUNT_CLOEXEC = 0x1
-_FSCONFIG_SET_STRING = 1
-_FSCONFIG_CMD_CREATE = 6
-_MOVE_MOUNT_F_EMPTY_PATH = 0x4
-_AT_FDCWD = -100
-_MNT_DETACH = 0x2
-
 # The kernel's overlayfs limit on stacked lower layers (OVL_MAX_STACK).
 MAX_LOWERS = 500
 
 _OPTIONS = ("index=off", "metacopy=off", "redirect_dir=off")
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-_libc.mount.restype = ctypes.c_int
-_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_libc.umount2.restype = ctypes.c_int
-
-
 class MountError(SandboxError):
     """An overlay mount or unmount that the kernel refused."""
-
-
-def _fs(path: Path | str) -> bytes:
-    return os.fsencode(str(path))
-
-
-def _oserror(what: str) -> OSError:
-    err = ctypes.get_errno()
-    return OSError(err, f"{what}: {os.strerror(err)}")
 
 
 def _kernel_log(fs_fd: int) -> str:
@@ -84,61 +54,24 @@ def _kernel_log(fs_fd: int) -> str:
     return "; ".join(lines)
 
 
-def _fsconfig_string(fs_fd: int, key: str, value: str | Path) -> None:
-    res = _libc.syscall(
-        ctypes.c_long(_SYS_FSCONFIG),
-        ctypes.c_long(fs_fd),
-        ctypes.c_long(_FSCONFIG_SET_STRING),
-        ctypes.c_char_p(key.encode()),
-        ctypes.c_char_p(_fs(value)),
-        ctypes.c_long(0),
-    )
-    if res < 0:
-        raise _oserror(f"fsconfig {key}={value}")
-
-
 def _mount_new_api(lowers: Sequence[Path], upper: Path, work: Path, target: Path) -> None:
-    fs_fd = _libc.syscall(ctypes.c_long(_SYS_FSOPEN), ctypes.c_char_p(b"overlay"), ctypes.c_long(_FSOPEN_CLOEXEC))
-    if fs_fd < 0:
-        raise _oserror("fsopen overlay")
+    fs_fd = linux.fsopen("overlay")
     mnt_fd = -1
     try:
         try:
             for lower in lowers:
-                _fsconfig_string(fs_fd, "lowerdir+", lower)
-            _fsconfig_string(fs_fd, "upperdir", upper)
-            _fsconfig_string(fs_fd, "workdir", work)
+                linux.fsconfig_string(fs_fd, "lowerdir+", lower)
+            linux.fsconfig_string(fs_fd, "upperdir", upper)
+            linux.fsconfig_string(fs_fd, "workdir", work)
             for option in _OPTIONS:
                 key, value = option.split("=")
-                _fsconfig_string(fs_fd, key, value)
-            res = _libc.syscall(
-                ctypes.c_long(_SYS_FSCONFIG),
-                ctypes.c_long(fs_fd),
-                ctypes.c_long(_FSCONFIG_CMD_CREATE),
-                None,
-                None,
-                ctypes.c_long(0),
-            )
-            if res < 0:
-                raise _oserror("fsconfig create")
-            mnt_fd = _libc.syscall(
-                ctypes.c_long(_SYS_FSMOUNT), ctypes.c_long(fs_fd), ctypes.c_long(_FSMOUNT_CLOEXEC), ctypes.c_long(0)
-            )
-            if mnt_fd < 0:
-                raise _oserror("fsmount")
+                linux.fsconfig_string(fs_fd, key, value)
+            linux.fsconfig_create(fs_fd)
+            mnt_fd = linux.fsmount(fs_fd)
         except OSError as exc:
             log = _kernel_log(fs_fd)
             raise OSError(exc.errno, f"{exc.strerror}{' (' + log + ')' if log else ''}") from None
-        res = _libc.syscall(
-            ctypes.c_long(_SYS_MOVE_MOUNT),
-            ctypes.c_long(mnt_fd),
-            ctypes.c_char_p(b""),
-            ctypes.c_long(_AT_FDCWD),
-            ctypes.c_char_p(_fs(target)),
-            ctypes.c_long(_MOVE_MOUNT_F_EMPTY_PATH),
-        )
-        if res < 0:
-            raise _oserror(f"move_mount to {target}")
+        linux.move_mount_to(mnt_fd, target)
     finally:
         if mnt_fd >= 0:
             os.close(mnt_fd)
@@ -173,8 +106,7 @@ def _mount_legacy(lowers: Sequence[Path], upper: Path, work: Path, target: Path)
             options = _legacy_options(short, upper, work)
             if len(options) >= page:
                 raise MountError(f"overlay: {len(lowers)} lower layers do not fit in one page of mount options")
-        if _libc.mount(b"overlay", _fs(target), b"overlay", 0, options) != 0:
-            raise _oserror(f"mount overlay on {target}")
+        linux.mount("overlay", target, "overlay", 0, options)
     finally:
         if links_dir is not None:
             shutil.rmtree(links_dir, ignore_errors=True)
@@ -207,9 +139,10 @@ def mount_overlay(lowers: Sequence[Path], upper: Path, work: Path, target: Path)
 
 def unmount(target: Path, *, lazy: bool = False) -> None:
     """Unmount target; lazy detaches it even while busy (the mount goes away when its last user does)."""
-    if _libc.umount2(_fs(os.path.abspath(target)), _MNT_DETACH if lazy else 0) != 0:
-        err = ctypes.get_errno()
-        raise MountError(f"unmount {target} failed: {os.strerror(err)}")
+    try:
+        linux.umount2(os.path.abspath(target), linux.MNT_DETACH if lazy else 0)
+    except OSError as e:
+        raise MountError(f"unmount {target} failed: {os.strerror(e.errno or 0)}") from None
 
 
 def overlay_supported(probe_dir: Path) -> bool:
