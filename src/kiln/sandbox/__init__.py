@@ -3,16 +3,13 @@
 
 from kiln.sandbox.run import run_in_sandbox
 from kiln.sandbox.spec import DEFAULT_HOSTNAME, DEFAULT_PATH, BindMount, RunSpec, SecretMount, TmpfsMount
-from kiln.sandbox.users import ResolvedUser, resolve_user
 
 __all__ = [
     "DEFAULT_HOSTNAME",
     "DEFAULT_PATH",
     "BindMount",
-    "ResolvedUser",
     "RunSpec",
     "SecretMount",
     "TmpfsMount",
-    "resolve_user",
     "run_in_sandbox",
 ]

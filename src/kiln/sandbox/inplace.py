@@ -26,9 +26,9 @@ from typing import BinaryIO
 
 from kiln import linux
 from kiln.errors import SandboxError
+from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox.run import ensure_workdir
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec
-from kiln.sandbox.users import ResolvedUser, resolve_user
 
 NOT_EXECUTABLE = 126
 NOT_FOUND = 127

@@ -14,13 +14,13 @@ from typing import BinaryIO
 
 from kiln import linux
 from kiln.errors import SandboxError
+from kiln.rootfs.paths import resolve_in_root
+from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox import reaper
 from kiln.sandbox.ocispec import ContainerMount, runtime_config
-from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.runc import find_runtime, run_container
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
-from kiln.sandbox.users import ResolvedUser, resolve_user
 
 _HOST_RESOLV_CONF = Path("/etc/resolv.conf")
 

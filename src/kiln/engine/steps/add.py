@@ -33,7 +33,7 @@ from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer
 from kiln.layers.paths import split_image_path
 from kiln.layers.safepath import RootResolver
-from kiln.sandbox.paths import resolve_in_root
+from kiln.rootfs.paths import resolve_in_root
 
 _URL_SCHEMES = ("http://", "https://")
 

@@ -27,7 +27,7 @@ from kiln.dockerfile.instructions import Add, Copy
 from kiln.engine.steps.fscopy import CopyAttrs, ModeFn, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
 from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ContextError, SourceLocation
-from kiln.sandbox.paths import resolve_in_root
+from kiln.rootfs.paths import resolve_in_root
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ from typing import BinaryIO
 
 from kiln.errors import UnsafePathError
 from kiln.layers.paths import is_layer_xattr
-from kiln.sandbox.paths import resolve_in_root
+from kiln.rootfs.paths import resolve_in_root
 
 # A chmod: given the source's mode (permission bits and type), the new permission bits.
 ModeFn = Callable[[int], int]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from kiln.engine.steps.fscopy import Owner
 from kiln.errors import ContextError, SandboxError
-from kiln.sandbox.users import resolve_user
+from kiln.rootfs.users import resolve_user
 
 
 def resolve_chown(root: Path, chown: str) -> Owner:

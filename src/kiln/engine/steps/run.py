@@ -17,9 +17,9 @@ from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
 from kiln.dockerfile.scope import StageScope
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
+from kiln.rootfs.paths import resolve_in_root
 from kiln.sandbox import run_in_sandbox
 from kiln.sandbox.inplace import run_in_place
-from kiln.sandbox.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
 from kiln.errors import BuildError
-from kiln.sandbox.paths import resolve_in_root
-from kiln.sandbox.users import resolve_user
+from kiln.rootfs.paths import resolve_in_root
+from kiln.rootfs.users import resolve_user
 
 
 def make_workdir(root: Path, path: str, user: str) -> list[str]:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.errors import SandboxError
-from kiln.sandbox.paths import resolve_in_root
+from kiln.rootfs.paths import resolve_in_root
 
 _MAX_ID = 2**31 - 1
 

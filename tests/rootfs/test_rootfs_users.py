@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiln.errors import SandboxError
-from kiln.sandbox.users import ResolvedUser, resolve_user
+from kiln.rootfs.users import ResolvedUser, resolve_user
 
 PASSWD = """root:x:0:0:root:/root:/bin/sh
 app:x:1000:1000:app user:/home/app:/bin/sh

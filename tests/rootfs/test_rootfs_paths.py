@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from kiln.sandbox.paths import resolve_in_root
+from kiln.rootfs.paths import resolve_in_root
 
 
 def test_plain_and_missing_paths(tmp_path: Path) -> None:
