@@ -29,7 +29,6 @@ import json
 import os
 import re
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
+from kiln.atomic import write_atomically
 from kiln.context.dockerignore import DockerIgnore
 from kiln.dockerfile.instructions import Instruction
 from kiln.engine.options import BuildOptions
@@ -302,15 +302,7 @@ class LocalLayerCache:
         self._write(key, CacheEntry(time.time(), empty=True))
 
     def _write(self, key: str, entry: CacheEntry) -> None:
-        fd, name = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=self.root)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(entry.to_json())
-            os.replace(name, self._entry_path(key))
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-            raise
+        write_atomically(self._entry_path(key), entry.to_json())
 
 
 def _digest_matches(path: Path, digest: str) -> bool:

@@ -21,6 +21,7 @@ from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text
 from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary
 from kiln.engine.images import ImageResolver
+from kiln.engine.modes import choose_modes
 from kiln.engine.options import BuildOptions
 from kiln.engine.outputs import write_outputs
 from kiln.engine.stage import BuildEnv, build_stage
@@ -32,7 +33,6 @@ from kiln.oci.platform import Platform
 from kiln.sandbox import reaper
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
-from kiln.store.overlaymount import overlay_supported
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
 
@@ -120,7 +120,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             df, df_path = load_dockerfile(opts, ctx, reporter)
             ctx.ignore = ctx.dockerignore_for(df_path)
             plan = make_plan(df, opts)
-            use_overlay = _use_overlay(opts, build_dir)
+            modes = choose_modes(opts, build_dir)
             blobs = BlobStore(kiln_dir / "blobs")
             resolver = ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts)
             env = BuildEnv(
@@ -133,10 +133,10 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                 work_dir=build_dir,
                 resolve_image=resolver,
                 origins=resolver.origins,
-                use_overlay=use_overlay,
+                modes=modes,
                 timestamp=opts.timestamp,
             )
-            reporter.debug(f"snapshots: {'overlay' if use_overlay else 'walking (' + opts.snapshot_mode + ')'}")
+            reporter.debug(f"roots: {modes.describe()}")
             _build_stages(env)
             image = _with_labels(env.results[plan.target].image, opts.labels, blobs)
             outputs = write_outputs(image, opts, reporter)
@@ -173,15 +173,6 @@ def _check_kiln_dir(kiln_dir: Path) -> None:
         resolved.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create {resolved}: {e.strerror}", "--kiln-dir") from None
-
-
-def _use_overlay(opts: BuildOptions, probe_dir: Path) -> bool:
-    if opts.snapshot_mode in ("full", "redo", "time"):
-        return False
-    supported = os.geteuid() == 0 and overlay_supported(probe_dir)
-    if opts.snapshot_mode == "overlay" and not supported:
-        raise UsageError("overlay mounts are not allowed here; use --snapshot-mode=full", "--snapshot-mode")
-    return supported
 
 
 def _build_stages(env: BuildEnv) -> None:

@@ -16,6 +16,7 @@ from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope
 from kiln.engine.cache import LayerCacheStore
 from kiln.engine.events import BuildEvents
+from kiln.engine.modes import BuildModes
 from kiln.engine.options import BuildOptions
 from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
@@ -53,7 +54,7 @@ class BuildEnv:
     origins: dict[str, BlobOrigin] = field(default_factory=dict)
     results: dict[int, StageResult] = field(default_factory=dict)
     extra_roots: list[StageRoot] = field(default_factory=list)
-    use_overlay: bool = True
+    modes: BuildModes = field(default_factory=lambda: BuildModes("overlay", SnapshotMode.FULL, False))
     timestamp: int | None = None
     cache_store: LayerCacheStore | None = None  # opened by the first stage that uses it, shared by the rest
 
@@ -67,11 +68,12 @@ def blob_opener(blobs: BlobStore, digest: str) -> Callable[[], BinaryIO]:
 
 
 def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
-    if env.opts.in_place and stage:
+    kind = env.modes.roots if stage else env.modes.image_roots
+    if kind == "in-place":
         from kiln.engine.inplace import make_in_place_root
 
         stages = sum(len(wave) for wave in env.plan.waves)
-        return make_in_place_root(env.opts, stages, env.context.root)
+        return make_in_place_root(env.opts, stages, env.context.root, env.modes.walk)
     stage_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=env.work_dir))
     ignore = IgnoreRules.for_root(
         stage_dir,
@@ -80,10 +82,9 @@ def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
         ignore_var_run=env.opts.ignore_var_run,
         mountinfo=None,
     )
-    if env.use_overlay and not env.opts.in_place:  # in place: no mounts (an image read by COPY --from is flat)
+    if kind == "overlay":
         return OverlayRoot(stage_dir, env.layers, ignore)
-    mode = SnapshotMode(env.opts.snapshot_mode if env.opts.snapshot_mode in ("full", "redo", "time") else "full")
-    return FlatRoot(stage_dir, ignore, mode)
+    return FlatRoot(stage_dir, ignore, env.modes.walk)
 
 
 def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:

@@ -154,7 +154,7 @@ class InPlaceRoot(FlatRoot):
         pass
 
 
-def make_in_place_root(opts: BuildOptions, stages: int, context_dir: Path | None) -> InPlaceRoot:
+def make_in_place_root(opts: BuildOptions, stages: int, context_dir: Path | None, walk: SnapshotMode) -> InPlaceRoot:
     """The root of the one stage built in place, once every check has passed (nothing is written before)."""
     refusal = in_place_refusal()
     if refusal is not None:
@@ -165,5 +165,4 @@ def make_in_place_root(opts: BuildOptions, stages: int, context_dir: Path | None
             "use --target, or build without --in-place",
             FLAG,
         )
-    mode = SnapshotMode(opts.snapshot_mode if opts.snapshot_mode in ("full", "redo", "time") else "full")
-    return InPlaceRoot(in_place_ignore(opts, context_dir), mode)
+    return InPlaceRoot(in_place_ignore(opts, context_dir), walk)

@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 import time
-from pathlib import Path
 
+from kiln.atomic import write_atomically
 from kiln.engine.events import BuildEvents
 from kiln.engine.options import BuildOptions
 from kiln.transports.image import Image
 from kiln.transports.registry.reference import Reference
-
-
-def write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def _layout_tag(reference: str) -> str | None:
@@ -63,13 +49,13 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> li
         done.extend(f"pushed {d}" for d in pushed)
     digest = image.digest
     if opts.digest_file is not None:
-        write_atomically(opts.digest_file, digest)
+        write_atomically(opts.digest_file, digest.encode())
     names = pushed or list(opts.destinations)
     if opts.image_name_with_digest_file is not None:
         lines = [f"{_name_as_written(d)}@{digest}" for d in names]
-        write_atomically(opts.image_name_with_digest_file, "".join(line + "\n" for line in lines))
+        write_atomically(opts.image_name_with_digest_file, "".join(line + "\n" for line in lines).encode())
     if opts.image_name_tag_with_digest_file is not None:
         lines = [f"{d.split('@')[0]}@{digest}" for d in names]
-        write_atomically(opts.image_name_tag_with_digest_file, "".join(line + "\n" for line in lines))
+        write_atomically(opts.image_name_tag_with_digest_file, "".join(line + "\n" for line in lines).encode())
     return done
 

@@ -73,7 +73,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             docker_format,
         )
         total = len(st.instructions)
-        single = opts.single_snapshot
+        single = env.modes.single_snapshot
         cache = stage_cache(env, st, base) if not single else None
         steps = StepRunner(env, scope, root, state, single, cache)
         if single:

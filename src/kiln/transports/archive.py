@@ -14,11 +14,9 @@ is kept as it is, any other is recompressed, and each layer's diff_id is checked
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
-import os
 import posixpath
 import re
 import shutil
@@ -30,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, cast
 
+from kiln.atomic import atomic_file
 from kiln.errors import DigestMismatch, ImageFormatError, UsageError
 from kiln.layers.compress import CompressingWriter, Writable, open_decompressed, sniff_compression
 from kiln.oci import mediatypes as mt
@@ -205,29 +204,17 @@ def write_archive(path: Path, image: Image, repo_tags: Sequence[str] = ()) -> No
     by_name: dict[str, _LayerFile | bytes | str] = {**small, **{layer.name: layer for layer in layers}}
     dirs = sorted({name.split("/")[0] for name in by_name if "/" in name})
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
-                for name in sorted([*by_name, *(d + "/" for d in dirs)]):
-                    item = by_name.get(name)
-                    if item is None:
-                        tar.addfile(_info(name.rstrip("/"), kind=tarfile.DIRTYPE))
-                    elif isinstance(item, _LayerFile):
-                        _add_blob(tar, item, image, path.parent)
-                    elif isinstance(item, str):
-                        tar.addfile(_info(name, kind=tarfile.SYMTYPE, link=item))
-                    else:
-                        tar.addfile(_info(name, len(item)), io.BytesIO(item))
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
+    with atomic_file(path) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name in sorted([*by_name, *(d + "/" for d in dirs)]):
+            item = by_name.get(name)
+            if item is None:
+                tar.addfile(_info(name.rstrip("/"), kind=tarfile.DIRTYPE))
+            elif isinstance(item, _LayerFile):
+                _add_blob(tar, item, image, path.parent)
+            elif isinstance(item, str):
+                tar.addfile(_info(name, kind=tarfile.SYMTYPE, link=item))
+            else:
+                tar.addfile(_info(name, len(item)), io.BytesIO(item))
 
 
 # --- reading -------------------------------------------------------------------------------------------------

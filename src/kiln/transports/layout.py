@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from kiln.atomic import write_atomically
 from kiln.errors import DigestMismatch, ImageFormatError, UsageError
 from kiln.oci import mediatypes as mt
 from kiln.oci.canonical import canonical_json, load_json_object
@@ -283,21 +284,6 @@ def _create_marker(marker: Path) -> None:
         os.unlink(tmp)
 
 
-def _write_file_atomically(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 def _copy_blobs(store: BlobStore, image: Image) -> None:
     for i, layer in enumerate(image.layers):
         if store.has(layer.digest):
@@ -347,7 +333,7 @@ def write_image(layout: Path, image: Image, tag: str | None = None) -> Descripto
 
         index["manifests"] = [m for m in index.get("manifests", []) if not replaced(m)] + [entry.to_dict()]
         index.setdefault("mediaType", mt.OCI_INDEX)
-        _write_file_atomically(layout / INDEX_FILE, canonical_json(index))
+        write_atomically(layout / INDEX_FILE, canonical_json(index))
         # The store's scratch directory is no part of a layout. Removed under the lock: another writer's
         # blobs may be passing through it otherwise.
         with contextlib.suppress(OSError):

@@ -18,8 +18,6 @@ from kiln.dockerfile.scope import StageScope
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
 from kiln.rootfs.paths import resolve_in_root
-from kiln.sandbox import run_in_sandbox
-from kiln.sandbox.inplace import run_in_place
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
@@ -187,7 +185,7 @@ def _privileged(env: BuildEnv, instr: Run, where: SourceLocation) -> bool:
         return False
     if "security.insecure" not in env.opts.allow:
         raise BuildError("RUN --security=insecure needs the entitlement: build with --allow security.insecure", where)
-    if env.opts.in_place:
+    if env.modes.in_place:
         raise BuildError("RUN --security=insecure cannot be honoured in --in-place mode", where)
     return True
 
@@ -212,8 +210,7 @@ def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: Met
             privileged=privileged,
         )
         try:
-            run = run_in_place if env.opts.in_place else run_in_sandbox
-            status = run(spec, env.reporter.output_stream())
+            status = env.modes.run_step(spec, env.reporter.output_stream())
         except SandboxError as e:
             raise BuildError(str(e), where) from None
     if status != 0:
