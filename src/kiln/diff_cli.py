@@ -54,7 +54,7 @@ def diff_command(
     workdir: Path | None,
     limit: int,
 ) -> None:
-    """Compare two images: IMAGE is oci-layout:PATH[:TAG], docker-archive:PATH[:TAG] or a registry reference.
+    """Compare two images: IMAGE is oci-layout://PATH[:TAG], docker-archive://PATH or a registry reference.
 
     Files are compared after applying every layer (type, mode, owner, size, content, link target, hardlinks,
     devices, xattrs); then the config (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,

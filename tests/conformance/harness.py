@@ -311,10 +311,11 @@ def buildah_build(case: Case, ctx: Path, out: Path, buildah: Any, *, layers: boo
 def image_layer_count(spec: str) -> int:
     import tempfile
 
-    from kiln.diff.sources import ImageSpec, open_image
+    from kiln.diff.sources import open_image
+    from kiln.transports.address import ImageAddress
 
     with tempfile.TemporaryDirectory() as tmp:
-        return len(open_image(ImageSpec.parse(spec), Path(tmp)).layers)
+        return len(open_image(ImageAddress.parse(spec), Path(tmp)).layers)
 
 
 def layer_count(layout: Path) -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from kiln.diff import DiffOptions, diff_images
 from kiln.diff.api import flattened_tree
-from kiln.diff.localread import read_layout
+from kiln.transports.layout import read_image as read_layout
 from kiln.transports.registry.options import RegistryOptions
 from support.base_images import OciImage
 from support.images import flatten_layout

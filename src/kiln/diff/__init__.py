@@ -6,13 +6,12 @@ suite.
 
 from kiln.diff.api import DiffOptions, diff_images, diff_opened
 from kiln.diff.model import Difference, DiffReport
-from kiln.diff.sources import ImageSpec, open_image
+from kiln.diff.sources import open_image
 
 __all__ = [
     "DiffOptions",
     "DiffReport",
     "Difference",
-    "ImageSpec",
     "diff_images",
     "diff_opened",
     "open_image",

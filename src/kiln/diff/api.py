@@ -14,8 +14,9 @@ from kiln.diff.flatten import FileEntry, flatten_image, scan_tree
 from kiln.diff.ignore import ConfigFilter, PathFilter
 from kiln.diff.layers import layer_names
 from kiln.diff.model import DiffReport
-from kiln.diff.sources import ImageSpec, open_image
+from kiln.diff.sources import open_image
 from kiln.oci.platform import Platform
+from kiln.transports.address import ImageAddress
 from kiln.transports.image import Image
 from kiln.transports.registry.options import RegistryOptions
 
@@ -79,11 +80,11 @@ def diff_opened(
     )
 
 
-def diff_images(a: str | ImageSpec, b: str | ImageSpec, options: DiffOptions | None = None) -> DiffReport:
+def diff_images(a: str | ImageAddress, b: str | ImageAddress, options: DiffOptions | None = None) -> DiffReport:
     """Compare the images ``a`` and ``b`` name (``oci-layout:PATH[:TAG]``, ``docker-archive:PATH``, a reference)."""
     options = options or DiffOptions()
-    spec_a = a if isinstance(a, ImageSpec) else ImageSpec.parse(a)
-    spec_b = b if isinstance(b, ImageSpec) else ImageSpec.parse(b)
+    spec_a = a if isinstance(a, ImageAddress) else ImageAddress.parse(a)
+    spec_b = b if isinstance(b, ImageAddress) else ImageAddress.parse(b)
     # Validate the filters before any slow work.
     PathFilter.of(options.ignore_paths)
     ConfigFilter.of(options.ignore_config)

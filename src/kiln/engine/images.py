@@ -10,26 +10,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from kiln.errors import UsageError
 from kiln.oci.platform import Platform
+from kiln.transports.address import ImageAddress, open_image
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
 from kiln.transports.registry import pull_image, registry_options
 from kiln.transports.registry.settings import RegistrySettings
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
-
-
-def split_layout_ref(spec: str) -> tuple[Path, str | None]:
-    """``PATH[:TAG]`` or ``PATH@sha256:...`` of an OCI layout. A colon in a directory name stays in the path."""
-    if "@" in spec:
-        path, _, digest = spec.rpartition("@")
-        return Path(path), digest
-    head, sep, tail = spec.rpartition(":")
-    if sep and "/" not in tail and head:
-        return Path(head), tail
-    return Path(spec), None
 
 
 @dataclass
@@ -56,21 +45,12 @@ class ImageResolver:
         return self._pull(ref)
 
     def _from_spec(self, spec: str, flag: str) -> Image:
-        scheme, sep, rest = spec.partition("://")
-        if not sep:
+        if "://" not in spec:
             raise UsageError(f"expected oci-layout://, docker-image:// or docker-archive://, got {spec!r}", flag)
-        if scheme == "oci-layout":
-            from kiln.transports.layout import read_image
-
-            path, ref = split_layout_ref(rest)
-            return self._adopt(read_image(path, ref, self.platform))
-        if scheme == "docker-archive":
-            from kiln.transports.archive import read_archive
-
-            return self._adopt(read_archive(Path(rest)))
-        if scheme == "docker-image":
-            return self._pull(rest)
-        raise UsageError(f"unsupported build context source {scheme}:// for an image", flag)
+        address = ImageAddress.parse(spec, flag)
+        if address.transport == "registry":
+            return self._pull(address.location)
+        return self._adopt(open_image(address, self.blobs, self.platform, registry_options(self.registry, pull=True)))
 
     def _adopt(self, image: Image) -> Image:
         """Copy (or hardlink) an image's blobs into kiln's store and read them from there."""

@@ -7,6 +7,7 @@ import time
 from kiln.atomic import write_atomically
 from kiln.engine.events import BuildEvents
 from kiln.engine.options import BuildOptions
+from kiln.transports.address import ImageAddress
 from kiln.transports.image import Image
 from kiln.transports.registry.reference import Reference
 
@@ -32,12 +33,12 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> li
         # Tagged after the first destination, else "latest", so that tools needing a tag (umoci) can read it.
         tag = (_layout_tag(opts.destinations[0]) if opts.destinations else None) or "latest"
         write_image(opts.oci_layout_path, image, tag)
-        done.append(f"oci-layout:{opts.oci_layout_path}" + (f":{tag}" if tag else ""))
+        done.append(str(ImageAddress.layout(opts.oci_layout_path, tag)))
     if opts.tar_path is not None:
         from kiln.transports.archive import write_archive
 
         write_archive(opts.tar_path, image, [d for d in opts.destinations if "@" not in d])
-        done.append(f"docker-archive:{opts.tar_path}")
+        done.append(str(ImageAddress.archive(opts.tar_path)))
     pushed: list[str] = []
     if opts.destinations and not opts.no_push:
         from kiln.transports.registry import push_image, registry_options

@@ -1,0 +1,112 @@
+"""One way to name an image wherever it lives, and one way to open it.
+
+Accepted spellings (what users of skopeo, buildah and BuildKit type):
+    oci-layout://PATH[:TAG|@DIGEST]   oci-layout:PATH[:TAG]   oci:PATH[:TAG]          an OCI image layout
+    docker-archive://PATH[:TAG]       docker-archive:PATH[:TAG]                       a `docker save` tarball
+    docker-image://REF                docker://REF            REF                     a registry image
+Printed one way: `oci-layout://PATH[:TAG]`, `docker-archive://PATH[:TAG]`, and a registry image as its reference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from kiln.errors import ImageFormatError, UsageError
+from kiln.oci.platform import Platform
+from kiln.transports.blobstore import BlobStore
+from kiln.transports.image import Image
+from kiln.transports.registry.options import RegistryOptions
+
+Transport = Literal["oci-layout", "docker-archive", "registry"]
+
+# Longest first: "oci-layout:" must not be read as "oci:" + "layout:...".
+_PREFIXES: tuple[tuple[str, Transport], ...] = (
+    ("oci-layout://", "oci-layout"),
+    ("docker-archive://", "docker-archive"),
+    ("docker-image://", "registry"),
+    ("oci-layout:", "oci-layout"),
+    ("docker-archive:", "docker-archive"),
+    ("docker://", "registry"),
+    ("oci:", "oci-layout"),
+)
+
+
+@dataclass(frozen=True)
+class ImageAddress:
+    transport: Transport
+    location: str  # a path, or the registry reference
+    tag: str | None = None  # of a layout or archive: a tag, or a digest (sha256:...) in a layout
+
+    @classmethod
+    def parse(cls, text: str, flag: str = "IMAGE") -> ImageAddress:
+        for prefix, transport in _PREFIXES:
+            if text.startswith(prefix):
+                rest = text[len(prefix) :]
+                if transport == "registry":
+                    if not rest:
+                        raise UsageError(f"no image reference in {text!r}", flag)
+                    return cls("registry", rest)
+                path, tag = _split_tag(rest)
+                if not path:
+                    raise UsageError(f"no path in {text!r}", flag)
+                return cls(transport, path, tag)
+        if text.startswith(("/", "./", "../")) or Path(text).exists():
+            raise UsageError(f"{text!r} looks like a path: write oci-layout://{text} or docker-archive://{text}", flag)
+        if "://" in text:
+            raise UsageError(f"unknown image transport in {text!r} (oci-layout://, docker-archive://, docker://)",
+                             flag)
+        return cls("registry", text)
+
+    @classmethod
+    def layout(cls, path: Path | str, tag: str | None = None) -> ImageAddress:
+        return cls("oci-layout", str(path), tag)
+
+    @classmethod
+    def archive(cls, path: Path | str) -> ImageAddress:
+        return cls("docker-archive", str(path))
+
+    def __str__(self) -> str:
+        if self.transport == "registry":
+            return self.location
+        separator = "@" if self.tag and self.tag.startswith("sha256:") else ":"
+        return f"{self.transport}://{self.location}" + (f"{separator}{self.tag}" if self.tag else "")
+
+
+def _split_tag(rest: str) -> tuple[str, str | None]:
+    """PATH[:TAG] or PATH@DIGEST: the last colon starts a tag unless what follows it looks like a path, or PATH
+    exists whole (a colon in a directory name stays in the path)."""
+    if Path(rest).exists():
+        return rest, None
+    if "@" in rest:
+        path, _, digest = rest.rpartition("@")
+        return path, digest
+    path, colon, tag = rest.rpartition(":")
+    if colon and path and tag and "/" not in tag:
+        return path, tag
+    return rest, None
+
+
+def open_image(
+    address: ImageAddress, blobs: BlobStore, platform: Platform, registry: RegistryOptions,
+) -> Image:
+    """Open the image at `address`. A registry image is pulled into `blobs`; layouts and archives are read
+    where they are (their images read blobs from there)."""
+    if address.transport == "oci-layout":
+        from kiln.transports.layout import read_image
+
+        layout = Path(address.location)
+        if not (layout / "index.json").is_file():
+            raise ImageFormatError(f"{layout}: not an OCI layout (no index.json)")
+        return read_image(layout, address.tag, platform)
+    if address.transport == "docker-archive":
+        from kiln.transports.archive import read_archive
+
+        archive = Path(address.location)
+        if not archive.is_file():
+            raise ImageFormatError(f"{archive}: no such archive")
+        return read_archive(archive, address.tag)
+    from kiln.transports.registry.pull import pull_image
+
+    return pull_image(address.location, platform, blobs, registry)
