@@ -174,7 +174,8 @@ def _multi(*names: str, help: str) -> Callable[[F], F]:
               type=click.Choice(["panic", "fatal", "error", "warn", "info", "debug", "trace"]))
 @click.option("--log-format", type=click.Choice(["auto", "text", "color", "json"]), default="auto")
 @click.option("--kiln-dir", type=click.Path(path_type=Path), default=None, help="kiln's work directory.")
-@_multi("--build-context", help="NAME=oci-layout://PATH[:TAG], NAME=docker-archive://PATH or NAME=docker-image://REF (repeatable).")
+@_multi("--build-context",
+        help="NAME=oci-layout://PATH[:TAG], NAME=docker-archive://PATH or NAME=docker-image://REF (repeatable).")
 @_multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host",
               help="RUN's network unless the instruction sets one: the host's (kaniko's default) or none.")
