@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
-from kiln.engine.cache import CacheEntry, LocalLayerCache, parse_duration
+from kiln.engine.cache import parse_duration
 from kiln.errors import UsageError
 from kiln.transports.blobstore import BlobStore
+from kiln.transports.layercache import CacheEntry, LocalLayerCache
 from support.base_images import OciImage
 
 

@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
-from kiln.engine.cache import RegistryLayerCache, parse_created
 from kiln.transports.blobstore import BlobStore
+from kiln.transports.layercache import RegistryLayerCache, parse_created
 from kiln.transports.registry import RegistryOptions
 from support.base_images import OciImage
 from support.registry import Registry

@@ -27,14 +27,13 @@ from kiln.engine.outputs import write_outputs
 from kiln.engine.stage import BuildEnv, build_stage
 from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.errors import UsageError
-from kiln.oci.descriptor import Descriptor
-from kiln.oci.manifest import Manifest
+from kiln.oci import mediatypes as mt
 from kiln.oci.platform import Platform
 from kiln.sandbox import reaper
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.image import Image
+from kiln.transports.image import Image, assemble_image
 
 
 @dataclass(frozen=True)
@@ -208,10 +207,6 @@ def _with_labels(image: Image, labels: dict[str, str], blobs: BlobStore) -> Imag
         return image
     cfg = image.config
     cfg = replace(cfg, config=replace(cfg.config, labels={**cfg.config.labels, **labels}))
-    config_bytes = cfg.to_bytes()
-    config_desc = Descriptor(image.manifest.config.media_type, blobs.put_bytes(config_bytes), len(config_bytes))
-    manifest = Manifest(config_desc, image.manifest.layers, image.manifest.media_type)
-    manifest_bytes = manifest.to_bytes()
-    blobs.put_bytes(manifest_bytes)
-    return Image(manifest, manifest_bytes, cfg, config_bytes, image.blobs)
+    docker = mt.is_docker_family(image.manifest.media_type)
+    return assemble_image(cfg, image.manifest.layers, image.blobs, docker=docker, keep=blobs.put_bytes)
 

@@ -14,7 +14,6 @@ from kiln.context.source import BuildContext
 from kiln.dockerfile.instructions import Add, Copy
 from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope
-from kiln.engine.cache import LayerCacheStore
 from kiln.engine.events import BuildEvents
 from kiln.engine.modes import BuildModes
 from kiln.engine.options import BuildOptions
@@ -25,6 +24,7 @@ from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
+from kiln.transports.layercache import LayerCacheStore
 from kiln.transports.registry.sources import BlobOrigin
 
 

@@ -16,9 +16,7 @@ from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, ContextError, SandboxError, SnapshotError, SourceLocation, UnsafePathError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
-from kiln.oci.descriptor import Descriptor
-from kiln.oci.manifest import Manifest
-from kiln.transports.image import Image
+from kiln.transports.image import Image, assemble_image
 from kiln.transports.registry.sources import StoreBlobs
 
 __all__ = ["BuildEnv", "StageResult", "build_stage"]
@@ -121,12 +119,7 @@ def _image(env: BuildEnv, state: StageState, scope: StageScope) -> Image:
     layers = tuple(
         replace(desc, media_type=_convert_media_type(desc.media_type, docker)) for desc, _ in state.layers
     )
-    config_bytes = cfg.to_bytes()
-    config_desc = Descriptor(mt.config_media_type(docker), env.blobs.put_bytes(config_bytes), len(config_bytes))
-    manifest = Manifest(config_desc, layers, mt.manifest_media_type(docker))
-    manifest_bytes = manifest.to_bytes()
-    env.blobs.put_bytes(manifest_bytes)
-    return Image(manifest, manifest_bytes, cfg, config_bytes, StoreBlobs(env.blobs, env.origins))
+    return assemble_image(cfg, layers, StoreBlobs(env.blobs, env.origins), docker=docker, keep=env.blobs.put_bytes)
 
 
 def _convert_media_type(media_type: str, docker: bool) -> str:

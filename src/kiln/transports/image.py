@@ -6,10 +6,12 @@ output are the same kind of thing wherever they live.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
 from kiln.errors import ImageFormatError
+from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import sha256_digest
@@ -57,3 +59,23 @@ def check_config_digest(manifest: Manifest, config_bytes: bytes, where: str) -> 
         raise ImageFormatError(
             f"{where}: config digest {actual} does not match the manifest's {manifest.config.digest}"
         )
+
+
+def assemble_image(
+    config: ImageConfig,
+    layers: Sequence[Descriptor],
+    blobs: BlobReader,
+    *,
+    docker: bool,
+    keep: Callable[[bytes], str] | None = None,
+) -> Image:
+    """An image made of a config and layers: the config and manifest serialised with the media types of one
+    family (Docker schema 2 or OCI); with `keep`, both are also stored (keep returns the digest it stored)."""
+    config_bytes = config.to_bytes()
+    config_digest = keep(config_bytes) if keep is not None else sha256_digest(config_bytes)
+    config_desc = Descriptor(mt.config_media_type(docker), config_digest, len(config_bytes))
+    manifest = Manifest(config_desc, tuple(layers), mt.manifest_media_type(docker))
+    manifest_bytes = manifest.to_bytes()
+    if keep is not None:
+        keep(manifest_bytes)
+    return Image(manifest, manifest_bytes, config, config_bytes, blobs)

@@ -13,7 +13,7 @@ from kiln.errors import DigestMismatch, ImageFormatError, RegistryError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
-from kiln.oci.digest import new_hasher
+from kiln.oci.digest import new_hasher, sha256_digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import CHUNK, BlobStore
@@ -116,6 +116,58 @@ def _same(a: Platform, b: Platform) -> bool:
     return (a.os, a.architecture, a.variant) == (b.os, b.architecture, b.variant)
 
 
+def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, what: str) -> None:
+    """Stream a blob of ref's repository into the store, verified; retried from the start when the connection
+    drops. Nothing to do when the store has it."""
+    if store.has(desc.digest):
+        return
+    shown = str(ref)
+    policy = client.retry
+    for attempt in range(policy.attempts):
+        resp = client.request(
+            "GET",
+            f"/v2/{ref.repository}/blobs/{desc.digest}",
+            scopes=[pull_scope(ref.repository)],
+            reference=shown,
+            stream=True,
+        )
+        if resp.status_code != 200:
+            raise client.fail(resp, f"fetching {what} {desc.digest}", shown)
+        try:
+            with resp:
+                store.ingest(resp.iter_content(CHUNK), desc.digest, desc.size, f"{what} {desc.digest}")
+            return
+        except DigestMismatch as e:
+            raise RegistryDigestMismatch(f"{what} {desc.digest}", e.expected, e.actual, shown) from None
+        except ImageFormatError as e:
+            raise RegistryError(str(e), shown) from None
+        except TRANSIENT_ERRORS as e:
+            log.debug("%s %s: %s on try %d", shown, desc.digest, type(e).__name__, attempt + 1)
+            if attempt + 1 >= policy.attempts:
+                raise RegistryError(
+                    f"{what} {desc.digest}: transfer failed after {attempt + 1} tries ({type(e).__name__})", shown
+                ) from None
+            policy.wait(attempt)
+    raise AssertionError("unreachable")
+
+
+def read_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, limit: int, what: str) -> bytes:
+    """A small blob (a config) into memory, verified; one larger than `limit` bytes is refused unread."""
+    shown = str(ref)
+    if desc.size > limit:
+        raise ImageFormatError(f"{what} of {shown} is {desc.size} bytes")
+    resp = client.request("GET", f"/v2/{ref.repository}/blobs/{desc.digest}", scopes=[pull_scope(ref.repository)],
+                          reference=shown, stream=True)
+    if resp.status_code != 200:
+        raise client.fail(resp, f"fetching {what} {desc.digest}", shown)
+    with resp:
+        data = resp.raw.read(limit + 1, decode_content=True)
+    actual = sha256_digest(data)
+    if actual != desc.digest:
+        raise ImageFormatError(f"{what} of {shown}: digest mismatch: expected {desc.digest}, got {actual}")
+    return bytes(data)
+
+
 class _Puller:
     def __init__(self, client: RegistryClient, ref: Reference, store: BlobStore, opts: RegistryOptions) -> None:
         self.client = client
@@ -124,37 +176,7 @@ class _Puller:
         self.opts = opts
 
     def fetch_blob(self, desc: Descriptor, what: str) -> None:
-        """Stream a blob into the store, verified; retried from the start when the connection drops."""
-        if self.store.has(desc.digest):
-            return
-        ref = str(self.ref)
-        policy = self.client.retry
-        for attempt in range(policy.attempts):
-            resp = self.client.request(
-                "GET",
-                f"/v2/{self.ref.repository}/blobs/{desc.digest}",
-                scopes=[pull_scope(self.ref.repository)],
-                reference=ref,
-                stream=True,
-            )
-            if resp.status_code != 200:
-                raise self.client.fail(resp, f"fetching {what} {desc.digest}", ref)
-            try:
-                with resp:
-                    self.store.ingest(resp.iter_content(CHUNK), desc.digest, desc.size, f"{what} {desc.digest}")
-                return
-            except DigestMismatch as e:
-                raise RegistryDigestMismatch(f"{what} {desc.digest}", e.expected, e.actual, ref) from None
-            except ImageFormatError as e:
-                raise RegistryError(str(e), ref) from None
-            except TRANSIENT_ERRORS as e:
-                log.debug("%s %s: %s on try %d", ref, desc.digest, type(e).__name__, attempt + 1)
-                if attempt + 1 >= policy.attempts:
-                    raise RegistryError(
-                        f"{what} {desc.digest}: transfer failed after {attempt + 1} tries ({type(e).__name__})", ref
-                    ) from None
-                policy.wait(attempt)
-        raise AssertionError("unreachable")
+        fetch_blob(self.client, self.ref, desc, self.store, what)
 
     def fetch_blobs(self, descs: list[tuple[Descriptor, str]]) -> None:
         missing = [(d, w) for d, w in descs if not self.store.has(d.digest)]
