@@ -61,10 +61,9 @@ class ContextTree:
         ]
 
     def walk(self, source: Source) -> Iterator[str]:
-        rel = os.path.relpath(source.path, self.ctx.root)
-        prefix = "" if rel == "." else rel + "/"
-        for path in iter_tree(self.ctx, "" if rel == "." else rel):
-            yield path[len(prefix) :] if path.startswith(prefix) else path
+        # iter_tree's paths are already relative to the directory walked: stripping its name from them again
+        # would turn "a/k" (in a directory a) into "k".
+        yield from iter_tree(self.ctx, os.path.relpath(source.path, self.ctx.root))
 
 
 class RootfsTree:

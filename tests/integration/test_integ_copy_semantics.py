@@ -1,0 +1,48 @@
+"""COPY and WORKDIR semantics met in real projects, built with `kiln build` and read back without kiln.
+
+Expected values come from BuildKit's documented behaviour (the Dockerfile reference, BuildKit's changelog and
+issues cited at each test) or from what buildah does where the two agree; never from kiln's own output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+from integ_helpers import TAG, Kiln, write_context
+
+from support.images import flatten_layout
+
+pytestmark = pytest.mark.root
+
+
+def _without_root(layer: Mapping[str, object]) -> set[str]:
+    return {name for name in layer if name != "."}
+
+
+def test_copy_dir_holding_a_dir_of_the_same_name(kiln: Kiln, tmp_path: Path) -> None:
+    # Django's layout (mysite/mysite/settings.py) and src/src trees: the inner directory has the source's name.
+    ctx = write_context(
+        tmp_path / "ctx",
+        {
+            "Dockerfile": "FROM scratch\nCOPY mysite /app\nCOPY a /a\n",
+            "mysite/manage.py": "import mysite.settings\n",
+            "mysite/mysite/__init__.py": "",
+            "mysite/mysite/settings.py": "DEBUG = False\n",
+            "a/a/k/f": "inner\n",
+            "a/k": "outer\n",
+            # Beside the sources, named like their inner entries: never copied in their place.
+            "k/f": "wrong\n",
+            "settings.py": "wrong\n",
+        },
+    )
+    out = kiln.build(ctx).ok()
+    layers = out.new_layers(0)
+    assert _without_root(layers[0]) == {
+        "app", "app/manage.py", "app/mysite", "app/mysite/__init__.py", "app/mysite/settings.py",
+    }  # fmt: skip
+    assert _without_root(layers[1]) == {"a", "a/a", "a/a/k", "a/a/k/f", "a/k"}
+    tree = flatten_layout(out.layout, TAG, tmp_path)
+    assert tree["/app/mysite/settings.py"].size == len("DEBUG = False\n")
+    assert (tree["/a/a/k/f"].size, tree["/a/k"].size) == (len("inner\n"), len("outer\n"))
