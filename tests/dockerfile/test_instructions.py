@@ -36,6 +36,7 @@ from kiln.dockerfile import (
     parse_instruction_text,
 )
 from kiln.dockerfile.flags import Chmod
+from kiln.engine.steps.metadata import DEFAULT_SHELL, command_argv
 from kiln.errors import DockerfileError
 
 
@@ -180,6 +181,18 @@ def test_cmd_entrypoint_shell() -> None:
     assert one("CMD echo $V").expand(EX) == one("CMD echo $V")  # never expanded by the builder
     assert "JSON form" in error("SHELL /bin/bash -c").msg
     assert "at least one argument" in error("SHELL []").msg
+
+
+def test_text_after_a_json_array_is_shell_form() -> None:
+    # BuildKit takes the JSON form only when the whole rest of the line is the array.
+    e = one('ENTRYPOINT ["/bin/echo"] # a comment')
+    assert isinstance(e, Entrypoint) and e.command == ShellCommand('["/bin/echo"] # a comment')
+    assert command_argv(e.command, DEFAULT_SHELL) == ("/bin/sh", "-c", '["/bin/echo"] # a comment')
+    assert isinstance(c := one("CMD []random string"), Cmd) and c.command == ShellCommand("[]random string")
+    r = one('RUN ["echo","hi"]junk')
+    assert isinstance(r, Run) and r.command == ShellCommand('["echo","hi"]junk')
+    assert command_argv(r.command, DEFAULT_SHELL) == ("/bin/sh", "-c", '["echo","hi"]junk')
+    assert "JSON form" in error('SHELL ["/bin/bash", "-c"] # comment').msg
 
 
 # ------------------------------------------------------------------------------------------ COPY ADD

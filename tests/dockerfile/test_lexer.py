@@ -149,7 +149,15 @@ def test_file_without_instructions() -> None:
         ("CMD ['a']", ("['a']",), False),  # single quotes are not JSON
         ('CMD ["a",]', ('["a",]',), False),  # malformed JSON is shell form
         ('CMD ["a"', ('["a"',), False),
-        ('CMD ["a"] trailing', ("a",), True),  # Go's json.Decoder reads one value
+        # Text after the array makes the whole rest of the line shell form (BuildKit's json.Unmarshal).
+        ('CMD ["a"] trailing', ('["a"] trailing',), False),
+        ('ENTRYPOINT ["/bin/echo"] # a comment', ('["/bin/echo"] # a comment',), False),
+        ("CMD []random string", ("[]random string",), False),
+        ('RUN ["echo","hi"]junk', ('["echo","hi"]junk',), False),
+        ('CMD ["a"] []', ('["a"] []',), False),
+        ('CMD ["a", 1] x', ('["a", 1] x',), False),  # a syntax error first: shell form, not the string error
+        ('CMD ["a", 1e999]', ('["a", 1e999]',), False),  # out of float64 range: Unmarshal fails
+        ('CMD ["a"]\t ', ("a",), True),  # trailing blanks are trimmed before
         ('CMD ["\\u00e9\\t"]', ("\u00e9\t",), True),
         ("CMD echo hi", ("echo hi",), False),
         ("CMD", (), False),
@@ -164,6 +172,14 @@ def test_json_with_non_strings_is_an_error() -> None:
     with pytest.raises(DockerfileError, match="comprised of strings only") as e:
         lex("FROM a\nCMD [1]\n")
     assert e.value.line == 2
+
+
+def test_text_after_json_makes_list_instructions_words_too() -> None:
+    ns = nodes('VOLUME ["/a"] /b\nCOPY ["a", "b"] c\nHEALTHCHECK CMD ["true"] || exit 1\nONBUILD RUN ["a"]b\n')
+    assert (ns[0].args, ns[0].json) == (('["/a"]', "/b"), False)
+    assert (ns[1].args, ns[1].json) == (('["a",', '"b"]', "c"), False)
+    assert (ns[2].args, ns[2].json) == (("CMD", '["true"] || exit 1'), False)
+    assert ns[3].sub is not None and (ns[3].sub.args, ns[3].sub.json) == (('["a"]b',), False)
 
 
 def test_copy_and_volume_words() -> None:

@@ -8,8 +8,9 @@ split the same way here as under `docker build`:
 - Directives (`# syntax=`, `# escape=`, `# check=`) count only before any other line, comment or blank line.
 - A line continues when it ends with the escape token (plus spaces/tabs) not itself escaped. Comment lines
   and blank lines inside a continuation are dropped; continuation lines keep their leading whitespace.
-- A JSON array that does not decode is shell form; one that decodes with a non-string element is an error.
-  Like Go's json.Decoder, only the first JSON value is read, trailing text is ignored.
+- The rest of the line is JSON (exec) form only when all of it is one JSON array (json.Unmarshal, as BuildKit
+  has done since it stopped using json.Decoder): `CMD ["a"] # x` or `RUN ["a"]b` is shell form, the whole text
+  being the command. An array that decodes with a non-string element is an error.
 - Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) belong to RUN, COPY and ADD (also under ONBUILD), only in
   shell form, and only as whole shell words.
 """
@@ -17,6 +18,7 @@ split the same way here as under `docker build`:
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -308,18 +310,33 @@ def _reject_constant(name: str) -> object:
     raise ValueError(name)  # NaN/Infinity are not JSON for Go
 
 
-_JSON = json.JSONDecoder(parse_constant=_reject_constant)
+def _go_number(text: str) -> float:
+    # Go decodes a number into interface{} as a float64; one out of its range fails the whole Unmarshal (so
+    # the line is shell form) instead of being a non-string element.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(text)
+    return value
+
+
+_JSON = json.JSONDecoder(parse_constant=_reject_constant, parse_float=_go_number, parse_int=_go_number)
 _NOT_STRINGS = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
 def _parse_json(rest: str) -> tuple[str, ...] | None:
-    """The strings of a JSON array, or None when `rest` is not one (then it is shell form)."""
+    """The strings of a JSON array, or None when `rest` is not one (then it is shell form).
+
+    BuildKit's parseJSON: json.Unmarshal of the whole rest of the line, so the array must be all of it (JSON
+    white space after it is fine, anything else makes the line shell form). Unmarshal checks the syntax of
+    the whole input before decoding, so `["a", 1] x` is shell form, not the non-string error."""
     rest = _trim_left(rest)
     if not rest.startswith("["):
         return None
     try:
-        value, _ = _JSON.raw_decode(rest)
-    except ValueError:
+        value = _JSON.decode(rest)  # raises on trailing data, unlike raw_decode
+    except (ValueError, RecursionError):
+        # RecursionError: absurdly deep nesting. Go accepts up to 10000 levels (and then refuses the
+        # non-string element); shell form is close enough.
         return None
     if not isinstance(value, list):
         return None

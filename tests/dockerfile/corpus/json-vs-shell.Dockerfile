@@ -8,4 +8,3 @@ CMD [echo, not-json]
 CMD echo shell form
 ENTRYPOINT []
 RUN ["sh", "-c", "echo \"escaped\" \\ backslash"]
-RUN ["echo"] trailing text ignored
