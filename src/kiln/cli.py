@@ -298,7 +298,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _rewrite_go_bools(args)
         cli.main(args=args, prog_name="kiln", standalone_mode=False)
     except KilnError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {e.describe()}", file=sys.stderr)
         return e.exit_code
     except click.exceptions.Abort:
         print("error: interrupted", file=sys.stderr)

@@ -11,12 +11,27 @@ from dataclasses import dataclass
 
 
 class KilnError(Exception):
-    """Base of every error kiln reports to its user."""
+    """Base of every error kiln reports to its user. `location` is the Dockerfile line of the instruction that
+    met it, attached once by the engine (KilnError.at) whatever the error's type, so its exit code stays."""
 
     exit_code: int = 1
+    location: SourceLocation | None = None
 
     def message(self) -> str:
         return str(self)
+
+    def at(self, where: SourceLocation) -> KilnError:
+        """This error, placed at a Dockerfile line unless it already knows one."""
+        if self.location is None:
+            self.location = where
+        return self
+
+    def describe(self) -> str:
+        """The one-line message the user sees: the location first, once."""
+        text = str(self)
+        if self.location is not None and not text.startswith(f"{self.location.path}:"):
+            return f"{self.location}: {text}"
+        return text
 
 
 @dataclass
@@ -122,6 +137,9 @@ class BuildError(KilnError):
         self.msg = message
         self.location = location
         self.status = status
+        # A RUN that failed: kiln exits with the command's own status, as kaniko and Docker's legacy builder do
+        # (pipelines moving from kaniko rely on it); any other build error: 1.
+        self.exit_code = status if status is not None and 0 < status < 256 else 1
 
     def __str__(self) -> str:
         return f"{self.location}: {self.msg}" if self.location else self.msg

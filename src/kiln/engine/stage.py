@@ -13,7 +13,15 @@ from kiln.dockerfile.scope import StageScope
 from kiln.engine.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
 from kiln.engine.env import BuildEnv, StageResult, blob_opener, new_root
 from kiln.engine.steps.metadata import MetaState
-from kiln.errors import BuildError, ContextError, SandboxError, SnapshotError, SourceLocation, UnsafePathError
+from kiln.errors import (
+    BuildError,
+    ContextError,
+    KilnError,
+    SandboxError,
+    SnapshotError,
+    SourceLocation,
+    UnsafePathError,
+)
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
 from kiln.transports.image import Image, assemble_image
@@ -84,8 +92,11 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             try:
                 layer = steps.run(instr, where)
             except (ContextError, SandboxError, SnapshotError, UnsafePathError) as e:
-                # Errors raised below the engine do not know the Dockerfile line; the user needs it.
+                # Errors raised below the engine do not know the instruction; the user needs it.
                 raise BuildError(f"{instr.keyword}: {e}", where) from e
+            except KilnError as e:
+                e.at(where)  # the one place a step's error gets its Dockerfile line; its type and exit code stay
+                raise
             except OSError as e:
                 raise BuildError(f"{instr.keyword} failed: {e}", where) from e
             cached = cache is not None and cache.hit

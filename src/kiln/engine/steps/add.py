@@ -80,7 +80,7 @@ def run_add(
     scratch: Path,
 ) -> list[str]:
     if instr.keep_git_dir or any(_is_git(s) for s in instr.sources):
-        raise BuildError(str(NotSupportedYet("ADD <git repository>", "git sources")), where)
+        raise NotSupportedYet("ADD <git repository>", "git sources")
     urls = [s for s in instr.sources if _is_url(s)]
     local = [s for s in instr.sources if not _is_url(s)]
     fetched = [_fetch(u, instr, scratch, where) for u in urls]

@@ -116,6 +116,8 @@ def cache_mount_dir(cache_root: Path, cache_id: str) -> Path:
 
 
 def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where: SourceLocation) -> Mount:
+    if mount.type not in ("tmpfs", "cache", "bind"):
+        raise NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")
     target = mount.target or ""
     if not target:
         raise BuildError("RUN --mount needs a target", where)
@@ -131,21 +133,20 @@ def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
             os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
         return BindMount(cache_dir, target, readonly=mount.readonly)
-    if mount.type == "bind":
-        source_root = _bind_source_root(env, mount)
-        src = resolve_in_root(source_root, mount.source or "/")
-        if not src.exists():
-            raise BuildError(f"RUN --mount=type=bind: source {mount.source or '/'} not found", where)
-        if not mount.readonly:
-            # A writable bind mount must not change the context or another stage: give it a private copy.
-            copy = scratch / f"bind{len(os.listdir(scratch))}"
-            if src.is_dir():
-                shutil.copytree(src, copy, symlinks=True, copy_function=_copy_entry)
-            else:
-                _copy_entry(str(src), str(copy))
-            src = copy
-        return BindMount(src, target, readonly=mount.readonly)
-    raise BuildError(str(NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")), where)
+    # type=bind
+    source_root = _bind_source_root(env, mount)
+    src = resolve_in_root(source_root, mount.source or "/")
+    if not src.exists():
+        raise BuildError(f"RUN --mount=type=bind: source {mount.source or '/'} not found", where)
+    if not mount.readonly:
+        # A writable bind mount must not change the context or another stage: give it a private copy.
+        copy = scratch / f"bind{len(os.listdir(scratch))}"
+        if src.is_dir():
+            shutil.copytree(src, copy, symlinks=True, copy_function=_copy_entry)
+        else:
+            _copy_entry(str(src), str(copy))
+        src = copy
+    return BindMount(src, target, readonly=mount.readonly)
 
 
 def _copy_entry(src: str, dst: str) -> None:
