@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from kiln.dockerfile.instructions import Copy, Env, Run, Workdir
+from kiln.dockerfile.instructions import Arg, Copy, Env, Run, Workdir
 from kiln.dockerfile.parse import parse_dockerfile
 from kiln.dockerfile.plan import expand_plan, plan_build
 from kiln.errors import DockerfileError
@@ -79,6 +79,22 @@ RUN apk add $PKG
     assert scope.run_env()["PKG"] == "wget"
     assert scope.run_history_args() == ["PKG=wget"]
     assert p.unused_build_args([scope.used_build_args]) == ["EXTRA"]
+
+
+def test_arg_name_from_env_consumes_the_build_arg() -> None:
+    text = "FROM alpine\nENV name=foo\nARG ${name}=default\nRUN echo $foo\n"
+    p = plan_build(parse_dockerfile(text), {"foo": "x"}, None, AMD64, AMD64)
+    scope = p.scope(p.stages[0])
+    steps = scope.apply_all(p.stages[0].instructions)
+    assert isinstance(a := steps[1], Arg) and a.pairs == (("foo", "x"),)
+    assert scope.run_env()["foo"] == "x"
+    assert scope.run_history_args() == ["foo=x"]
+    assert p.unused_build_args([scope.used_build_args]) == []
+
+    p = plan_build(parse_dockerfile(text), {}, None, AMD64, AMD64)
+    scope = p.scope(p.stages[0])
+    scope.apply_all(p.stages[0].instructions)
+    assert scope.run_history_args() == ["foo=default"]
 
 
 def test_copy_from_variable_is_rejected_with_line() -> None:

@@ -224,6 +224,40 @@ def test_expansion_errors_are_located() -> None:
     assert err2.value.line == 9
 
 
+def test_stage_arg_name_is_expanded_in_the_scope_at_that_point() -> None:
+    # ENV name=foo then ARG ${name}=default declares foo (BuildKit's ArgCommand.Expand, kaniko, buildah).
+    s = stage(build_args={"foo": "x"})
+    s.apply(env(("name", "foo")))
+    out = s.apply(arg(("${name}", "default")))
+    assert isinstance(out, Arg) and out.pairs == (("foo", "x"),)
+    assert s.used_build_args == {"foo"}
+    assert show(s, "$foo") == "x"
+    assert "${name}" not in s.run_env()
+
+
+def test_stage_arg_name_and_default_use_earlier_pairs() -> None:
+    s = stage()
+    s.apply(env(("name", "foo")))
+    out = s.apply(arg(("${name}", "d-$name"), ("n2", "bar"), ("${n2}_x", "${foo}"), ('"q"', None)))
+    assert isinstance(out, Arg)
+    assert out.pairs == (("foo", "d-foo"), ("n2", "bar"), ("bar_x", "d-foo"), ("q", None))
+    assert s.run_history_args() == ["foo=d-foo", "n2=bar", "bar_x=d-foo", "q="]
+
+
+def test_stage_arg_bare_name_is_expanded_before_the_global_lookup() -> None:
+    s = stage({"G": "global"})
+    s.apply(env(("which", "G")))
+    out = s.apply(arg(("$which", None)))
+    assert isinstance(out, Arg) and out.pairs == (("G", "global"),)
+
+
+def test_stage_arg_name_expanding_to_nothing_is_an_error() -> None:
+    s = stage()
+    with pytest.raises(DockerfileError, match="ARG names can not be blank") as err:
+        s.apply(arg(("${unset}", "x"), line=4))
+    assert err.value.line == 4
+
+
 def test_global_arg_errors_are_located() -> None:
     with pytest.raises(DockerfileError) as err:
         resolve_global_args([arg(("A", "${B:?}"), line=3)], {}, {})

@@ -222,8 +222,14 @@ class StageScope:
 
     def _apply_arg(self, instr: Arg) -> Arg:
         # Unlike ENV, each ARG pair sees the pairs before it: BuildKit dispatches them one at a time.
+        # The name is a word too: `ENV n=foo` then `ARG ${n}=x` declares foo (which --build-arg foo=... sets),
+        # as BuildKit's ArgCommand.Expand, kaniko and buildah do; it is expanded in the scope at this pair.
+        # (BuildKit's Dockerfile frontend 1.8 stopped expanding it, moby/buildkit#5156; kiln keeps 1.7's rule.)
         pairs: list[tuple[str, str | None]] = []
-        for key, default in instr.pairs:
+        for written, default in instr.pairs:
+            key = self.expander().word(written)
+            if not key:
+                raise DockerfileError("ARG names can not be blank")
             value: str | None = default
             if key in self._build_args:
                 value = self._build_args[key]
