@@ -46,3 +46,27 @@ def test_copy_dir_holding_a_dir_of_the_same_name(kiln: Kiln, tmp_path: Path) -> 
     tree = flatten_layout(out.layout, TAG, tmp_path)
     assert tree["/app/mysite/settings.py"].size == len("DEBUG = False\n")
     assert (tree["/a/a/k/f"].size, tree["/a/k"].size) == (len("inner\n"), len("outer\n"))
+
+
+def test_wildcard_matching_nothing_leaves_one_source(kiln: Kiln, tmp_path: Path) -> None:
+    # BuildKit has no "more than one source" check; the legacy builder and kaniko count the sources found: the
+    # wildcard found nothing, so foo is the only source and /hello is the file foo (not a directory).
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Dockerfile": "FROM scratch\nCOPY nomatch* foo /hello\nCOPY no*match foo nothing? /dir/hello\n",
+         "foo": "foo\n"},
+    )  # fmt: skip
+    out = kiln.build(ctx).ok()
+    tree = flatten_layout(out.layout, TAG, tmp_path)
+    hello = tree["/hello"]
+    assert (hello.type, hello.size, hello.mode, hello.uid, hello.gid) == ("file", 4, 0o644, 0, 0)
+    assert tree["/dir/hello"].type == "file" and tree["/dir/hello"].sha256 == hello.sha256
+    assert "/hello/foo" not in tree and "/dir/hello/foo" not in tree
+
+
+def test_two_sources_found_still_need_a_directory_destination(kiln: Kiln, tmp_path: Path) -> None:
+    # Two sources found, destination without "/": the legacy builder's and kaniko's error.
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM scratch\nCOPY nomatch* foo f* /hello\n", "foo": "foo\n"})
+    # f* matches foo: two sources found (foo twice), so this is refused.
+    out = kiln.build(ctx).failed()
+    assert "must be a directory and end with a /" in out.stderr

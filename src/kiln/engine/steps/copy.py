@@ -150,16 +150,15 @@ def run_copy(
         sources = [*tree.resolve(instr.sources), *extra_sources] if instr.sources else list(extra_sources)
     except ContextError as e:
         raise BuildError(str(e), where) from None
-    n_named = len(instr.sources) + len(instr.heredocs)
-    if n_named > 1 and not dest_dir_syntax:
+    excludes = _excludes(instr, where)
+    if excludes:
+        sources = [src for src in sources if not excludes.matches(src.rel or src.name)]
+    if not dest_dir_syntax and _several_sources(instr, sources):
         raise BuildError(
             f"When using {instr.keyword} with more than one source file, the destination must be a directory "
             "and end with a /",
             where,
         )
-    excludes = _excludes(instr, where)
-    if excludes:
-        sources = [src for src in sources if not excludes.matches(src.rel or src.name)]
     parents = isinstance(instr, Copy) and instr.parents
     log = WriteLog(root)
     attrs = CopyAttrs(
@@ -185,6 +184,20 @@ def run_copy(
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None
     return sorted(log.written)
+
+
+def _several_sources(instr: Copy | Add, found: Sequence[Source]) -> bool:
+    """Whether a destination without a trailing "/" is refused because several sources go there.
+
+    BuildKit has no such check. The legacy builder and kaniko have it, and count the sources actually found: a
+    wildcard that matches nothing counts for nothing, so `COPY nomatch* foo /hello` writes the file foo as
+    /hello. Only instructions naming several sources are refused, as before: one wildcard matching several
+    files is left as it was (copied into the destination as a directory). ADD counts what it names: it sets
+    its archives aside before calling run_copy, so the sources seen here are not all it found."""
+    named = len(instr.sources) + len(instr.heredocs)
+    if named <= 1:
+        return False
+    return len(found) > 1 if isinstance(instr, Copy) else True
 
 
 def _excludes(instr: Copy | Add, where: SourceLocation) -> DockerIgnore | None:
