@@ -19,7 +19,7 @@ import click
 
 from kiln import __version__
 from kiln.engine.options import BuildOptions
-from kiln.errors import KilnError, UsageError
+from kiln.errors import KilnError, NotSupportedYet, UsageError
 from kiln.oci.platform import Platform
 from kiln.transports.registry.settings import RegistrySettings
 
@@ -213,6 +213,9 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     platform_text = kw["custom_platform"] or kw["docker_platform"]
     if kw["custom_platform"] and kw["docker_platform"] and kw["custom_platform"] != kw["docker_platform"]:
         raise UsageError("--platform and --custom-platform disagree", "--platform")
+    if platform_text and "," in platform_text:
+        raise NotSupportedYet("--custom-platform" if kw["custom_platform"] else "--platform",
+                              f"several platforms in one build ({platform_text}); build each one on its own")
     try:
         platform = Platform.parse(platform_text) if platform_text else Platform.host()
     except UsageError as e:

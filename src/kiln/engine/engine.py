@@ -23,7 +23,7 @@ from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary
 from kiln.engine.images import ImageResolver
 from kiln.engine.modes import choose_modes
 from kiln.engine.options import BuildOptions
-from kiln.engine.outputs import write_outputs
+from kiln.engine.outputs import check_output_paths, write_outputs
 from kiln.engine.stage import BuildEnv, build_stage
 from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.errors import UsageError
@@ -105,6 +105,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                 reporter.warning(f"{flag} has no effect without --cache")
     kiln_dir = opts.kiln_dir
     _check_kiln_dir(kiln_dir)
+    check_output_paths(opts)
     tmp_root = kiln_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     for swept in sweep_dead_builds(tmp_root):

@@ -79,7 +79,8 @@ def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
         stage_dir,
         ignore_paths=env.opts.ignore_paths,
         work_dir=env.opts.kiln_dir,
-        ignore_var_run=env.opts.ignore_var_run,
+        # /var/run is the container's own only in place; in a root of kiln's, a RUN's files there are the image's.
+        ignore_var_run=False,
         mountinfo=None,
     )
     if kind == "overlay":

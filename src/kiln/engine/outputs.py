@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 from kiln.atomic import write_atomically
 from kiln.engine.events import BuildEvents
 from kiln.engine.options import BuildOptions
+from kiln.errors import UsageError
 from kiln.transports.address import ImageAddress
 from kiln.transports.image import Image
 from kiln.transports.registry.reference import Reference
@@ -23,6 +26,31 @@ def _name_as_written(reference: str) -> str:
     name = reference.split("@", 1)[0]
     tag = Reference.parse(reference).tag
     return name[: -len(tag) - 1] if tag and name.endswith(":" + tag) else name
+
+
+def check_output_paths(opts: BuildOptions) -> None:
+    """Refuse, before anything is built, outputs that could not be written: a layout path that is a file, an
+    archive or digest file path that is a directory, a parent that is not a directory or not writable."""
+    wanted: list[tuple[Path | None, str, bool]] = [
+        (opts.oci_layout_path, "--oci-layout-path", True),
+        (opts.tar_path, "--tar-path", False),
+        (opts.digest_file, "--digest-file", False),
+        (opts.image_name_with_digest_file, "--image-name-with-digest-file", False),
+        (opts.image_name_tag_with_digest_file, "--image-name-tag-with-digest-file", False),
+    ]
+    for path, flag, is_dir in wanted:
+        if path is None:
+            continue
+        if path.exists() and path.is_dir() != is_dir:
+            raise UsageError(f"{path} is {'a file' if path.is_file() else 'a directory'}; "
+                             f"{flag} needs {'a directory' if is_dir else 'a file'}", flag)
+        parent = path.parent
+        while not parent.exists() and parent != parent.parent:
+            parent = parent.parent
+        if not parent.is_dir():
+            raise UsageError(f"{parent} is not a directory, so {path} cannot be written", flag)
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise UsageError(f"{parent} is not writable, so {path} cannot be written", flag)
 
 
 def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> list[str]:

@@ -1,0 +1,60 @@
+"""Flags checked before anything is built, and what a RUN writes under /var/run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from integ_helpers import Kiln, write_context
+
+
+def _error_line(stderr: str) -> str:
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, stderr
+    assert "Traceback" not in stderr
+    return errors[0]
+
+
+def test_files_written_under_var_run_are_in_the_layer(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        "FROM busybox\nRUN mkdir -p /var/run/app && echo 1 > /var/run/app/pid\n")})
+    out = kiln_bb.build(ctx).ok()
+    names = {name for layer in out.new_layers(1) for name in layer}
+    assert "var/run/app/pid" in names, sorted(names)
+
+
+@pytest.mark.parametrize("flag", ["--platform", "--custom-platform"])
+def test_a_list_of_platforms_is_refused_until_kiln_builds_several(kiln_bb: Kiln, tmp_path: Path, flag: str) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n"})
+    out = kiln_bb.build(ctx, flag, "linux/amd64,linux/arm64")
+    assert out.returncode == 2, out.describe()
+    line = _error_line(out.stderr)
+    assert flag in line and "linux/amd64,linux/arm64" in line
+
+
+def test_an_oci_layout_path_that_is_a_file_is_refused_before_building(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo built\n"})
+    target = tmp_path / "a-file"
+    target.write_text("keep me")
+    out = kiln_bb.build(ctx, layout=target)
+    assert out.returncode == 2, out.describe()
+    assert "--oci-layout-path" in _error_line(out.stderr)
+    assert "built" not in out.stdout + out.stderr  # refused before any step ran
+    assert target.read_text() == "keep me"
+
+
+def test_a_tar_path_that_is_a_directory_is_refused_before_building(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo built\n"})
+    (tmp_path / "adir").mkdir()
+    out = kiln_bb.build(ctx, "--tar-path", str(tmp_path / "adir"))
+    assert out.returncode == 2, out.describe()
+    assert "--tar-path" in _error_line(out.stderr)
+    assert "built" not in out.stdout + out.stderr
+
+
+def test_an_output_under_a_file_is_refused(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\n"})
+    (tmp_path / "f").write_text("")
+    out = kiln_bb.build(ctx, "--digest-file", str(tmp_path / "f" / "digest"))
+    assert out.returncode == 2, out.describe()
+    assert "--digest-file" in _error_line(out.stderr)
