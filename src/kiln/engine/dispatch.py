@@ -19,8 +19,8 @@ from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Run, Workdir
 from kiln.dockerfile.plan import StagePlan
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.buildenv import BuildEnv, blob_opener, source_tree
 from kiln.engine.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
-from kiln.engine.env import BuildEnv, blob_opener, source_tree
 from kiln.engine.layer import BuiltLayer, write_layer_blob
 from kiln.engine.rootfs import FlatRoot, StageRoot
 from kiln.engine.steps.add import run_add

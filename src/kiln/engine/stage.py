@@ -10,8 +10,8 @@ from kiln.dockerfile.instructions import Instruction
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.buildenv import BuildEnv, StageResult, blob_opener, new_root
 from kiln.engine.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
-from kiln.engine.env import BuildEnv, StageResult, blob_opener, new_root
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import (
     BuildError,

@@ -21,7 +21,7 @@ from kiln.rootfs.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
-    from kiln.engine.env import BuildEnv
+    from kiln.engine.buildenv import BuildEnv
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
 
@@ -162,7 +162,7 @@ def _copy_entry(src: str, dst: str) -> None:
 def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
     if mount.from_ is None:
         return env.context.root
-    from kiln.engine.env import image_root, stage_root_view
+    from kiln.engine.buildenv import image_root, stage_root_view
 
     # BuildKit matches a mount's from= against stage names only: a number there names an image.
     index = env.plan.names.get(mount.from_.lower())
