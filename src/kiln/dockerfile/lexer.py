@@ -13,6 +13,8 @@ split the same way here as under `docker build`:
   being the command. An array that decodes with a non-string element is an error.
 - Heredocs (`<<EOF`, `<<-EOF`, `<<"EOF"`, `3<<EOF`) belong to RUN, COPY and ADD (also under ONBUILD), only in
   shell form, and only as whole shell words.
+- The file need not be UTF-8 (BuildKit reads bytes): each byte that is not part of valid UTF-8 becomes one
+  U+FFFD (see go_text), so a Latin-1 comment or value never stops a build.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 
 from kiln.errors import DockerfileError
 
-__all__ = ["Directives", "DockerfileWarning", "Heredoc", "Node", "lex", "parse_words", "split_line"]
+__all__ = ["Directives", "DockerfileWarning", "Heredoc", "Node", "go_text", "lex", "parse_words", "split_line"]
 
 
 @dataclass(frozen=True)
@@ -342,7 +344,8 @@ def _parse_json(rest: str) -> tuple[str, ...] | None:
         return None
     if not all(isinstance(v, str) for v in value):
         raise DockerfileError(_NOT_STRINGS)
-    return tuple(value)
+    # Go decodes an unpaired "\ud800" escape as U+FFFD; Python keeps the lone surrogate.
+    return tuple(go_text(v) for v in value)
 
 
 _Parsed = tuple[tuple[str, ...], bool]
@@ -581,19 +584,40 @@ def _split_on_newline(text: str) -> list[str]:
     return lines
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def go_text(text: str | bytes) -> str:
+    """A Dockerfile's text as kiln handles it: bytes (or text decoded with errors="surrogateescape") with every
+    byte that is not valid UTF-8 replaced by one U+FFFD.
+
+    BuildKit reads the Dockerfile as bytes and never refuses invalid UTF-8. Where it decodes runes (words of
+    ENV/LABEL/ARG, JSON arrays, variable expansion) each invalid byte becomes U+FFFD, and Go's JSON encoder
+    writes U+FFFD for each invalid byte of every string it puts in the image config (CMD, ENTRYPOINT, ENV,
+    LABEL, history, ONBUILD), so replacing them up front gives the same config. The one difference: BuildKit
+    hands a shell-form RUN and heredoc bodies to the container byte for byte; kiln gives U+FFFD there too,
+    because its engine writes text as UTF-8 (a lone surrogate from surrogateescape would not encode).
+    Lone surrogates in a str (from surrogateescape or a "\udce9" JSON escape) are replaced the same way."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "surrogateescape")
+    if text.isascii():
+        return text
+    return _SURROGATES.sub("\ufffd", text)
+
+
 def _go_lines(text: str) -> list[str]:
     if text.startswith("\ufeff"):
         text = text[1:]
     return _split_on_newline(text)
 
 
-def lex(text: str, path: str = "Dockerfile") -> tuple[Directives, list[Node], list[DockerfileWarning]]:
-    """Split a Dockerfile into directives and instruction nodes.
+def lex(text: str | bytes, path: str = "Dockerfile") -> tuple[Directives, list[Node], list[DockerfileWarning]]:
+    """Split a Dockerfile (text, or bytes in any encoding: see go_text) into directives and instruction nodes.
 
     Raises DockerfileError (with the line) on a bad directive, a non-string JSON array, a legacy ENV/LABEL
     without a value, an unterminated heredoc, or a file without instructions.
     """
-    lines = _go_lines(text)
+    lines = _go_lines(go_text(text))
     state = _DirectiveState()
     nodes: list[Node] = []
     warnings: list[DockerfileWarning] = []

@@ -56,8 +56,11 @@ class Dockerfile:
     warnings: tuple[DockerfileWarning, ...]
 
 
-def parse_dockerfile(text: str, path: str = "Dockerfile") -> Dockerfile:
-    """Parse a whole Dockerfile. Raises DockerfileError (path and line) on anything BuildKit refuses."""
+def parse_dockerfile(text: str | bytes, path: str = "Dockerfile") -> Dockerfile:
+    """Parse a whole Dockerfile. Raises DockerfileError (path and line) on anything BuildKit refuses.
+
+    ``text`` may be the file's bytes, or text decoded with errors="surrogateescape": bytes that are not UTF-8
+    are accepted as BuildKit accepts them (lexer.go_text says how they come out)."""
     directives, nodes, warnings = lex(text, path)
     if directives.syntax is not None and not syntax_supported(directives.syntax):
         warnings.append(

@@ -45,7 +45,7 @@ class BuildResult:
 def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str, str, Path | None]:
     """The Dockerfile's text, the name errors use for it, and its path (for <Dockerfile>.dockerignore)."""
     if opts.dockerfile == "-":
-        return sys.stdin.read(), "Dockerfile", None
+        return sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), "Dockerfile", None
     candidates = []
     given = Path(opts.dockerfile)
     if given.is_absolute():
@@ -57,9 +57,11 @@ def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str,
         candidates.append(Path.cwd() / given)
     for path in candidates:
         if path.is_file():
+            # A Dockerfile need not be UTF-8 (BuildKit builds one with a Latin-1 comment): surrogateescape keeps
+            # each stray byte for parse_dockerfile, which handles it as BuildKit does (lexer.go_text).
             try:
-                return path.read_text(encoding="utf-8"), opts.dockerfile, path
-            except (OSError, UnicodeDecodeError) as e:
+                return path.read_bytes().decode("utf-8", "surrogateescape"), opts.dockerfile, path
+            except OSError as e:
                 raise UsageError(f"cannot read {path}: {e}", "--dockerfile") from None
     raise UsageError(f"Dockerfile {opts.dockerfile} not found (looked in the context and the current directory)",
                      "--dockerfile")

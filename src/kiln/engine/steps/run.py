@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
+import contextlib
 import os
 import posixpath
-import shutil
-import stat
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +13,10 @@ from typing import TYPE_CHECKING, Literal
 from kiln.dockerfile.flags import Mount as MountFlag
 from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
 from kiln.dockerfile.scope import StageScope
+from kiln.engine.steps.cachemount import acquire_cache_dir, cache_mount_dir, seed
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
+from kiln.rootfs.copy import copy_tree
 from kiln.rootfs.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
@@ -65,9 +65,10 @@ def command_line(instr: Run, shell: tuple[str, ...], scratch: Path) -> Command:
 
 
 def _mounts(
-    env: BuildEnv, instr: Run, root: Path, scratch: Path, where: SourceLocation
+    env: BuildEnv, instr: Run, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
 ) -> tuple[list[Mount], dict[str, str]]:
-    """The step's mounts, and the environment variables that secrets with env= add."""
+    """The step's mounts, and the environment variables that secrets with env= add. Locks the mounts need while
+    the step runs (cache sharing modes) are held until `hold` closes."""
     out: list[Mount] = []
     secret_env: dict[str, str] = {}
     for mount in instr.mounts:
@@ -78,7 +79,7 @@ def _mounts(
             elif got is not None:
                 out.append(got)
             continue
-        out.append(_one_mount(env, mount, root, scratch, where))
+        out.append(_one_mount(env, mount, scratch, hold, where))
     return out, secret_env
 
 
@@ -106,16 +107,9 @@ def _secret(env: BuildEnv, mount: MountFlag, where: SourceLocation) -> SecretMou
     return SecretMount(value, target, mount.uid or 0, mount.gid or 0, mount.mode if mount.mode is not None else 0o400)
 
 
-def cache_mount_dir(cache_root: Path, cache_id: str) -> Path:
-    """A cache mount's directory: its id is a name, never a path. Each id gets a directory of its own, named by a
-    hash of the id (so `..`, `/`, an empty or a very long id cannot point anywhere else), with a readable
-    suffix for people looking at the cache root."""
-    digest = hashlib.sha256(cache_id.encode("utf-8", "surrogateescape")).hexdigest()[:32]
-    readable = "".join(c if c.isalnum() or c in "-_." else "_" for c in cache_id)[:40].strip(".")
-    return cache_root / (f"{digest}-{readable}" if readable else digest)
-
-
-def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where: SourceLocation) -> Mount:
+def _one_mount(
+    env: BuildEnv, mount: MountFlag, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
+) -> Mount:
     if mount.type not in ("tmpfs", "cache", "bind"):
         raise NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")
     target = mount.target or ""
@@ -127,9 +121,11 @@ def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where
         return TmpfsMount(target, mount.size)
     if mount.type == "cache":
         cache_id = mount.id if mount.id is not None else target
-        cache_dir = cache_mount_dir(env.opts.kiln_dir / "cache-mounts", cache_id)
-        if not cache_dir.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
+        base = cache_mount_dir(env.opts.kiln_dir / "cache-mounts", cache_id)
+        cache_dir, new = acquire_cache_dir(base, mount.sharing, hold)
+        if new:
+            if mount.from_ is not None:
+                seed(cache_dir, resolve_in_root(_bind_source_root(env, mount), mount.source or "/"))
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
             os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
         return BindMount(cache_dir, target, readonly=mount.readonly)
@@ -141,22 +137,9 @@ def _one_mount(env: BuildEnv, mount: MountFlag, root: Path, scratch: Path, where
     if not mount.readonly:
         # A writable bind mount must not change the context or another stage: give it a private copy.
         copy = scratch / f"bind{len(os.listdir(scratch))}"
-        if src.is_dir():
-            shutil.copytree(src, copy, symlinks=True, copy_function=_copy_entry)
-        else:
-            _copy_entry(str(src), str(copy))
+        copy_tree(src, copy)
         src = copy
     return BindMount(src, target, readonly=mount.readonly)
-
-
-def _copy_entry(src: str, dst: str) -> None:
-    """Copy one non-directory of a writable bind mount's source. Only regular files are read: opening a FIFO
-    would block the build forever, so it is made anew, and sockets and devices (no content) are left out."""
-    st = os.lstat(src)
-    if stat.S_ISREG(st.st_mode):
-        shutil.copy2(src, dst)
-    elif stat.S_ISFIFO(st.st_mode):
-        os.mkfifo(dst, stat.S_IMODE(st.st_mode))
 
 
 def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
@@ -194,10 +177,10 @@ def _privileged(env: BuildEnv, instr: Run, where: SourceLocation) -> bool:
 def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: MetaState, where: SourceLocation) -> None:
     network = _network(env, instr, where)
     privileged = _privileged(env, instr, where)
-    with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp:
+    with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp, contextlib.ExitStack() as hold:
         scratch = Path(tmp)
         cmd = command_line(instr, meta.shell, scratch)
-        step_mounts, secret_env = _mounts(env, instr, root, scratch, where)
+        step_mounts, secret_env = _mounts(env, instr, scratch, hold, where)
         mounts = [*step_mounts, *cmd.extra_mounts]
         spec = RunSpec(
             rootfs=root,
