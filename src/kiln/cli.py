@@ -220,11 +220,14 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         platform = Platform.parse(platform_text) if platform_text else Platform.host()
     except UsageError as e:
         raise UsageError(e.msg, "--custom-platform" if kw["custom_platform"] else "--platform") from None
-    epoch = os.environ.get("SOURCE_DATE_EPOCH")
+    build_args = _build_args(kw["build_arg"])
+    # BuildKit's SOURCE_DATE_EPOCH: a build argument (what buildx passes), else kiln's own environment.
+    epoch, flag = (build_args["SOURCE_DATE_EPOCH"], "--build-arg") if "SOURCE_DATE_EPOCH" in build_args else (
+        os.environ.get("SOURCE_DATE_EPOCH"), None)
     try:
         source_date_epoch = int(epoch) if epoch else None
     except ValueError:
-        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}") from None
+        raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}", flag) from None
     registry = RegistrySettings(
         insecure=kw["insecure"],
         insecure_pull=kw["insecure_pull"],
@@ -244,7 +247,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         context=context,
         dockerfile=dockerfile,
         destinations=tuple(kw["destination"]),
-        build_args=_build_args(kw["build_arg"]),
+        build_args=build_args,
         target=kw["target"],
         labels=_pairs(kw["label"], "--label"),
         tar_path=kw["tar_path"],

@@ -123,15 +123,23 @@ def test_same_tree_gives_same_bytes(tmp_path: Path) -> None:
     assert write(copy, paths) == first
 
 
-def test_timestamp_replaces_every_mtime(tmp_path: Path) -> None:
+def test_timestamp_clamps_mtimes_as_buildkits_rewrite_timestamp(tmp_path: Path) -> None:
     root = tmp_path / "root"
     paths = make_full_tree(root)
-    a = write(root, paths, ["etc/gone"], timestamp=1234567890)
-    for p in paths:
-        os.utime(root / p, (5, 999_999), follow_symlinks=False)
-    b = write(root, paths, ["etc/gone"], timestamp=1234567890)
-    assert a == b
+    a = write(root, paths, ["etc/gone"], timestamp=1234567890)  # the tree was written now: after the epoch
     assert {m.mtime for m in members(a)} == {1234567890}
+    for p in paths:
+        os.utime(root / p, (5, 999_999), follow_symlinks=False)  # before the epoch: kept
+    b = write(root, paths, ["etc/gone"], timestamp=1234567890)
+    times = {m.name: m.mtime for m in members(b)}
+    assert times.pop("etc/.wh.gone") == 1234567890  # made by kiln: the epoch
+    assert set(times.values()) == {999_999}, times
+
+
+def test_timestamp_zero_pins_every_mtime(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    paths = make_full_tree(root)
+    assert {m.mtime for m in members(write(root, paths, ["etc/gone"], timestamp=0))} == {0}
 
 
 def test_parents_written_with_their_own_metadata(tmp_path: Path) -> None:

@@ -143,6 +143,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             image = _with_labels(env.results[plan.target].image, opts.labels, blobs)
             outputs = write_outputs(image, opts, reporter)
             for name in plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]):
+                if name == "SOURCE_DATE_EPOCH":  # consumed by kiln itself: the build's timestamps
+                    continue
                 reporter.warning(f"build argument {name} was not consumed by any ARG")
             reporter.summary(
                 BuildSummary(

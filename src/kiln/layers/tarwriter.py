@@ -1,7 +1,8 @@
 """Writing a layer tar from a directory: deterministic PAX, hardlinks, xattrs, explicit whiteouts.
 
 The same tree and the same lists give the same bytes: entries are sorted, no user or group names, no
-atime/ctime, and ``timestamp`` (for reproducible builds) replaces every mtime. Headers come from Python's
+atime/ctime, and ``timestamp`` (SOURCE_DATE_EPOCH, or 0 for --reproducible) clamps every mtime: a later one
+becomes the timestamp, an earlier one stays (BuildKit's rewrite-timestamp). Headers come from Python's
 tarfile (PAX format); the framing (content, padding, end of archive) is written here so file contents stream
 straight from disk without the tarfile module's small copy buffers.
 
@@ -67,7 +68,8 @@ def _prune_deletions(deletions: Iterable[str]) -> list[tuple[str, ...]]:
 
 
 def _mtime(st: os.stat_result, timestamp: int | None) -> int:
-    return timestamp if timestamp is not None else st.st_mtime_ns // 1_000_000_000
+    mtime = st.st_mtime_ns // 1_000_000_000
+    return mtime if timestamp is None else max(0, min(mtime, timestamp))
 
 
 def _xattrs(target: str | int) -> dict[str, str]:
