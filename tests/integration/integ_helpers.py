@@ -100,6 +100,7 @@ class Kiln:
         layout: Path | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float = 900,
+        wrapper: Sequence[str] = (),
     ) -> Outcome:
         """kiln build CONTEXT ARGS, writing an OCI layout (tag TAG) and, with tar, a docker-archive."""
         self._n += 1
@@ -117,7 +118,8 @@ class Kiln:
         full_env = dict(os.environ)
         full_env.update(env or {})
         started = time.monotonic()
-        proc = subprocess.run(argv, input=stdin, capture_output=True, timeout=timeout, env=full_env, check=False)
+        proc = subprocess.run([*wrapper, *argv], input=stdin, capture_output=True, timeout=timeout, env=full_env,
+                              check=False)
         return Outcome(
             proc.returncode, proc.stdout.decode(errors="replace"), proc.stderr.decode(errors="replace"),
             out, tar_path, time.monotonic() - started, argv,

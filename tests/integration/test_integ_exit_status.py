@@ -31,3 +31,14 @@ def test_what_kiln_does_not_support_yet_is_status_2_at_its_line(kiln_bb: Kiln, t
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: Dockerfile:3: ") and "type=ssh" in errors[0], out.stderr
     assert "not supported yet" in errors[0] and "Traceback" not in out.stderr
+
+
+def test_without_the_privilege_to_make_containers_run_says_to_build_in_place(kiln_bb: Kiln, tmp_path: Path) -> None:
+    """kaniko's setting: root in a container without CAP_SYS_ADMIN. kiln cannot make a container for RUN there,
+    and says what to do in one line rather than passing on runc's puzzle."""
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo hi\n"})
+    out = kiln_bb.build(ctx, wrapper=["setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin"])
+    assert out.returncode != 0
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Dockerfile:2" in errors[0] and "--in-place" in errors[0], out.stderr
+    assert "CAP_SYS_ADMIN" in errors[0]

@@ -18,7 +18,7 @@ from kiln.rootfs.paths import resolve_in_root
 from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox import reaper
 from kiln.sandbox.ocispec import ContainerMount, runtime_config
-from kiln.sandbox.runc import find_runtime, run_container
+from kiln.sandbox.runc import check_can_create_containers, find_runtime, run_container
 from kiln.sandbox.spec import DEFAULT_PATH, RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
 
@@ -147,6 +147,7 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
     be set up, and for an unknown USER. A command that is not found is the runtime's failure to start it."""
     if not spec.argv:
         raise SandboxError("RUN with an empty command")
+    check_can_create_containers()
     runtime = find_runtime()
     root = _checked_rootfs(spec.rootfs)
     user = resolve_user(root, spec.user)

@@ -30,6 +30,19 @@ NOT_FOUND = 127
 _MAX_CONFIG = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 
 
+_CAP_SYS_ADMIN = 21
+
+
+def check_can_create_containers() -> None:
+    """Creating a container (namespaces, mounts) needs CAP_SYS_ADMIN; without it runc fails with messages that
+    do not say so (\"can't get final child's PID from pipe\"). Say what to do instead, in one line."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
+    if not effective >> _CAP_SYS_ADMIN & 1:
+        raise SandboxError("RUN needs to create a container and kiln lacks CAP_SYS_ADMIN here (an unprivileged "
+                           "container?): build with --in-place inside such a container")
+
+
 def find_runtime() -> str:
     """runc's path: $KILN_RUNC, then PATH, then the usual places."""
     candidates = [os.environ.get("KILN_RUNC", ""), shutil.which("runc") or "", *_RUNTIME_CANDIDATES]
