@@ -70,3 +70,28 @@ def test_two_sources_found_still_need_a_directory_destination(kiln: Kiln, tmp_pa
     # f* matches foo: two sources found (foo twice), so this is refused.
     out = kiln.build(ctx).failed()
     assert "must be a directory and end with a /" in out.stderr
+
+
+def test_chmod_applies_to_the_directories_the_copy_creates(kiln: Kiln, tmp_path: Path) -> None:
+    # BuildKit >= 0.21 (tonistiigi/fsutil#228 for moby/buildkit#4945; moby/moby#49851 shows 28.1's result):
+    # the directories COPY --chmod creates, the destination of a directory and missing parents, get the mode.
+    # Directories that exist are left alone.
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Dockerfile": "FROM scratch\n"
+                       "COPY --chmod=777 dir /dir777\n"
+                       "COPY --chmod=770 foo /parent/sub/foo\n"
+                       "COPY --chmod=700 foo /parent/sub/again/\n"
+                       "COPY foo /plain/sub/foo\n",
+         "foo": "foo\n", "dir/sub/x": "x\n"},
+    )  # fmt: skip
+    (ctx / "dir").chmod(0o750)
+    out = kiln.build(ctx).ok()
+    tree = flatten_layout(out.layout, TAG, tmp_path)
+    modes = {path: (info.type, info.mode) for path, info in tree.items() if path != "/"}
+    assert modes == {
+        "/dir777": ("dir", 0o777), "/dir777/sub": ("dir", 0o777), "/dir777/sub/x": ("file", 0o777),
+        "/parent": ("dir", 0o770), "/parent/sub": ("dir", 0o770), "/parent/sub/foo": ("file", 0o770),
+        "/parent/sub/again": ("dir", 0o700), "/parent/sub/again/foo": ("file", 0o700),
+        "/plain": ("dir", 0o755), "/plain/sub": ("dir", 0o755), "/plain/sub/foo": ("file", 0o644),
+    }  # fmt: skip

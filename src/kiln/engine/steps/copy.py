@@ -2,9 +2,10 @@
 
 Docker's semantics: a directory source copies its contents; a file copied to a destination ending in "/" (or to an
 existing directory, or with several sources) keeps its name inside it; missing destination directories are
-created; owners are root unless --chown says otherwise (or, for --from, the source's own); --chmod overrides
-modes. ADD also unpacks local tar archives and fetches URLs. Every path written is returned: those are the paths
-the step declares, and they all go into its layer.
+created (0755, or with the --chmod mode as BuildKit >= 0.21 does); owners are root unless --chown says
+otherwise (or, for --from, the source's own); --chmod overrides modes. ADD also unpacks local tar archives and
+fetches URLs. Every path written is returned: those are the paths the step declares, and they all go into its
+layer.
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from kiln.context.source import BuildContext
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.dockerfile.flags import Chmod
 from kiln.dockerfile.instructions import Add, Copy
-from kiln.engine.steps.fscopy import CopyAttrs, ModeFn, Owner, WriteLog, copy_entry, copy_tree_contents, make_dirs
+from kiln.engine.steps.fscopy import (
+    CopyAttrs,
+    ModeFn,
+    Owner,
+    WriteLog,
+    copy_entry,
+    copy_tree_contents,
+    make_dirs,
+    new_dir_mode,
+)
 from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ContextError, SourceLocation
 from kiln.rootfs.paths import resolve_in_root
@@ -165,6 +175,8 @@ def run_copy(
         owner=owner if owner is not None else (None if tree.keep_owners else Owner(0, 0)),
         chmod=_chmod_fn(instr.mode),
     )
+    # The directories the copy creates (the destination of a directory, missing parents) get the --chmod mode.
+    dir_mode = new_dir_mode(attrs.chmod)
     try:
         dest_host = resolve_in_root(root, dest)
         into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
@@ -173,13 +185,15 @@ def run_copy(
             base = dest_host / posixpath.dirname(src.rel) if parents and src.rel else dest_host
             if src.is_dir:
                 # make_dirs gives the real directory: the image may have a symlink anywhere on the way.
-                dir_dest = make_dirs(root, base / src.name if parents and src.rel else dest_host, owner, log)
+                top = base / src.name if parents and src.rel else dest_host
+                dir_dest = make_dirs(root, top, owner, log, dir_mode)
                 if not dir_dest.is_dir():
                     raise BuildError(f"cannot copy directory {src.name} onto file {dest}", where)
                 copy_tree_contents(src.path, dir_dest, attrs, log, _filtered(tree.walk(src), excludes))
             else:
                 name = src.name if (into_dir or parents) else dest_host.name
-                target = make_dirs(root, base if (into_dir or parents) else dest_host.parent, owner, log) / name
+                parent = base if (into_dir or parents) else dest_host.parent
+                target = make_dirs(root, parent, owner, log, dir_mode) / name
                 copy_entry(src.path, target, attrs, log, os.stat(src.path))
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None

@@ -159,7 +159,7 @@ def copy_tree_contents(
             dst = dst_dir / rel
         else:
             # Its parent was filtered out (--exclude): what is there now may be the image's symlink.
-            dst = make_dirs(log.root, dst_dir / parent, attrs.owner, log) / name
+            dst = make_dirs(log.root, dst_dir / parent, attrs.owner, log, new_dir_mode(attrs.chmod)) / name
         st = os.lstat(src)
         copy_entry(src, dst, attrs, log, st)
         if stat.S_ISDIR(st.st_mode):
@@ -178,10 +178,18 @@ def _walk(top: Path) -> Iterator[str]:
             yield name if base == "." else f"{base}/{name}"
 
 
-def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) -> Path:
+def new_dir_mode(chmod: ModeFn | None) -> int:
+    """The mode of a directory a COPY creates (the destination, its missing parents): 0755, or what --chmod
+    makes of it. BuildKit >= 0.21 (tonistiigi/fsutil#228, moby/buildkit#4945) creates them with the --chmod
+    mode; a symbolic --chmod is applied to 0755 as to any directory."""
+    return 0o755 if chmod is None else chmod(stat.S_IFDIR | 0o755)
+
+
+def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog, mode: int = 0o755) -> Path:
     """mkdir -p inside the rootfs; the directories created (not those that existed) are owned by ``owner``
-    (root by default) with mode 0755, and declared as written. Symlinks on the way are followed inside the
-    root, never on the host; the real directory is returned, and callers write below it, not ``host_dir``."""
+    (root by default) with ``mode`` (0755 unless the caller's --chmod says otherwise), and declared as
+    written. Symlinks on the way are followed inside the root, never on the host; the real directory is
+    returned, and callers write below it, not ``host_dir``."""
     real = resolve_in_root(root, os.path.relpath(host_dir, root))
     missing: list[Path] = []
     p = real
@@ -191,9 +199,10 @@ def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog) ->
             break
         p = p.parent
     for d in reversed(missing):
-        os.mkdir(d, 0o755)
-        os.chmod(d, 0o755)
+        os.mkdir(d, 0o700)
         if owner is not None:
             os.chown(d, owner.uid, owner.gid)
+        # After chown, which may clear setgid; and whatever the umask.
+        os.chmod(d, mode)
         log.add(d)
     return real
