@@ -95,3 +95,17 @@ def test_chmod_applies_to_the_directories_the_copy_creates(kiln: Kiln, tmp_path:
         "/parent/sub/again": ("dir", 0o700), "/parent/sub/again/foo": ("file", 0o700),
         "/plain": ("dir", 0o755), "/plain/sub": ("dir", 0o755), "/plain/sub/foo": ("file", 0o644),
     }  # fmt: skip
+
+
+def test_user_root_without_passwd_owns_workdir_and_chown(kiln: Kiln, tmp_path: Path) -> None:
+    # root is uid 0 without a passwd file: BuildKit (llb.WithUser) and kaniko create /w as 0:0, and take
+    # --chown=root as uid 0 (buildah 1.28 refuses the --chown: docs/conformance.md).
+    ctx = write_context(
+        tmp_path / "ctx",
+        {"Dockerfile": "FROM scratch\nUSER root\nWORKDIR /w\nCOPY --chown=root:77 foo /w/sub/foo\n", "foo": "foo\n"},
+    )
+    out = kiln.build(ctx).ok()
+    tree = flatten_layout(out.layout, TAG, tmp_path)
+    owners = {path: (info.type, info.uid, info.gid) for path, info in tree.items() if path != "/"}
+    assert owners == {"/w": ("dir", 0, 0), "/w/sub": ("dir", 0, 77), "/w/sub/foo": ("file", 0, 77)}
+    assert out.config()["config"]["WorkingDir"] == "/w"

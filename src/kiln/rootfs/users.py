@@ -9,6 +9,9 @@ Follows BuildKit (executor/oci/user.go) and runc's GetExecUser:
 - The primary gid always heads the supplementary list: runc under buildah (the reference builder here) gives
   `groups=1000(app),4242(x)` for a user app in group x, and `groups=0(root)` for root.
 - HOME is the passwd home of the final uid (looked up by uid, as runc does), "/" if there is none.
+
+File operations (the directories WORKDIR creates, COPY/ADD --chown) resolve their owner differently, as
+BuildKit's file operations do (llb.WithUser, then the file op's readUser): see resolve_file_owner.
 """
 
 from __future__ import annotations
@@ -143,3 +146,18 @@ def resolve_user(rootfs: Path, user: str) -> ResolvedUser:
 
 def _name_of(passwd: list[_PasswdEntry], uid: int) -> str:
     return next((p.name for p in passwd if p.uid == uid), "")
+
+
+def resolve_file_owner(rootfs: Path, user: str) -> tuple[int, int]:
+    """The (uid, gid) a file operation gives what it creates for ``user`` ("", "name", "uid", "name:group",
+    "uid:gid", ":group"): WORKDIR's directories under USER, COPY/ADD --chown. Not what RUN runs as (that is
+    resolve_user, with runc's rules).
+
+    "root" is uid 0 without reading passwd, as BuildKit's llb.WithUser takes it: there may be no passwd at all
+    (FROM scratch), and BuildKit and kaniko make such a WORKDIR 0:0. Anything else is resolved as for RUN.
+    """
+    user_part, _, group_part = user.partition(":")
+    if user_part == "root":
+        return 0, resolve_user(rootfs, f"0:{group_part}").gid if group_part else 0
+    who = resolve_user(rootfs, user)
+    return who.uid, who.gid
