@@ -109,3 +109,17 @@ def test_user_root_without_passwd_owns_workdir_and_chown(kiln: Kiln, tmp_path: P
     owners = {path: (info.type, info.uid, info.gid) for path, info in tree.items() if path != "/"}
     assert owners == {"/w": ("dir", 0, 0), "/w/sub": ("dir", 0, 77), "/w/sub/foo": ("file", 0, 77)}
     assert out.config()["config"]["WorkingDir"] == "/w"
+
+
+def test_numeric_user_without_passwd_entry_owns_workdir_with_its_own_gid(kiln_bb: Kiln, tmp_path: Path) -> None:
+    # BuildKit resolves a numeric USER for a file operation as uid:uid (its readUser, ByID); buildah agrees.
+    # RUN keeps runc's gid 0 for the same user.
+    ctx = write_context(
+        tmp_path / "ctx", {"Dockerfile": "FROM busybox\nUSER 9999\nWORKDIR /a/b\nRUN id -g > /tmp/gid\n"}
+    )
+    out = kiln_bb.build(ctx).ok()
+    tree = flatten_layout(out.layout, TAG, tmp_path)
+    assert (tree["/a"].uid, tree["/a"].gid) == (9999, 9999)
+    assert (tree["/a/b"].uid, tree["/a/b"].gid) == (9999, 9999)
+    gid_file = tree["/tmp/gid"]
+    assert (gid_file.uid, gid_file.gid) == (9999, 0)

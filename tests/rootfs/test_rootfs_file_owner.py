@@ -63,3 +63,31 @@ def test_run_keeps_runc_rules(scratch: Path) -> None:
     # RUN's resolution is runc's: "root" is a name that must be in passwd.
     with pytest.raises(SandboxError, match="unable to find user root"):
         resolve_user(scratch, "root")
+
+
+def test_numeric_user_without_passwd_entry_gets_its_number_as_gid(root: Path, scratch: Path) -> None:
+    # BuildKit: USER 9999, WORKDIR /a/b gives 9999:9999 directories (readUser, ByID: gid = uid).
+    assert resolve_file_owner(root, "9999") == (9999, 9999)
+    assert resolve_file_owner(scratch, "9999") == (9999, 9999)
+    assert resolve_file_owner(scratch, "9999:5") == (9999, 5)
+
+
+def test_numeric_user_listed_with_another_group_still_gets_its_number(root: Path) -> None:
+    # By id, passwd is not read: odd is 1500 with primary group 2000, USER 1500 still gives 1500:1500 (buildah
+    # 1.28 does the same); by name it gets passwd's group.
+    assert resolve_file_owner(root, "1500") == (1500, 1500)
+    assert resolve_file_owner(root, "odd") == (1500, 2000)
+    assert resolve_file_owner(root, "1500:extra") == (1500, 3000)
+
+
+def test_run_keeps_gid_0_for_an_unknown_numeric_uid(root: Path) -> None:
+    # runc: an unknown numeric uid runs with gid 0; only file operations use the uid's number.
+    assert resolve_user(root, "9999").gid == 0
+    assert resolve_user(root, "1500").gid == 2000
+
+
+def test_ids_out_of_range_are_refused(root: Path) -> None:
+    with pytest.raises(SandboxError, match="out of range"):
+        resolve_file_owner(root, str(2**31))
+    with pytest.raises(SandboxError, match="out of range"):
+        resolve_file_owner(root, f"1:{2**31}")

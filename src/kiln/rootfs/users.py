@@ -153,11 +153,37 @@ def resolve_file_owner(rootfs: Path, user: str) -> tuple[int, int]:
     "uid:gid", ":group"): WORKDIR's directories under USER, COPY/ADD --chown. Not what RUN runs as (that is
     resolve_user, with runc's rules).
 
-    "root" is uid 0 without reading passwd, as BuildKit's llb.WithUser takes it: there may be no passwd at all
-    (FROM scratch), and BuildKit and kaniko make such a WORKDIR 0:0. Anything else is resolved as for RUN.
+    BuildKit's rules (llb.WithUser parses the user, the file operation's readUser resolves it):
+    - "root" is uid 0 and a number is that uid, without reading passwd (there may be none, FROM scratch); the
+      gid is then the same number: USER 9999 gives 9999:9999 where RUN runs with gid 0, and a uid that passwd
+      lists with another primary group still gets its own number (buildah agrees).
+    - A name is looked up in passwd and gets its uid and primary gid. An unknown name is an error here, where
+      BuildKit silently falls back to 0:0.
+    - A group after ":" replaces the gid: "root" or a number as is, a name from /etc/group (unknown: an
+      error, where BuildKit silently keeps the gid it had).
     """
     user_part, _, group_part = user.partition(":")
-    if user_part == "root":
-        return 0, resolve_user(rootfs, f"0:{group_part}").gid if group_part else 0
-    who = resolve_user(rootfs, user)
-    return who.uid, who.gid
+    uid, gid = _file_id(rootfs, user_part or "0", "user")
+    if group_part:
+        gid = _file_id(rootfs, group_part, "group")[0]
+    return uid, gid
+
+
+def _file_id(rootfs: Path, text: str, kind: str) -> tuple[int, int]:
+    """A user (or group) of a file operation: (id, primary gid) for a user, (gid, gid) for a group."""
+    if text == "root":
+        return 0, 0
+    if text.isdigit():
+        number = _int(text)
+        if number is None:
+            raise SandboxError(f"{kind} {text}: {'uid' if kind == 'user' else 'gid'} out of range")
+        return number, number
+    if kind == "user":
+        match = next((p for p in _passwd(rootfs) if p.name == text), None)
+        if match is None:
+            raise SandboxError(f"unable to find user {text}: no matching entries in passwd file")
+        return match.uid, match.gid
+    found = next((g for g in _groups(rootfs) if g.name == text), None)
+    if found is None:
+        raise SandboxError(f"unable to find group {text}: no matching entries in group file")
+    return found.gid, found.gid

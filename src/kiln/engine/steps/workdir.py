@@ -1,6 +1,7 @@
 """WORKDIR: the directory is created (with its missing parents) when it does not exist, owned by the current USER,
 as BuildKit does; an existing directory is left alone and gives no layer. The USER is resolved as BuildKit's file
-operations resolve it (resolve_file_owner): "root" is 0:0 without a passwd file."""
+operations resolve it (resolve_file_owner): "root" is 0:0 without a passwd file, a numeric uid gets its own number
+as gid."""
 
 from __future__ import annotations
 
