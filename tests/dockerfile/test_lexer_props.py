@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import dockerfile
 from kiln.dockerfile.instructions import Cmd, Copy, ExecCommand, Run, ShellCommand
-from kiln.dockerfile.lexer import lex, parse_words
+from kiln.dockerfile.lexer import Node, lex, parse_words, split_line
 from kiln.dockerfile.parse import parse_dockerfile
 from kiln.errors import DockerfileError
 
@@ -128,6 +128,34 @@ def tricky_dockerfiles(draw: st.DrawFn) -> str:
     return "\n".join(lines) + draw(st.sampled_from(["\n", ""]))
 
 
+_JSON = json.JSONDecoder()
+
+
+def _array_then_text(rest: str) -> bool:
+    rest = rest.lstrip()
+    if not rest.startswith("["):
+        return False
+    try:
+        _, end = _JSON.raw_decode(rest)
+    except ValueError:
+        return False
+    return bool(rest[end:].strip())
+
+
+def _newer_json_rule_applies(nodes: list[Node]) -> bool:
+    """Whether a line has text after a complete JSON array: the bundled parser predates BuildKit's json.Unmarshal
+    rule there (it reads the array and ignores the rest, or refuses a non-string one), so it cannot be the
+    reference for that file (see test_oracle.NEWER_JSON_RULE; test_lexer checks those lines)."""
+    for node in nodes:
+        target = node.sub if node.sub is not None else node
+        rest = split_line(target.original.split("\n", 1)[0])[2]
+        if target.keyword == "healthcheck":
+            rest = rest.split(None, 1)[1] if len(rest.split(None, 1)) == 2 else ""
+        if _array_then_text(rest):
+            return True
+    return False
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=tricky_dockerfiles())
 def test_lexer_agrees_with_buildkit(text: str) -> None:
@@ -139,6 +167,8 @@ def test_lexer_agrees_with_buildkit(text: str) -> None:
         got = lex(text)[1]
     except DockerfileError:
         got = None
+    if got is not None and _newer_json_rule_applies(got):
+        return
     if want is None or got is None:
         assert want is None and got is None, text
         return
