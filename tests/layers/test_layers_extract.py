@@ -304,3 +304,30 @@ def test_binary_xattr_without_hdrcharset_as_go_writes_it(tmp_path: Path) -> None
     assert b"hdrcharset" not in data
     extract(data, tmp_path / "dst")
     assert os.getxattr(tmp_path / "dst/bin/tool", "security.capability") == cap
+
+
+@pytest.mark.parametrize(
+    "tar_flags",
+    [
+        ["--format=gnu"],
+        ["--format=posix", "--sparse-version=0.0"],
+        ["--format=posix", "--sparse-version=0.1"],
+        ["--format=posix", "--sparse-version=1.0"],
+    ],
+)
+def test_gnu_tar_sparse_files_keep_their_holes(tmp_path: Path, tar_flags: list[str]) -> None:
+    """Every GNU tar sparse format extracts to the same bytes, and the holes stay holes (never written)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    with open(src / "sparse", "wb") as f:
+        f.seek(1 << 20)
+        f.write(b"hello")
+        f.seek(3 << 20)
+        f.write(b"world")
+        f.truncate(8 << 20)
+    tar = tmp_path / "sparse.tar"
+    subprocess.run(["tar", "--sparse", *tar_flags, "-cf", str(tar), "-C", str(src), "sparse"], check=True)
+    extract(tar.read_bytes(), tmp_path / "dst")
+    out = tmp_path / "dst/sparse"
+    assert out.read_bytes() == (src / "sparse").read_bytes()
+    assert out.stat().st_blocks * 512 < 1 << 20

@@ -19,6 +19,13 @@ Parts = tuple[str, ...]
 MAX_SYMLINKS = 40
 
 
+# A walk holds the directory it is in open (O_PATH; opened from its parent by name, never through a symlink)
+# so that each step is one system call on one name: a walk is linear in the depth of the path, which a layer
+# can make thousands of directories deep (re-resolving the whole path at every step made one entry take
+# seconds).
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+
+
 class RootResolver:
     """Maps image directory paths to the real directories under ``root`` (following symlinks chroot-style).
 
@@ -28,7 +35,7 @@ class RootResolver:
 
     def __init__(self, root: str) -> None:
         self.root = root
-        self._cache: dict[Parts, Parts] = {}
+        self._cache: dict[Parts, tuple[Parts, int]] = {}  # image parts -> real parts, symlinks followed
 
     def host(self, parts: Parts) -> str:
         """The host path of real parts (parts that resolve_dir returned, plus possibly one final name)."""
@@ -45,46 +52,64 @@ class RootResolver:
         """
         cached = self._cache.get(parts)
         if cached is not None:
-            return cached
-        real = self._walk(parts, create)
-        if real is not None:
-            self._cache[parts] = real
-        return real
+            return cached[0]
+        # Most directories are new below one seen before: start from there.
+        parent = self._cache.get(parts[:-1]) if parts else None
+        if parent is not None:
+            found = self._walk(parts, parent[0], parent[1], parts[-1:], create)
+        else:
+            found = self._walk(parts, (), 0, parts, create)
+        if found is None:
+            return None
+        self._cache[parts] = found
+        return found[0]
 
-    def _walk(self, parts: Parts, create: bool) -> Parts | None:
-        pending = list(reversed(parts))
-        current: list[str] = []
-        followed = 0
-        while pending:
-            comp = pending.pop()
-            if comp in ("", "."):
-                continue
-            if comp == "..":
-                if not current:
-                    raise UnsafePathError(f"{'/'.join(parts)}: a symlink on the way leads outside the root")
-                current.pop()
-                continue
-            candidate = [*current, comp]
-            host = os.path.join(self.root, *candidate)
-            try:
-                st = os.lstat(host)
-            except FileNotFoundError:
-                if not create:
-                    return None
-                os.mkdir(host, 0o755)
-                os.chmod(host, 0o755)  # whatever the umask
-                current = candidate
-                continue
-            if stat.S_ISLNK(st.st_mode):
-                followed += 1
-                if followed > MAX_SYMLINKS:
-                    raise UnsafePathError(f"{'/'.join(parts)}: too many levels of symbolic links")
-                target = os.readlink(host)
-                if target.startswith("/"):
-                    current = []
-                pending.extend(reversed(target.split("/")))
-                continue
-            if not stat.S_ISDIR(st.st_mode):
-                raise ImageFormatError(f"{'/'.join(parts)}: {'/'.join(candidate)} is not a directory")
-            current = candidate
-        return tuple(current)
+    def _open(self, real: Parts) -> int:
+        # Every component of real parts is a real directory, the root aside (which may be a symlink).
+        return os.open(self.host(real), _DIR_FLAGS | (os.O_NOFOLLOW if real else 0))
+
+    def _walk(self, parts: Parts, base: Parts, followed: int, rest: Parts, create: bool) -> tuple[Parts, int] | None:
+        pending = list(reversed(rest))
+        current = list(base)
+        fd = self._open(base)
+        try:
+            while pending:
+                comp = pending.pop()
+                if comp in ("", "."):
+                    continue
+                if comp == "..":
+                    if not current:
+                        raise UnsafePathError(f"{'/'.join(parts)}: a symlink on the way leads outside the root")
+                    current.pop()
+                    parent = os.open("..", _DIR_FLAGS, dir_fd=fd)  # a real directory's: inside the root
+                    os.close(fd)
+                    fd = parent
+                    continue
+                try:
+                    st: os.stat_result | None = os.lstat(comp, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        return None
+                    os.mkdir(comp, 0o755, dir_fd=fd)
+                    os.chmod(comp, 0o755, dir_fd=fd)  # whatever the umask
+                    st = None
+                if st is not None and stat.S_ISLNK(st.st_mode):
+                    followed += 1
+                    if followed > MAX_SYMLINKS:
+                        raise UnsafePathError(f"{'/'.join(parts)}: too many levels of symbolic links")
+                    target = os.readlink(comp, dir_fd=fd)
+                    if target.startswith("/"):
+                        current = []
+                        os.close(fd)
+                        fd = self._open(())
+                    pending.extend(reversed(target.split("/")))
+                    continue
+                if st is not None and not stat.S_ISDIR(st.st_mode):
+                    raise ImageFormatError(f"{'/'.join(parts)}: {'/'.join((*current, comp))} is not a directory")
+                child = os.open(comp, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = child
+                current.append(comp)
+        finally:
+            os.close(fd)
+        return tuple(current), followed
