@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.context.source import open_context
+from kiln.context.opener import open_context
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.engine.cache import sources_digest
 from kiln.engine.steps.copy import ContextTree

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.source import BuildContext
+from kiln.context.opener import BuildContext
 from kiln.context.sources import ResolvedSource, iter_tree, resolve_sources
 from kiln.errors import ContextError
 

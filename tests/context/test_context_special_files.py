@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.source import BuildContext, open_context
+from kiln.context.opener import BuildContext, open_context
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.engine.steps.add import is_archive
 from kiln.errors import ContextError

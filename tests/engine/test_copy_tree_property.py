@@ -21,7 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.source import BuildContext
+from kiln.context.opener import BuildContext
 from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Copy
 from kiln.dockerfile.parse import parse_dockerfile

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from kiln.context import gomatch
 from kiln.context.dockerignore import MatchState
-from kiln.context.source import BuildContext
+from kiln.context.opener import BuildContext
 from kiln.context.special import special_file_error, special_kind
 from kiln.errors import ContextError
 

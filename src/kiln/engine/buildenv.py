@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from kiln.context.source import BuildContext
+from kiln.context.opener import BuildContext
 from kiln.dockerfile.instructions import Add, Copy
 from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.source import BuildContext, open_context
+from kiln.context.opener import BuildContext, open_context
 from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
 from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text

@@ -21,7 +21,7 @@ from typing import Protocol
 
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.gomatch import glob_regex
-from kiln.context.source import BuildContext
+from kiln.context.opener import BuildContext
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.dockerfile.flags import Chmod
 from kiln.dockerfile.instructions import Add, Copy

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from kiln.context.source import BuildContext, open_context
+from kiln.context.opener import BuildContext, open_context
 from kiln.errors import ContextError, NotSupportedYet
 
 MTIME = 1_600_000_000
