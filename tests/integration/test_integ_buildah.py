@@ -1,5 +1,5 @@
 """The same Dockerfile built by kiln and by buildah gives the same files (paths, types, modes, owners,
-contents, link targets) and the same config (issues 3 and 5). buildah is an independent implementation, so a
+contents, link targets) and the same config. buildah is an independent implementation, so a
 difference points at one of the two; the message shows which paths or fields differ."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Bad input (issues 3 and 5): every failure exits non-zero with a clear message naming the cause, leaves no
+"""Bad input: every failure exits non-zero with a clear message naming the cause, leaves no
 output at --oci-layout-path / --tar-path, and leaves kiln's tmp/ empty with nothing mounted below it."""
 
 from __future__ import annotations

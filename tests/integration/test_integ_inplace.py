@@ -1,4 +1,4 @@
-"""kiln build --in-place (issue 5, kaniko's way of working), inside a throwaway root of the tests' own making.
+"""kiln build --in-place (kaniko's way of working), inside a throwaway root of the tests' own making.
 
 Each build gets a fresh root in a temporary directory: real (writable) /bin /sbin /etc /root /home /tmp /var
 for the base image to land in, read-only bind mounts of the host's /usr (with /lib and /lib64 symlinks into

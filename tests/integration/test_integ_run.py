@@ -1,4 +1,4 @@
-"""RUN and snapshots (issue 5) on the busybox and the Debian base: what a RUN changes is exactly what its layer
+"""RUN and snapshots on the busybox and the Debian base: what a RUN changes is exactly what its layer
 holds (whiteouts included), whatever the snapshotter; users, groups, WORKDIR, ENV/ARG, SHELL, exec form,
 --network=none, background processes, and the files the sandbox provides that never reach a layer."""
 

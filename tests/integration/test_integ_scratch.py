@@ -1,4 +1,4 @@
-"""FROM scratch builds (issue 3): COPY and ADD of context files, the context sources, every metadata
+"""FROM scratch builds: COPY and ADD of context files, the context sources, every metadata
 instruction, and outputs that other tools (skopeo, umoci, podman) read."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Slow whole builds: a RUN writing 20,000 files on the Debian base, snapshotted by the overlay snapshotter
-and by the walking one (issue 5), and the README demo (scripts/demo.sh)."""
+and by the walking one, and the README demo (scripts/demo.sh)."""
 
 from __future__ import annotations
 

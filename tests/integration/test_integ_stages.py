@@ -1,4 +1,4 @@
-"""Multi-stage builds (issue 5): COPY --from a stage by name and index and from an image, --target with an
+"""Multi-stage builds: COPY --from a stage by name and index and from an image, --target with an
 unused (failing) stage never built, ONBUILD triggers of a base stage and of a base image, and --reproducible."""
 
 from __future__ import annotations
