@@ -12,6 +12,7 @@ on unquoted, unescaped white space, where white space produced by a variable als
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -24,6 +25,13 @@ _SPECIAL_PARAMS = frozenset("@*#?-$!0")
 # Go's unicode.IsSpace: Python's str.isspace() also counts the ASCII separators 0x1c-0x1f, Go does not.
 _NOT_GO_SPACE = frozenset("\x1c\x1d\x1e\x1f")
 _REGEX_SPECIAL = frozenset("[]{}.+()|^$")
+# Go's unicode.IsSpace (str.isspace() without 0x1c-0x1f) as a character class; test_linear checks the set.
+_GO_SPACE_CLASS = "\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_SPACE_RUN = re.compile(f"[{_GO_SPACE_CLASS}]+")
+_ASCII_NAME_RUN = re.compile("[A-Za-z0-9_]+")  # the ASCII characters of _is_name_char
+
+# The lexer below takes runs of characters with no special meaning in one step (a regular expression, a
+# str.find), and the word being built is a list of pieces joined once: expansion is linear in the text.
 
 
 class _ExpandError(Exception):
@@ -46,38 +54,53 @@ def _is_name_char(ch: str) -> bool:
 class _Words:
     """Collects the words of ProcessWords: splits on white space unless the character was quoted/escaped."""
 
-    word: str = ""
+    parts: list[str] = field(default_factory=list)  # the word so far, never holding an empty piece
     words: list[str] = field(default_factory=list)
     in_word: bool = False
 
+    def _end_word(self) -> None:
+        # BuildKit only ends a word when it has text: an empty quoted "" never becomes a word.
+        if self.in_word and self.parts:
+            self.words.append("".join(self.parts))
+            self.parts = []
+            self.in_word = False
+
     def add_char(self, ch: str) -> None:
         if _is_space(ch):
-            # BuildKit only ends a word when it has text: an empty quoted "" never becomes a word.
-            if self.in_word and self.word:
-                self.words.append(self.word)
-                self.word = ""
-                self.in_word = False
+            self._end_word()
         else:
             self.add_raw_char(ch)
 
     def add_raw_char(self, ch: str) -> None:
-        self.word += ch
+        self.parts.append(ch)
         self.in_word = True
 
     def add_string(self, text: str) -> None:
-        for ch in text:
-            self.add_char(ch)
+        """add_char for each character of `text`."""
+        pieces = _SPACE_RUN.split(text)
+        for i, piece in enumerate(pieces):
+            if i:
+                self._end_word()  # white space between this piece and the one before
+            if piece:
+                self.add_raw_string(piece)
 
     def add_raw_string(self, text: str) -> None:
-        self.word += text
+        if text:
+            self.parts.append(text)
         self.in_word = True
 
     def finish(self) -> list[str]:
-        if self.word:
-            self.words.append(self.word)
-            self.word = ""
+        if self.parts:
+            self.words.append("".join(self.parts))
+            self.parts = []
             self.in_word = False
         return self.words
+
+
+@functools.lru_cache(maxsize=64)
+def _plain_run(specials: str) -> re.Pattern[str]:
+    """A run of characters none of which is in `specials`."""
+    return re.compile("[^" + "".join(re.escape(c) for c in specials) + "]+")
 
 
 class _Lexer:
@@ -129,7 +152,17 @@ class _Lexer:
     def _process_stop_on(self, stop: str | None) -> tuple[str, list[str]]:
         result: list[str] = []
         words = _Words()
+        specials = "$" + self.escape + ("" if self.skip_quotes else "'\"") + (stop or "")
+        plain = _plain_run(specials).match
+        text = self.text
         while (ch := self.peek()) is not None:
+            if ch not in specials:
+                m = plain(text, self.pos)
+                assert m is not None
+                self.pos = m.end()
+                result.append(m.group())
+                words.add_string(m.group())
+                continue
             if stop is not None and ch == stop:
                 self.next()
                 return "".join(result), words.finish()
@@ -161,19 +194,13 @@ class _Lexer:
 
     def process_single_quote(self) -> str:
         # Everything up to the next ' is literal; a ' cannot be escaped inside.
-        result: list[str] = []
-        quote = self.next()
-        if self.raw_quotes and quote:
-            result.append(quote)
-        while True:
-            ch = self.next()
-            if ch is None:
-                raise _ExpandError("unexpected end of statement while looking for matching single-quote")
-            if ch == "'":
-                if self.raw_quotes:
-                    result.append(ch)
-                return "".join(result)
-            result.append(ch)
+        start = self.pos  # at the opening quote
+        end = self.text.find("'", start + 1)
+        if end < 0:
+            self.pos = len(self.text)
+            raise _ExpandError("unexpected end of statement while looking for matching single-quote")
+        self.pos = end + 1
+        return self.text[start : end + 1] if self.raw_quotes else self.text[start + 1 : end]
 
     def process_double_quote(self) -> str:
         # Literal except $ (expanded) and the escape character, which escapes only " $ and itself.
@@ -181,10 +208,18 @@ class _Lexer:
         quote = self.next()
         if self.raw_quotes and quote:
             result.append(quote)
+        specials = '"$' + self.escape
+        plain = _plain_run(specials).match
         while True:
             ch = self.peek()
             if ch is None:
                 raise _ExpandError("unexpected end of statement while looking for matching double-quote")
+            if ch not in specials:
+                m = plain(self.text, self.pos)
+                assert m is not None
+                self.pos = m.end()
+                result.append(m.group())
+                continue
             if ch == '"':
                 self.next()
                 if self.raw_quotes:
@@ -216,6 +251,13 @@ class _Lexer:
             if not name and ch in _SPECIAL_PARAMS:
                 self.next()
                 return ch
+            if ch.isascii():
+                m = _ASCII_NAME_RUN.match(self.text, self.pos)  # the ASCII name characters, at once
+                if m is None:
+                    break
+                name.append(m.group())
+                self.pos = m.end()
+                continue
             if not _is_name_char(ch):
                 break
             self.next()
@@ -401,39 +443,40 @@ def _replace_all(rx: re.Pattern[str], value: str, template: str) -> str:
 def _go_template(template: str, whole: str) -> str:
     """Go's Regexp.Expand for a pattern without groups: $0/${0} is the match, other $names are empty."""
     out: list[str] = []
-    rest = template
-    while "$" in rest:
-        before, rest = rest.split("$", 1)
-        out.append(before)
-        if rest.startswith("$"):
+    pos = 0
+    while (dollar := template.find("$", pos)) >= 0:
+        out.append(template[pos:dollar])
+        if template.startswith("$", dollar + 1):
             out.append("$")
-            rest = rest[1:]
+            pos = dollar + 2
             continue
-        parsed = _go_template_name(rest)
+        parsed = _go_template_name(template, dollar + 1)
         if parsed is None:
             out.append("$")
+            pos = dollar + 1
             continue
-        name, rest = parsed
+        name, pos = parsed
         if name == "0":
             out.append(whole)
-    out.append(rest)
+    out.append(template[pos:])
     return "".join(out)
 
 
-def _go_template_name(text: str) -> tuple[str, str] | None:
-    brace = text.startswith("{")
-    body = text[1:] if brace else text
-    i = 0
-    while i < len(body) and _is_name_char(body[i]):
+def _go_template_name(text: str, pos: int) -> tuple[str, int] | None:
+    """The name after a $ at `pos` ($name or ${name}) and where the text goes on, or None when there is none."""
+    brace = text.startswith("{", pos)
+    start = pos + 1 if brace else pos
+    i = start
+    while i < len(text) and _is_name_char(text[i]):
         i += 1
-    if i == 0:
+    if i == start:
         return None
-    name = body[:i]
+    name = text[start:i]
     if brace:
-        if i >= len(body) or body[i] != "}":
+        if i >= len(text) or text[i] != "}":
             return None
         i += 1
-    return name, body[i:]
+    return name, i
 
 
 # -- public API ----------------------------------------------------------------------------------------------
@@ -480,12 +523,20 @@ class Expander:
         except _ExpandError as e:
             raise DockerfileError(f'failed to process "{text}": {e}') from None
 
+    def _is_plain(self, s: str) -> bool:
+        # Nothing to expand, unquote or unescape: the word is itself (most words of most Dockerfiles).
+        return "$" not in s and "'" not in s and '"' not in s and self.escape not in s
+
     def word(self, s: str) -> str:
         """One word: quotes removed, escapes applied, variables expanded (BuildKit's ProcessWord)."""
+        if self._is_plain(s):
+            return s
         return self._run(s)[0]
 
     def words(self, s: str) -> list[str]:
         """The expansion split into words (BuildKit's ProcessWords)."""
+        if self._is_plain(s):
+            return [w for w in _SPACE_RUN.split(s) if w]
         return self._run(s)[1]
 
 

@@ -160,15 +160,31 @@ def needed_stages(target: int, deps: Mapping[int, Sequence[int]]) -> set[int]:
 
 
 def waves(stages: Sequence[int], deps: Mapping[int, Sequence[int]], path: str = "Dockerfile") -> list[list[int]]:
-    """Stages grouped so that each group needs only earlier groups: the stages of a group can run in parallel."""
-    remaining = set(stages)
-    done: set[int] = set()
+    """Stages grouped so that each group needs only earlier groups: the stages of a group can run in parallel.
+
+    Kahn's algorithm, a layer at a time (linear in stages and dependencies; needs outside `stages` are ignored)."""
+    members = set(stages)
+    waiting: dict[int, int] = {}  # stage -> how many of its needs are not built yet
+    users: dict[int, list[int]] = {}
+    for i in members:
+        needs = {d for d in deps.get(i, ()) if d in members}
+        waiting[i] = len(needs)
+        for d in needs:
+            users.setdefault(d, []).append(i)
     out: list[list[int]] = []
-    while remaining:
-        ready = sorted(i for i in remaining if all(d in done or d not in remaining for d in deps.get(i, ())))
-        if not ready:
-            raise DockerfileError(f"circular dependency between stages {sorted(remaining)}", path)
+    ready = sorted(i for i in members if waiting[i] == 0)
+    placed = 0
+    while ready:
         out.append(ready)
-        done.update(ready)
-        remaining.difference_update(ready)
+        placed += len(ready)
+        unlocked: list[int] = []
+        for d in ready:
+            for i in users.get(d, ()):
+                waiting[i] -= 1
+                if waiting[i] == 0:
+                    unlocked.append(i)
+        ready = sorted(unlocked)
+    if placed != len(members):
+        remaining = sorted(i for i in members if waiting[i] > 0)
+        raise DockerfileError(f"circular dependency between stages {remaining}", path)
     return out

@@ -136,7 +136,7 @@ class Env(Instruction):
         for k, _ in pairs:
             if not k:
                 raise self._error("ENV names can not be blank")
-        return dataclasses.replace(self, pairs=pairs)
+        return self if pairs == self.pairs else dataclasses.replace(self, pairs=pairs)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ class Label(Instruction):
         for k, _ in pairs:
             if not k:
                 raise self._error("LABEL names can not be blank")
-        return dataclasses.replace(self, pairs=pairs)
+        return self if pairs == self.pairs else dataclasses.replace(self, pairs=pairs)
 
 
 @dataclass(frozen=True)

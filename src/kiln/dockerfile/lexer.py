@@ -19,6 +19,7 @@ split the same way here as under `docker build`:
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -27,7 +28,17 @@ from dataclasses import dataclass, field
 
 from kiln.errors import DockerfileError
 
-__all__ = ["Directives", "DockerfileWarning", "Heredoc", "Node", "go_text", "lex", "parse_words", "split_line"]
+__all__ = [
+    "Directives",
+    "DockerfileWarning",
+    "Heredoc",
+    "Node",
+    "first_word",
+    "go_text",
+    "lex",
+    "parse_words",
+    "split_line",
+]
 
 
 @dataclass(frozen=True)
@@ -77,28 +88,42 @@ _GO_SPACES = frozenset("\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
 )
 
 
+_GO_SPACE_CHARS = "".join(sorted(_GO_SPACES))
+_GO_SPACE_CLASS = "".join(re.escape(c) for c in _GO_SPACE_CHARS)  # for a [...] character class
+_GO_SPACE_RUN = re.compile(f"[{_GO_SPACE_CLASS}]*")
+_GO_SPACE_SPLIT = re.compile(f"[{_GO_SPACE_CLASS}]+")
+_GO_WORD = re.compile(f"[^{_GO_SPACE_CLASS}]*")
+
+# Linear lexing: runs of ordinary characters are taken by regular expressions (possessive, so they never
+# backtrack) or str methods, not one character at a time in Python; nothing rescans a line from its start or
+# builds a string by repeated concatenation.
+
+
+def _end_of(run: re.Pattern[str], s: str, pos: int = 0) -> int:
+    """Where a run of `run` (a pattern that may match nothing) starting at `pos` ends."""
+    m = run.match(s, pos)
+    assert m is not None
+    return m.end()
+
+
 def _is_space(c: str) -> bool:
     """Go's unicode.IsSpace."""
     return c in _GO_SPACES
 
 
 def _trim_left(s: str) -> str:
-    i = 0
-    while i < len(s) and _is_space(s[i]):
-        i += 1
-    return s[i:]
+    return s.lstrip(_GO_SPACE_CHARS)
 
 
 def _trim(s: str) -> str:
-    s = _trim_left(s)
-    j = len(s)
-    while j > 0 and _is_space(s[j - 1]):
-        j -= 1
-    return s[:j]
+    return s.strip(_GO_SPACE_CHARS)
 
 
 _WHITESPACE = re.compile(r"[\t\v\f\r ]+")  # BuildKit's reWhitespace (no newline, no unicode spaces)
-_DIRECTIVE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\t\n\f\r ]*$", re.S)
+# BuildKit's reDirective is ^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$ (Go's \s: [\t\n\f\r ]); the value is cut out
+# in _directive, as a lazy (.+?) before \s*$ backtracks quadratically over a long run of blanks.
+_DIRECTIVE = re.compile(r"^#[\t\n\f\r ]*([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=(.*)$", re.S)
+_DIRECTIVE_BLANKS = "\t\n\f\r "
 _HEREDOC = re.compile(r"^(\d*)<<(-?)([^<]*)$", re.S)
 _LEADING_TABS = re.compile(r"^\t+", re.M)
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
@@ -106,6 +131,20 @@ _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 
 def _is_comment(line: str) -> bool:
     return _trim_left(line.rstrip("\r\n")).startswith("#")
+
+
+def _directive(line: str) -> tuple[str, str] | None:
+    """(name, value) when `line` has the form of a parser directive."""
+    m = _DIRECTIVE.match(line)
+    if m is None:
+        return None
+    after = m.group(2)
+    value = after.strip(_DIRECTIVE_BLANKS)
+    if not value:
+        if not after:
+            return None
+        value = after[-1]  # (.+?) must take one character: with only blanks left, it takes the last one
+    return m.group(1), value
 
 
 # ----------------------------------------------------------------------------------------- directives
@@ -118,37 +157,33 @@ class _DirectiveState:
         self.done = False
         self.values: dict[str, str] = {}
         self.escape = "\\"
-        self._continuation = _continuation_regex("\\")
 
     def see(self, line: str) -> None:
         if self.done:
             return
-        m = _DIRECTIVE.match(line)
-        if m is None or m.group(1).lower() not in _KNOWN_DIRECTIVES:
+        found = _directive(line)
+        if found is None or found[0].lower() not in _KNOWN_DIRECTIVES:
             self.done = True
             return
-        key = m.group(1).lower()
+        key, value = found[0].lower(), found[1]
         if key in self.values:
             raise DockerfileError(f"only one {key} parser directive can be used")
-        self.values[key] = m.group(2)
+        self.values[key] = value
         if key == "escape":
-            if m.group(2) not in ("\\", "`"):
-                raise DockerfileError(f"invalid escape token '{m.group(2)}' does not match ` or \\")
-            self.escape = m.group(2)
-            self._continuation = _continuation_regex(self.escape)
+            if value not in ("\\", "`"):
+                raise DockerfileError(f"invalid escape token '{value}' does not match ` or \\")
+            self.escape = value
 
     def trim_continuation(self, line: str) -> tuple[str, bool]:
-        """The line without its continuation token, and whether the instruction ends on it."""
-        m = self._continuation.search(line)
-        if m is None:
-            return line, True
-        return line[: m.start()] + (m.group(1) or ""), False
+        """The line without its continuation token, and whether the instruction ends on it.
 
-
-def _continuation_regex(escape: str) -> re.Pattern[str]:
-    # The escape token continues a line unless it is itself escaped ("foo \\" ends the instruction).
-    e = re.escape(escape)
-    return re.compile(rf"([^{e}]){e}[ \t]*$|^{e}[ \t]*$")
+        BuildKit's `([^e])e[ \t]*$|^e[ \t]*$` replaced by "$1": the escape token, then only spaces and tabs,
+        continues the line unless it is itself escaped ("foo \\\\" ends the instruction)."""
+        stripped = line.rstrip(" \t")
+        e = self.escape
+        if stripped.endswith(e) and (len(stripped) == 1 or stripped[-2] != e):
+            return stripped[:-1], False
+        return line, True
 
 
 def _check_options(value: str) -> tuple[tuple[str, ...], bool]:
@@ -203,6 +238,10 @@ def split_line(line: str) -> tuple[str, tuple[str, ...], str]:
     return parts[0], flags, _trim(rest)
 
 
+_FLAG_PLAIN = re.compile(f"""[^{_GO_SPACE_CLASS}'"\\\\]+""")
+_FLAG_QUOTED = {q: re.compile(f"[^{q}\\\\]+") for q in ("'", '"')}
+
+
 def _extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
     """Leading `--flag[=value]` words. Quotes and backslashes inside them are processed (backslash always,
     whatever the escape directive says); a bare `--` ends the flags."""
@@ -210,8 +249,7 @@ def _extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
     i = 0
     n = len(line)
     while True:
-        while i < n and _is_space(line[i]):
-            i += 1
+        i = _end_of(_GO_SPACE_RUN, line, i)
         if i >= n:
             return "", tuple(words)
         if not line.startswith("--", i):
@@ -220,6 +258,11 @@ def _extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
         blank_ok = False
         quote = ""
         while i < n:
+            plain = (_FLAG_QUOTED[quote] if quote else _FLAG_PLAIN).match(line, i)
+            if plain is not None:  # a run of characters taken as they are
+                word.append(plain.group())
+                i = plain.end()
+                continue
             c = line[i]
             if quote:
                 if c == quote:
@@ -255,56 +298,55 @@ def _extract_flags(line: str) -> tuple[str, tuple[str, ...]]:
             return "", tuple(words)
 
 
+@functools.lru_cache(maxsize=4)
+def _word_regex(escape: str) -> re.Pattern[str]:
+    """One word of parseWords, as written. A trailing escape token (the last character of the text, not itself
+    escaped, not in single quotes) is captured by the group `drop`: parseWords leaves it out."""
+    e = re.escape(escape)
+    return re.compile(  # possessive quantifiers: no backtracking, whatever the text
+        rf"""(?:[^{_GO_SPACE_CLASS}'"{e}]++"""  # plain characters
+        rf"|{e}(?P<drop>\Z)|{e}."  # an escape token and the character it escapes, or a trailing one
+        r"|'[^']*+(?:'|\Z)"  # single quotes: nothing is special, an unterminated one runs to the end
+        rf"""|"(?:[^"{e}]++|{e}(?P<qdrop>\Z)|{e}.)*+(?:"|\Z)"""  # double quotes: the escape token still escapes
+        r")++",
+        re.S,
+    )
+
+
+def first_word(rest: str, escape: str) -> str | None:
+    """The first word parse_words would give (None when there is none), reading no further than that word."""
+    pos = _end_of(_GO_SPACE_RUN, rest)
+    end = _end_of(_GO_WORD, rest, pos)
+    if "'" not in rest[pos:end] and '"' not in rest[pos:end] and escape not in rest[pos:end]:
+        return rest[pos:end] or None  # a word of plain characters
+    while pos < len(rest):
+        m = _word_regex(escape).match(rest, pos)
+        assert m is not None
+        if m.group("drop") is None and m.group("qdrop") is None:
+            return m.group()
+        if len(m.group()) > 1:
+            return m.group()[:-1]
+        pos = _end_of(_GO_SPACE_RUN, rest, m.end())
+    return None
+
+
 def parse_words(rest: str, escape: str) -> list[str]:
     """BuildKit's parseWords: split on whitespace outside quotes, keeping quotes and escapes in the words."""
+    if "'" not in rest and '"' not in rest and escape not in rest:
+        return [w for w in _GO_SPACE_SPLIT.split(rest) if w]  # nothing but words and blanks
     words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    blank_ok = False
-    quote = ""
-    i = 0
+    word_at = _word_regex(escape).match
     n = len(rest)
-    while i < n:
-        c = rest[i]
-        if not in_word:
-            if _is_space(c):
-                i += 1
-                continue
-            in_word = True
-        if not quote:
-            if _is_space(c):
-                if blank_ok or word:
-                    words.append("".join(word))
-                word, blank_ok, in_word = [], False, False
-                i += 1
-                continue
-            if c in ("'", '"'):
-                quote = c
-                blank_ok = True
-            if c == escape:
-                if i + 1 == n:
-                    i += 1
-                    continue
-                word.append(c)
-                i += 1
-                c = rest[i]
-            word.append(c)
-            i += 1
-            continue
-        if c == quote:
-            quote = ""
-        if c == escape and quote != "'":
-            if i + 1 == n:
-                quote = ""
-                i += 1
-                continue
-            word.append(c)
-            i += 1
-            c = rest[i]
-        word.append(c)
-        i += 1
-    if in_word and (blank_ok or word):
-        words.append("".join(word))
+    pos = _end_of(_GO_SPACE_RUN, rest)
+    while pos < n:
+        m = word_at(rest, pos)
+        assert m is not None  # a non-blank character always starts a word
+        word = m.group()
+        if m.group("drop") is not None or m.group("qdrop") is not None:
+            word = word[:-1]
+        if word:  # only a lone trailing escape token makes an empty word, and BuildKit drops it
+            words.append(word)
+        pos = _end_of(_GO_SPACE_RUN, rest, m.end())
     return words
 
 
@@ -400,14 +442,10 @@ def _name_val(keyword: str) -> Callable[[str, str], _Parsed]:
 
 
 def _health(rest: str, escape: str) -> _Parsed:
-    sep = 0
-    while sep < len(rest) and not _is_space(rest[sep]):
-        sep += 1
+    sep = _end_of(_GO_WORD, rest)
     if sep == 0:
         return (), False
-    nxt = sep
-    while nxt < len(rest) and _is_space(rest[nxt]):
-        nxt += 1
+    nxt = _end_of(_GO_SPACE_RUN, rest, sep)
     args, is_json = _maybe_json(rest[nxt:], escape)
     return (rest[:sep], *args), is_json
 
@@ -454,39 +492,27 @@ def node_from_line(line: str, escape: str, start: int, end: int) -> Node:
 # ----------------------------------------------------------------------------------------- heredocs
 
 
+_SHELL_WORD = re.compile(  # plain, \x, '...', "..." (with \x inside); possessive: no backtracking
+    r"""(?:[^ \t\r\n\\'"]++|\\.?|'[^']*+'|"(?:[^"\\]++|\\.)*+")++""",
+    re.S,
+)
+_SHELL_BLANKS = re.compile(r"[ \t\r\n]*")
+
+
 def _shell_words_raw(line: str) -> list[str] | None:
     """Shell words of a line, quotes and backslashes kept as written; None on an unterminated quote."""
     words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    i = 0
     n = len(line)
-    while i < n:
-        c = line[i]
-        if c in " \t\r\n":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-            i += 1
-            continue
-        in_word = True
-        if c == "\\":
-            word.append(line[i : i + 2])
-            i += 2
-            continue
-        if c in ("'", '"'):
-            end = i + 1
-            while end < n and line[end] != c:
-                end += 2 if c == '"' and line[end] == "\\" else 1
-            if end >= n:
-                return None
-            word.append(line[i : end + 1])
-            i = end + 1
-            continue
-        word.append(c)
-        i += 1
-    if in_word:
-        words.append("".join(word))
+    pos = _end_of(_SHELL_BLANKS, line)
+    while pos < n:
+        m = _SHELL_WORD.match(line, pos)
+        if m is None:
+            return None  # only a quote that is never closed stops a word here
+        words.append(m.group())
+        pos = m.end()
+        if pos < n and line[pos] not in " \t\r\n":
+            return None
+        pos = _end_of(_SHELL_BLANKS, line, pos)
     return words
 
 
@@ -563,6 +589,8 @@ def parse_heredoc_word(word: str) -> Heredoc | None:
 
 
 def heredocs_in_line(line: str) -> list[Heredoc]:
+    if "<<" not in line:
+        return []  # every heredoc opener has one: skip scanning the words of a long line
     words = _shell_words_raw(line) or []
     return [h for h in (parse_heredoc_word(w) for w in words) if h is not None]
 
@@ -627,27 +655,31 @@ def lex(text: str | bytes, path: str = "Dockerfile") -> tuple[Directives, list[N
         i += 1
         start = i
         token = _trim_left(raw.rstrip("\r\n"))
-        try:
-            state.see(token)
-        except DockerfileError as e:
-            raise DockerfileError(e.msg, path, start) from None
+        if not state.done:
+            try:
+                state.see(token)
+            except DockerfileError as e:
+                raise DockerfileError(e.msg, path, start) from None
         first = "" if token.startswith("#") else token
         line, done = state.trim_continuation(first)
         if done and line == "":
             continue
         empty_continuation = False
-        while not done and i < len(lines):
-            raw = lines[i]
-            i += 1
-            cont = raw.rstrip("\r\n")
-            state.see(cont)
-            if _is_comment(raw):
-                continue
-            if not _trim_left(cont):
-                empty_continuation = True
-                continue
-            cont, done = state.trim_continuation(cont)
-            line += cont
+        if not done:
+            parts = [line]
+            while not done and i < len(lines):
+                raw = lines[i]
+                i += 1
+                cont = raw.rstrip("\r\n")
+                state.see(cont)
+                if _is_comment(raw):
+                    continue
+                if not _trim_left(cont):
+                    empty_continuation = True
+                    continue
+                cont, done = state.trim_continuation(cont)
+                parts.append(cont)
+            line = "".join(parts)
         if empty_continuation:
             warnings.append(
                 DockerfileWarning(start, f"Empty continuation line found in: {line}", "NoEmptyContinuation")
@@ -681,8 +713,6 @@ def lex(text: str | bytes, path: str = "Dockerfile") -> tuple[Directives, list[N
                 chomped = _LEADING_TABS.sub("", content) if opener.chomp else content
                 docs.append(Heredoc(opener.name, chomped, opener.expand, opener.chomp, opener.fd, raw_content=content))
             node = _with_heredocs(node, tuple(docs), i)
-        else:
-            node = Node(node.keyword, node.args, node.flags, node.json, node.original, start, i, sub=node.sub)
         nodes.append(node)
     if not nodes:
         raise DockerfileError("file with no instructions", path, len(lines) or None)

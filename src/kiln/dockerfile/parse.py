@@ -37,9 +37,9 @@ from kiln.dockerfile.lexer import (
     Directives,
     DockerfileWarning,
     Node,
+    first_word,
     lex,
     parse_heredoc_word,
-    parse_words,
     split_line,
     syntax_supported,
 )
@@ -202,18 +202,19 @@ def _exactly_one(req: _Req) -> None:
 
 
 def _legacy_key_value(req: _Req) -> bool:
-    words = parse_words(split_line(req.node.original)[2], req.escape)
-    return bool(words) and "=" not in words[0]
+    first = first_word(split_line(req.node.original)[2], req.escape)
+    return first is not None and "=" not in first
 
 
 def _pairs(req: _Req) -> tuple[tuple[str, str], ...]:
     name = req.node.keyword.upper()
     _at_least_one(req)
-    if len(req.args) % 2:
+    args = req.args
+    if len(args) % 2:
         raise DockerfileError(f"Bad input to {name}, too many arguments")
-    pairs = tuple((req.args[i], req.args[i + 1]) for i in range(0, len(req.args), 2))
-    if any(not k for k, _ in pairs):
+    if "" in args[::2]:
         raise DockerfileError(f"{name} names can not be blank")
+    pairs = tuple(zip(args[::2], args[1::2], strict=True))
     if _legacy_key_value(req):
         req.warn(
             "LegacyKeyValueFormat", f'"{name} key=value" should be used instead of legacy "{name} key value" format'

@@ -10,6 +10,7 @@ images for a dry run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -69,11 +70,12 @@ class BuildPlan:
     target_platform: Platform
     build_platform: Platform
 
+    @functools.cached_property
+    def _by_index(self) -> dict[int, StagePlan]:
+        return {st.index: st for st in self.stages}
+
     def stage(self, index: int) -> StagePlan:
-        for st in self.stages:
-            if st.index == index:
-                return st
-        raise KeyError(index)
+        return self._by_index[index]
 
     def scope(self, stage: StagePlan, base_env: Mapping[str, str] | None = None,
               parent: StageScope | None = None) -> StageScope:

@@ -242,7 +242,8 @@ class StageScope:
                 self._state[key] = value
             self._declared.append((key, value))
             pairs.append((key, value))
-        return replace(instr, pairs=tuple(pairs))
+        resolved = tuple(pairs)
+        return instr if resolved == instr.pairs else replace(instr, pairs=resolved)
 
     def apply_all(self, instrs: Iterable[Instruction]) -> list[Instruction]:
         return [self.apply(i) for i in instrs]
