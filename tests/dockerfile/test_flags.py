@@ -240,3 +240,14 @@ def test_mount_values_are_expanded_one_by_one() -> None:
     env = {"$T": "cache", "$DIR": "/root/.cache", "$ID": "a,b"}
     mount = parse_mount("type=$T,target=$DIR,id=$ID", lambda s: env.get(s, s))
     assert mount == Mount(type="cache", target="/root/.cache", id="a,b", readonly=False)
+
+
+def test_a_huge_mount_value_is_a_dockerfile_error_at_its_line() -> None:
+    from kiln.dockerfile.parse import parse_dockerfile
+    from kiln.dockerfile.plan import plan_build
+    from kiln.oci.platform import Platform
+
+    text = "FROM scratch\nRUN --mount=type=bind,source=" + "x" * 200_000 + " true\n"
+    with pytest.raises(DockerfileError) as err:
+        plan_build(parse_dockerfile(text, "Dockerfile"), {}, None, Platform.host(), Platform.host())
+    assert err.value.line == 2 and len(str(err.value)) < 400

@@ -373,15 +373,21 @@ def _parse_uint(key: str, value: str, base: int) -> int:
     return number
 
 
+def mount_fields(spec: str) -> list[str]:
+    """The comma-separated fields of a --mount value, quoted as CSV (BuildKit reads it with Go's encoding/csv)."""
+    try:
+        return next(csv.reader([spec]), [])
+    except csv.Error as e:
+        shown = spec if len(spec) <= 200 else spec[:200] + "..."
+        raise DockerfileError(f"invalid mount {shown!r}: {e}") from None
+
+
 def parse_mount(spec: str, word: Callable[[str], str] | None = None) -> Mount:
     """A --mount value ("type=cache,target=/root/.cache,sharing=locked").
 
     `word` expands each field's value (BuildKit expands values one by one, after splitting the fields).
     """
-    try:
-        fields = next(csv.reader([spec]), [])
-    except csv.Error as e:
-        raise DockerfileError(f"invalid mount {spec!r}: {e}") from None
+    fields = mount_fields(spec)
     kind = "bind"
     values: dict[str, str] = {}
     readonly: bool | None = None

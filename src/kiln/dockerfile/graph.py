@@ -8,11 +8,11 @@ are never expanded, and FROM lines see only the global ARGs.
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from kiln.dockerfile.expand import Expander
+from kiln.dockerfile.flags import mount_fields
 from kiln.dockerfile.instructions import Arg, Copy, From, Instruction, Onbuild, Run
 from kiln.errors import DockerfileError
 
@@ -73,7 +73,7 @@ def stage_names(stages: Sequence[RawStage], path: str = "Dockerfile") -> dict[st
 
 def _mount_from(spec: str) -> tuple[str | None, str]:
     """The from= and type= of a raw --mount value (the rest is parsed, expanded, when the RUN runs)."""
-    fields = next(csv.reader([spec]), [])
+    fields = mount_fields(spec)
     kind, source = "bind", None
     for field in fields:
         key, eq, value = field.partition("=")
@@ -116,7 +116,10 @@ def instruction_references(
             refs.append(Reference(None, value, instr.line))
     elif isinstance(instr, Run):
         for spec in instr.mount_specs:
-            source, kind = _mount_from(spec)
+            try:
+                source, kind = _mount_from(spec)
+            except DockerfileError as e:
+                raise e.located(path, instr.line) from None
             # Only by name, as BuildKit: a mount's from= is never a stage index. tmpfs mounts have no source.
             if not source or kind == "tmpfs":
                 continue
