@@ -39,11 +39,12 @@ from hostile_tars import (
     pax_record,
     remove_tree,
     sentinel_dir,
+    walk,
 )
 from hypothesis import HealthCheck, example, given, settings
 
 from kiln.errors import ImageFormatError, KilnError, UnsafePathError
-from kiln.layers import extract_layer
+from kiln.layers import ExtractError, extract_layer
 from kiln.layers.extract import member_names
 
 pytestmark = pytest.mark.root
@@ -268,6 +269,22 @@ def test_terabyte_of_holes_is_not_written(sandbox: Sandbox) -> None:
         with open(sandbox.root / "holes", "rb") as f:
             f.seek(2**40 - 1)
             assert f.read() == b"z"
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(HostileTar((Extended(b"L", b"a/" * 150_000), _file())), id="gnu-longname"),
+        pytest.param(HostileTar((_file("a/" * 150_000 + "f"),)), id="pax-path"),
+    ],
+)
+def test_paths_longer_than_path_max_are_refused(spec: HostileTar, sandbox: Sandbox) -> None:
+    """Found by the first long run, after directories were resolved through fds: no path limit any more, so a
+    300 KB name made 150,000 nested directories (minutes to make, more to remove). Refused at PATH_MAX again."""
+    started = time.monotonic()
+    _expect(spec, sandbox, ExtractError, "too long")
+    assert time.monotonic() - started < 20
+    assert sum(1 for _ in walk(str(sandbox.root))) < 2100
 
 
 def test_deep_paths_are_resolved_in_linear_time(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> None:

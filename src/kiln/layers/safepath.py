@@ -8,6 +8,7 @@ tries it is hostile. The last component of a path is never followed; callers lst
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 
@@ -24,6 +25,10 @@ MAX_SYMLINKS = 40
 # can make thousands of directories deep (re-resolving the whole path at every step made one entry take
 # seconds).
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+# ... but no deeper than a path can name (Linux: 4096 bytes with the final NUL): everything else kiln does with
+# a file goes through its path, and a walk by fds alone would otherwise make any number of directories (a 300 KB
+# name, 150,000 of them).
+PATH_MAX = 4096
 
 
 class RootResolver:
@@ -71,6 +76,7 @@ class RootResolver:
     def _walk(self, parts: Parts, base: Parts, followed: int, rest: Parts, create: bool) -> tuple[Parts, int] | None:
         pending = list(reversed(rest))
         current = list(base)
+        length = len(os.fsencode(self.host(base)))  # of current's host path, in bytes
         fd = self._open(base)
         try:
             while pending:
@@ -80,11 +86,15 @@ class RootResolver:
                 if comp == "..":
                     if not current:
                         raise UnsafePathError(f"{'/'.join(parts)}: a symlink on the way leads outside the root")
-                    current.pop()
+                    length -= 1 + len(os.fsencode(current.pop()))
                     parent = os.open("..", _DIR_FLAGS, dir_fd=fd)  # a real directory's: inside the root
                     os.close(fd)
                     fd = parent
                     continue
+                if length + 1 + len(os.fsencode(comp)) >= PATH_MAX:
+                    name = "/".join(parts)
+                    name = name if len(name) <= 200 else f"{name[:200]}..."
+                    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
                 try:
                     st: os.stat_result | None = os.lstat(comp, dir_fd=fd)
                 except FileNotFoundError:
@@ -100,6 +110,7 @@ class RootResolver:
                     target = os.readlink(comp, dir_fd=fd)
                     if target.startswith("/"):
                         current = []
+                        length = len(os.fsencode(self.root))
                         os.close(fd)
                         fd = self._open(())
                     pending.extend(reversed(target.split("/")))
@@ -110,6 +121,7 @@ class RootResolver:
                 os.close(fd)
                 fd = child
                 current.append(comp)
+                length += 1 + len(os.fsencode(comp))
         finally:
             os.close(fd)
         return tuple(current), followed
