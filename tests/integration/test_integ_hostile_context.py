@@ -158,3 +158,22 @@ def test_copy_dot_with_the_kiln_dir_inside_the_context(tmp_path: Path) -> None:
     for layer, top in zip(layers, ("app", "again"), strict=True):
         assert set(files_in(layer)) - {"."} == {top, f"{top}/Dockerfile", f"{top}/src", f"{top}/src/main.py"}
     kiln.assert_clean()
+
+
+def _pax_archive_with_a_long_digit_value(path: Path) -> None:
+    """A valid tar whose first member has a 300 KB PAX value of digits: Python 3.11's tarfile parses such
+    headers in quadratic time (CVE-2024-6232), so reading it with tarfile hangs a build."""
+    info = tarfile.TarInfo("hello.txt")
+    data = b"hello\n"
+    info.size = len(data)
+    info.pax_headers = {"comment": "1" * 300_000}
+    with tarfile.open(path, "w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(data))
+
+
+def test_add_of_an_archive_with_a_huge_pax_value_does_not_hang(kiln_bb: Kiln, tmp_path: Path) -> None:
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nADD pax.tar /x/\n"})
+    _pax_archive_with_a_long_digit_value(ctx / "pax.tar")
+    out = kiln_bb.build(ctx, timeout=_BUILD_TIMEOUT).ok()
+    files = {name for layer in out.new_layers(1) for name in layer}
+    assert "x/hello.txt" in files, sorted(files)

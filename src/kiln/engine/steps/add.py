@@ -30,7 +30,7 @@ from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
 from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ImageFormatError, NotSupportedYet, SourceLocation
 from kiln.layers.compress import open_decompressed
-from kiln.layers.extract import ExtractError, extract_layer
+from kiln.layers.extract import ExtractError, extract_layer, member_names
 from kiln.layers.paths import split_image_path
 from kiln.layers.safepath import RootResolver
 from kiln.rootfs.paths import resolve_in_root
@@ -66,8 +66,10 @@ def is_archive(path: Path) -> bool:
 
 
 def _members(path: Path) -> list[str]:
-    with open(path, "rb") as raw, open_decompressed(raw) as f, tarfile.open(fileobj=f, mode="r|") as tar:
-        return [posixpath.normpath(m.name.lstrip("/")) for m in tar if posixpath.normpath(m.name) not in (".", "/")]
+    # The extractor's own reader: tarfile's can hang on a hostile archive (quadratic PAX parsing, huge sizes).
+    with open(path, "rb") as raw:
+        names = member_names(raw, label=path.name)
+    return [posixpath.normpath(n.lstrip("/")) for n in names if posixpath.normpath(n) not in (".", "/")]
 
 
 def run_add(
