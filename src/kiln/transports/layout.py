@@ -259,7 +259,9 @@ def _locked_layout(layout: Path) -> Iterator[None]:
     marker = layout / LAYOUT_FILE
     if not marker.exists():
         own = (INDEX_FILE, "blobs")
-        if any(p.name not in own and not p.name.startswith(f".{LAYOUT_FILE}.") for p in layout.iterdir()):
+        strangers = any(p.name not in own and not p.name.startswith(f".{LAYOUT_FILE}.") for p in layout.iterdir())
+        # Another writer may have made the layout meanwhile (its marker, then its index's temporary file).
+        if strangers and not marker.exists():
             raise ImageFormatError(f"{layout}: exists and is not an OCI image layout (no {LAYOUT_FILE})")
         _create_marker(marker)
     fd = os.open(marker, os.O_RDONLY)
