@@ -95,3 +95,19 @@ def move_mount_to(mnt_fd: int, target: str | os.PathLike[str]) -> None:
                         ctypes.c_long(_AT_FDCWD), ctypes.c_char_p(_b(target)), ctypes.c_long(_MOVE_MOUNT_F_EMPTY_PATH))
     if res < 0:
         raise _fail(f"move_mount to {target}")
+
+
+CAP_SYS_ADMIN = 21
+
+
+def capability_set(which: str = "CapEff", status: str = "/proc/self/status") -> int:
+    """One of this process's capability sets as a bit mask (which: CapEff, CapBnd, CapPrm, CapInh, CapAmb)."""
+    with open(status, encoding="ascii") as f:
+        for line in f:
+            if line.startswith(which + ":"):
+                return int(line.split()[1], 16)
+    raise OSError(f"{status} has no {which} line")
+
+
+def has_capability(bit: int, which: str = "CapEff") -> bool:
+    return bool(capability_set(which) >> bit & 1)

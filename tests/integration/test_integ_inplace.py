@@ -1,8 +1,7 @@
 """kiln build --in-place (kaniko's way of working), inside a throwaway root of the tests' own making.
 
 Each build gets a fresh root in a temporary directory: real (writable) /bin /sbin /etc /root /home /tmp /var
-for the base image to land in, read-only bind mounts of the host's /usr (with /lib and /lib64 symlinks into
-it, as on the host), of the repository (with kiln's venv), of kiln's Python, of the busybox layout and of the
+for the base image to land in, read-only bind mounts of the host's /usr, /lib and /lib64, of the repository (with kiln's venv), of kiln's Python, of the busybox layout and of the
 context, a writable bind mount for the output and one for a "volume", a tmpfs for kiln's work directory and
 a fresh /proc. `unshare --mount --pid --fork` makes the mount namespace (private propagation: nothing reaches
 the host) and `chroot` enters the root; kiln's / is then not PID 1's root (the unshare'd shell's), which
@@ -58,39 +57,47 @@ class Jail:
         for d in (_CTX, _OUT, _LAYOUT, _VOLUME, _KILN_DIR, str(REPO), str(_python_prefix())):
             (self.root / d.lstrip("/")).mkdir(parents=True, exist_ok=True)
         for link in ("lib", "lib64"):
-            if os.path.islink(f"/{link}"):
-                os.symlink(os.readlink(f"/{link}"), self.root / link)
-            else:
+            # Mount points, not symlinks as on the host: kiln leaves the container's mounts alone, and --cleanup
+            # removes everything else in / (the dynamic loader that runs kiln's Python among it).
+            if os.path.isdir(f"/{link}"):
                 (self.root / link).mkdir()
         if self.marker:
             (self.root / ".kiln-in-place").touch()
 
-    def script(self, kiln_args: list[str]) -> str:
+    def script(self, runs: list[list[str]]) -> str:
         r = str(self.root)
         py = str(_python_prefix())
         binds = [("/usr", "/usr", "ro"), (str(REPO), str(REPO), "ro"), (py, py, "ro"),
                  (str(self.image.layout), _LAYOUT, "ro"), (str(self.context), _CTX, "ro"),
                  (str(self.out), _OUT, "rw"), (str(self.volume), _VOLUME, "rw")]  # fmt: skip
         for link in ("lib", "lib64"):
-            if not os.path.islink(f"/{link}") and os.path.isdir(f"/{link}"):
-                binds.append((f"/{link}", f"/{link}", "ro"))
+            if os.path.isdir(f"/{link}"):
+                binds.append((os.path.realpath(f"/{link}"), f"/{link}", "ro"))
         lines = ["set -e"]
         for src, dst, mode in binds:
             lines.append(f"mount --bind {src} {r}{dst}")
             if mode == "ro":
                 lines.append(f"mount -o remount,bind,ro {r}{dst}")
         lines += [f"mount -t tmpfs -o size=512m tmpfs {r}{_KILN_DIR}", f"mount -t proc proc {r}/proc",
-                  f"mount --rbind /dev {r}/dev", "set +e",
-                  " ".join(["chroot", r, str(KILN), *kiln_args]), "exit $?"]  # fmt: skip
+                  f"mount --rbind /dev {r}/dev", "set +e"]  # fmt: skip
+        # Several builds run one after another in the same container (kaniko's --cleanup use); the first
+        # failure is the script's status.
+        for args in runs:
+            lines.append(" ".join(["chroot", r, str(KILN), *args]) + " || exit $?")
         return "\n".join(lines)
 
-    def build(self, *extra: str) -> subprocess.CompletedProcess[str]:
-        args = ["build", "--in-place", "--context", _CTX, "--kiln-dir", _KILN_DIR, "--no-push",
+    def build_args(self, *extra: str) -> list[str]:
+        return ["build", "--in-place", "--context", _CTX, "--kiln-dir", _KILN_DIR, "--no-push",
                 "--oci-layout-path", f"{_OUT}/layout", "--destination", f"localhost/inplace:{TAG}",
                 "--build-context", f"busybox=oci-layout://{_LAYOUT}:{self.image.tag}", *extra]  # fmt: skip
+
+    def build(self, *extra: str) -> subprocess.CompletedProcess[str]:
+        return self.run_builds([self.build_args(*extra)])
+
+    def run_builds(self, runs: list[list[str]]) -> subprocess.CompletedProcess[str]:
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "HOME": "/root", "LANG": "C.UTF-8"}
         return subprocess.run(
-            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", self.script(args)],
+            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", self.script(runs)],
             env=env, capture_output=True, text=True, timeout=600, check=False,
         )  # fmt: skip
 
@@ -187,12 +194,122 @@ def test_failing_run_fails_the_build(jail: Jail) -> None:
     assert not (jail.layout / "index.json").exists()
 
 
-def test_multi_stage_is_refused_before_anything_is_written(jail: Jail) -> None:
-    write_context(jail.context, {"Dockerfile": "FROM busybox AS a\nRUN true\nFROM busybox\nCOPY --from=a /bin/sh /x\n"})
+MULTI_STAGE = """\
+FROM busybox AS build
+RUN mkdir -p /dist/sub && echo built > /dist/artifact && ln /dist/artifact /dist/hard && ln -s artifact /dist/sym \\
+ && chown 1000:1000 /dist/sub && chmod 4755 /dist/artifact
+RUN --mount=type=cache,target=/cache echo run >> /cache/log && cp /cache/log /dist/cachelog
+FROM busybox AS other
+RUN echo other > /o && rm /bin/vi
+FROM busybox
+COPY --from=build /dist /app
+COPY --from=other /o /o
+RUN --mount=type=bind,from=build,source=/dist,target=/mnt,rw cat /mnt/artifact > /from-bind && echo w > /mnt/written
+RUN --mount=type=bind,source=.,target=/etc cat /etc/hello.txt > /from-context
+RUN --mount=type=tmpfs,target=/tmp echo t > /tmp/t && ls -a /tmp > /tmp-list
+RUN --mount=type=secret,id=tok wc -c < /run/secrets/tok > /secret-len && ls -ld /run/secrets/tok | cut -c1-10 > /secret-mode
+RUN --mount=type=cache,target=/var/cache/c,id=c2 echo run > /var/cache/c/x && ls /var/cache > /cache-parent
+RUN rm /bin/vi && touch /etc/after
+"""
+
+_SECRET = "s3cr3t-value-in-place"
+
+
+def _host_build(tmp_path: Path, context: Path, image: OciImage, secret: Path) -> Path:
+    """The same Dockerfile built by kiln's default (namespaced) mode on the host: the reference."""
+    out = tmp_path / "host-layout"
+    proc = subprocess.run(
+        [str(KILN), "build", "--context", str(context), "--kiln-dir", str(tmp_path / "host-kiln"), "--no-push",
+         "--oci-layout-path", str(out), "--destination", f"localhost/inplace:{TAG}", "--reproducible",
+         "--build-context", f"busybox=oci-layout://{image.layout}:{image.tag}", "--secret", f"id=tok,src={secret}"],
+        capture_output=True, text=True, timeout=600, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, _described(proc)
+    return out
+
+
+def test_multi_stage_with_mounts_in_place_equals_the_namespaced_build(jail: Jail, tmp_path: Path) -> None:
+    write_context(jail.context, {"Dockerfile": MULTI_STAGE, "hello.txt": "hello\n"})
+    (jail.volume / "tok").write_text(_SECRET)
+    proc = jail.build("--reproducible", "--secret", f"id=tok,src={_VOLUME}/tok")
+    assert proc.returncode == 0, _described(proc)
+    host = _host_build(tmp_path, jail.context, jail.image, jail.volume / "tok")
+
+    diff = subprocess.run([str(KILN), "diff", f"oci-layout:{host}:{TAG}", f"oci-layout:{jail.layout}:{TAG}"],
+                          capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+    assert diff.returncode == 0, _described(diff)
+
+    # And what the result holds is what the Dockerfile says, independently of the comparison above.
+    layers = _new_layers(jail)
+    _assert_nothing_foreign(layers)
+    names = {n for layer in layers for n in layer}
+    assert {"app/artifact", "app/hard", "app/sym", "app/sub", "app/cachelog", "o", "from-bind", "from-context",
+            "tmp-list", "secret-len", "secret-mode", "cache-parent", "bin/.wh.vi", "etc/after"} <= names, sorted(names)
+    # Mount targets and what the steps wrote into them stay out of every layer.
+    assert not any(n in ("mnt", "cache") or n.startswith(("mnt/", "cache/", "tmp/", "run/secrets", "var/cache/c"))
+                   for n in names), sorted(names)
+    assert not any(n.startswith("etc/hello") or n == "etc/Dockerfile" for n in names), sorted(names)
+    entries = {n: e for layer in layers for n, e in layer.items()}
+    assert entries["app/artifact"].mode & 0o7777 == 0o4755 and (entries["app/sub"].uid, entries["app/sub"].gid) == (
+        1000, 1000)
+    for layer_tar in _layer_blobs(jail):
+        assert _SECRET.encode() not in layer_tar
+    # The targets are as the base image had them: /etc's own files back, /tmp as it was, no /mnt or /cache.
+    root = jail.root
+    assert (root / "secret-len").read_text().strip() == str(len(_SECRET))
+    assert (root / "secret-mode").read_text().strip() == "-r--------"
+    assert (root / "from-bind").read_text() == "built\n" and (root / "from-context").read_text() == "hello\n"
+    assert (root / "etc/passwd").is_file() and not (root / "etc/hello.txt").exists()
+    assert not os.path.lexists(root / "mnt") and not os.path.lexists(root / "cache")
+    assert not os.path.lexists(root / "run/secrets/tok")
+    assert (root / "tmp-list").read_text().split() == [".", "..", "t"]  # the tmpfs: empty but for the step's file
+    assert not (root / "tmp/t").exists()
+    assert not os.path.lexists(root / "dist"), "the stage 'build' left its files in /"
+
+
+def _layer_blobs(jail: Jail) -> list[bytes]:
+    import gzip
+    import json
+
+    index = json.loads((jail.layout / "index.json").read_text())
+    blobs = jail.layout / "blobs/sha256"
+    manifest = json.loads((blobs / index["manifests"][0]["digest"].split(":")[1]).read_text())
+    out = []
+    for layer in manifest["layers"]:
+        data = (blobs / layer["digest"].split(":")[1]).read_bytes()
+        out.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return out
+
+
+def test_second_build_in_the_same_container_with_cleanup(jail: Jail) -> None:
+    """kaniko's --cleanup: / is emptied of the build, so a second build starts clean; the cache mount's content
+    survives under kiln's directory; the container's own directories are untouched."""
+    write_context(jail.context, {"Dockerfile": "FROM busybox AS a\nRUN echo a > /a\nFROM busybox\n"
+                                 "COPY --from=a /a /a\n"
+                                 "RUN --mount=type=cache,target=/c echo x >> /c/log && cp /c/log /log\n"})
+    kept = jail.root / "kiln/keep"
+    proc = jail.run_builds([jail.build_args("--cleanup"), jail.build_args("--cleanup"), ["build", "--help"]])
+    assert proc.returncode == 0, _described(proc)
+    # Both builds ran to the end, and the second saw the cache the first one filled.
+    assert proc.stderr.count("-> oci-layout://") == 2, _described(proc)
+    layers = _new_layers(jail)
+    assert any(e.name == "log" and e.size == len("x\nx\n") for layer in layers for e in layer.values()), layers
+    # Nothing of the builds is left in /: no base image files, no stage files.
+    left = sorted(p.name for p in jail.root.iterdir())
+    assert not (jail.root / "bin/busybox").exists() and not (jail.root / "a").exists(), left
+    assert not (jail.root / "log").exists(), left
+    # The container's own directories (mount points, the marker) are still there.
+    for name in ("usr", "proc", "dev", "ctx", "out", "layout", "volume", "kiln", ".kiln-in-place"):
+        assert os.path.lexists(jail.root / name), (name, left)
+    assert not kept.exists()
+
+
+def test_mount_over_kilns_own_files_is_refused(jail: Jail) -> None:
+    write_context(jail.context, {"Dockerfile": f"FROM busybox\nRUN --mount=type=tmpfs,target={_CTX} true\n"})
     proc = jail.build()
-    assert proc.returncode != 0, _described(proc)
-    assert "--in-place" in proc.stderr and "one stage" in proc.stderr, _described(proc)
-    assert not (jail.root / "bin/busybox").exists()
+    assert proc.returncode == 1, _described(proc)
+    assert f"RUN --mount target {_CTX}" in proc.stderr and "Dockerfile:2" in proc.stderr, _described(proc)
+    assert (jail.context / "Dockerfile").is_file()
 
 
 def test_network_none_is_refused_in_place(jail: Jail) -> None:

@@ -70,12 +70,16 @@ def blob_opener(blobs: BlobStore, digest: str) -> Callable[[], BinaryIO]:
 def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
     kind = env.modes.roots if stage else env.modes.image_roots
     if kind == "in-place":
-        from kiln.engine.inplace import make_in_place_root
-
-        stages = sum(len(wave) for wave in env.plan.waves)
-        return make_in_place_root(env.opts, stages, env.context.root, env.modes.walk)
+        return _take_slash(env)
     stage_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=env.work_dir))
-    ignore = IgnoreRules.for_root(
+    ignore = _own_root_ignore(env, stage_dir)
+    if kind == "overlay":
+        return OverlayRoot(stage_dir, env.layers, ignore)
+    return FlatRoot(stage_dir, ignore, env.modes.walk)
+
+
+def _own_root_ignore(env: BuildEnv, stage_dir: Path) -> IgnoreRules:
+    return IgnoreRules.for_root(
         stage_dir,
         ignore_paths=env.opts.ignore_paths,
         work_dir=env.opts.kiln_dir,
@@ -83,9 +87,21 @@ def new_root(env: BuildEnv, name: str, *, stage: bool = False) -> StageRoot:
         ignore_var_run=False,
         mountinfo=None,
     )
-    if kind == "overlay":
-        return OverlayRoot(stage_dir, env.layers, ignore)
-    return FlatRoot(stage_dir, ignore, env.modes.walk)
+
+
+def _take_slash(env: BuildEnv) -> StageRoot:
+    """/ for the next stage built in place: the stage that held it is handed a root of kiln's own (laid out from
+    its image when a later stage reads it), and its files leave /."""
+    from kiln.engine.inplace import InPlaceRoot, SavedStageRoot, make_in_place_root
+
+    held = False
+    for result in env.results.values():
+        if isinstance(result.root, InPlaceRoot):
+            stage_dir = Path(tempfile.mkdtemp(prefix="saved-", dir=env.work_dir))
+            layers = [(d, blob_opener(env.blobs, desc.digest)) for desc, d in result.image.layer_diff_ids()]
+            result.root = SavedStageRoot(stage_dir, _own_root_ignore(env, stage_dir), env.modes.walk, layers)
+            held = True
+    return make_in_place_root(env.opts, env.context.root, env.modes.walk, clear=held)
 
 
 def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:

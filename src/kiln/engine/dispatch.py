@@ -164,7 +164,7 @@ class StepRunner:
         history = created_by(instr, meta.shell, self.scope.run_history_args())
 
         def execute() -> None:
-            run_step(self.env, instr, self.root.path, self.scope, self.state.meta, where)
+            run_step(self.env, instr, self.root, self.scope, self.state.meta, where)
 
         def key() -> str:
             assert self.cache is not None

@@ -21,6 +21,7 @@ from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text
 from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary
 from kiln.engine.images import ImageResolver
+from kiln.engine.inplace import InPlaceRoot
 from kiln.engine.modes import choose_modes
 from kiln.engine.options import BuildOptions
 from kiln.engine.outputs import check_output_paths, write_outputs
@@ -122,7 +123,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             df, df_path = load_dockerfile(opts, ctx, reporter)
             ctx.ignore = ctx.dockerignore_for(df_path)
             plan = make_plan(df, opts)
-            modes = choose_modes(opts, build_dir)
+            modes = choose_modes(opts, build_dir, reporter.warning)
             blobs = BlobStore(kiln_dir / "blobs")
             resolver = ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts)
             env = BuildEnv(
@@ -162,6 +163,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
         if env is not None:
             for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
                 root.close()
+                if opts.cleanup and isinstance(root, InPlaceRoot):
+                    root.clear()  # kaniko's --cleanup: / holds nothing of the build, ready for the next one
         remove_tree(build_dir)
         os.close(lock)
         reaper.untrack("remove", str(build_dir))
@@ -183,8 +186,9 @@ def _build_stages(env: BuildEnv) -> None:
     plan = env.plan
     for wave in plan.waves:
         stages = [plan.stage(i) for i in wave]
-        if len(stages) == 1:
-            env.results[stages[0].index] = build_stage(env, stages[0])
+        if len(stages) == 1 or env.modes.in_place:  # in place there is one / for one stage at a time
+            for st in stages:
+                env.results[st.index] = build_stage(env, st)
             continue
         with ThreadPoolExecutor(max_workers=min(len(stages), 4), thread_name_prefix="stage") as pool:
             futures = {st.index: pool.submit(build_stage, env, st) for st in stages}

@@ -11,15 +11,21 @@ Safety: this rewrites the root it runs in, so it is refused unless two things ho
   ``KUBERNETES_SERVICE_HOST`` environment variable is set, or kiln's / is not PID 1's root;
 - and the root declares itself disposable with the file ``/.kiln-in-place`` (made in the image kiln runs
   from). The first alone is not enough: a development container has /.dockerenv too, and its / is precious.
-Only one stage can be built this way (there is one "/"); kiln's installation must live in directories of its
-own, since a base image may replace anything in /usr, /lib, ...
+kiln's installation must live in directories of its own, since a base image may replace anything in /usr,
+/lib, ...; kaniko's directory /kaniko (its executor, its registry credentials) is left alone too.
+
+Several stages, one "/": stages are built one after another, as kaniko does. Before a stage starts, the stage
+that held / so far is handed over to a root of kiln's own (SavedStageRoot: laid out again from its image's
+layers under kiln's work directory, only if a later stage reads it with COPY --from or RUN --mount from=), and
+everything in / that is not left alone is removed, so that the next stage starts from its base alone.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -28,6 +34,7 @@ from kiln.engine.options import BuildOptions
 from kiln.engine.rootfs import FlatRoot, LayerOpener
 from kiln.errors import UsageError
 from kiln.layers.extract import extract_layer
+from kiln.rootfs.paths import resolve_in_root
 from kiln.snapshot.changes import image_path
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
@@ -83,6 +90,10 @@ def in_place_refusal(
     return None
 
 
+# kaniko's own directory: images that run kaniko's pipelines keep the executor and /kaniko/.docker there.
+KANIKO_DIR = "/kaniko"
+
+
 def kiln_installation() -> list[str]:
     """kiln's own files: its Python (the venv and the interpreter's prefix) and its package."""
     dirs = {sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix, os.path.dirname(kiln.__file__)}
@@ -109,7 +120,7 @@ def in_place_ignore(
     own = list(kiln_installation() if install is None else install)
     for path in own:
         _check_own_dir(path, "kiln's installation")
-    extra = [*own, "/" + MARKER]
+    extra = [*own, "/" + MARKER, KANIKO_DIR]
     if context_dir is not None:
         _check_own_dir(str(context_dir), "the build context")
         extra.append(os.path.realpath(context_dir))
@@ -150,19 +161,70 @@ class InPlaceRoot(FlatRoot):
         with open_blob() as blob:
             extract_layer(blob, self.path, mode="apply", label=diff_id, skip=self.skip)
 
+    def covers_foreign(self, target: str) -> str | None:
+        path = image_path(os.path.realpath(resolve_in_root(self.path, target)))
+        if not path:
+            return "it would cover all of /"
+        if self.skip(path):
+            return "in place it would cover kiln's own files or the container's (kiln, its work directory, the " \
+                   "context, a mount of the container)"
+        return None
+
+    def clear(self) -> int:
+        """Remove everything in / that is not left alone; returns how many entries went. Never crosses into
+        another filesystem (a mount kiln was not told about stays, with all below it)."""
+        return _clear_dir(self.path, "", os.lstat(self.path).st_dev, self.ignore.is_ignored, self._above)
+
     def close(self) -> None:
         pass
 
 
-def make_in_place_root(opts: BuildOptions, stages: int, context_dir: Path | None, walk: SnapshotMode) -> InPlaceRoot:
-    """The root of the one stage built in place, once every check has passed (nothing is written before)."""
+def _clear_dir(directory: Path, prefix: str, device: int, keep: Callable[[str], bool],
+               above: set[str]) -> int:
+    """Remove what is in `directory` except what `keep` says; recurse into the directories above kept ones."""
+    removed = 0
+    with os.scandir(directory) as it:
+        entries = list(it)
+    for entry in entries:
+        rel = prefix + entry.name
+        st = entry.stat(follow_symlinks=False)
+        if keep(rel) or st.st_dev != device:
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            removed += _clear_dir(Path(entry.path), rel + "/", device, keep, above)
+            if rel not in above:
+                os.rmdir(entry.path)
+                removed += 1
+        else:
+            os.unlink(entry.path)
+            removed += 1
+    return removed
+
+
+class SavedStageRoot(FlatRoot):
+    """A stage built in place, after / has moved on: its image laid out again under kiln's work directory, the
+    first time a later stage reads it (COPY --from, RUN --mount from=)."""
+
+    def __init__(self, workdir: Path, ignore: IgnoreRules, mode: SnapshotMode,
+                 layers: list[tuple[str, LayerOpener]]) -> None:
+        super().__init__(workdir, ignore, mode)
+        self._pending = layers
+
+    def view(self) -> Path:
+        while self._pending:
+            diff_id, opener = self._pending.pop(0)
+            self.add_layer(diff_id, opener)
+        return self.path
+
+
+def make_in_place_root(opts: BuildOptions, context_dir: Path | None, walk: SnapshotMode, *,
+                       clear: bool) -> InPlaceRoot:
+    """The root of a stage built in place, once every check has passed (nothing is written before). clear:
+    another stage held / until now; its files go first."""
     refusal = in_place_refusal()
     if refusal is not None:
         raise UsageError(refusal, FLAG)
-    if stages > 1:
-        raise UsageError(
-            f"a build in place builds one stage (there is one /), and this target needs {stages}: "
-            "use --target, or build without --in-place",
-            FLAG,
-        )
-    return InPlaceRoot(in_place_ignore(opts, context_dir), walk)
+    root = InPlaceRoot(in_place_ignore(opts, context_dir), walk)
+    if clear:
+        root.clear()
+    return root

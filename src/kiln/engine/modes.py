@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal
 
+from kiln.engine.inplace import MARKER, in_place_refusal
 from kiln.engine.options import BuildOptions
 from kiln.errors import UsageError
 from kiln.sandbox import RunSpec, run_in_sandbox
 from kiln.sandbox.inplace import run_in_place
+from kiln.sandbox.runc import can_create_containers
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.overlaymount import overlay_supported
 
@@ -48,10 +50,16 @@ class BuildModes:
         return "overlay" if self.roots == "overlay" else f"{self.roots}, walking ({self.walk.value})"
 
 
-def choose_modes(opts: BuildOptions, probe_dir: Path) -> BuildModes:
-    """The build's modes from its options and what this machine allows (overlay is probed with a real mount)."""
+def choose_modes(opts: BuildOptions, probe_dir: Path, notice: Callable[[str], None] = lambda _m: None) -> BuildModes:
+    """The build's modes from its options and what this machine allows (overlay is probed with a real mount).
+    Where kiln cannot create containers but its root declares itself disposable (kiln's own image, in a pod
+    without CAP_SYS_ADMIN), the build is in place, as with --in-place, and `notice` says so."""
     walk = SnapshotMode(opts.snapshot_mode if opts.snapshot_mode in ("full", "redo", "time") else "full")
     if opts.in_place:
+        return BuildModes("in-place", walk, opts.single_snapshot)
+    if opts.snapshot_mode != "overlay" and not can_create_containers() and in_place_refusal() is None:
+        notice(f"kiln cannot create containers here (no CAP_SYS_ADMIN) and /{MARKER} marks this root as "
+               "disposable: building in place (--in-place)")
         return BuildModes("in-place", walk, opts.single_snapshot)
     if opts.snapshot_mode in ("full", "redo", "time"):
         return BuildModes("flat", walk, opts.single_snapshot)

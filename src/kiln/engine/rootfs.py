@@ -55,6 +55,11 @@ class StageRoot(ABC):
     def close(self) -> None:
         """Unmount; the directories stay until the work directory is cleaned."""
 
+    def covers_foreign(self, target: str) -> str | None:
+        """Why a RUN --mount at `target` would cover something that is not the image's, or None. Only a root
+        kiln shares with other things (in place) has any."""
+        return None
+
 
 class OverlayRoot(StageRoot):
     def __init__(self, workdir: Path, store: LayerStore, ignore: IgnoreRules) -> None:

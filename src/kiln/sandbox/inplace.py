@@ -6,9 +6,14 @@ subprocess's C child, so no Python code runs between fork and exec in a process 
 WORKDIR (created, owned by that user, when missing), exactly its environment (plus PATH and HOME defaults, as
 in the namespaced sandbox), stdin from /dev/null, in a session and process group of its own.
 
+RUN --mount is placed rather than mounted (sandbox/placed.py): each mount's content is put at its target for
+the step and taken away after it.
+
 What the namespaced sandbox gives and this cannot:
 - no private /proc, /dev, /sys, /etc/hosts or hostname: the step sees the container's own;
-- no network namespace: RUN --network=none is refused (SandboxError), and so is RUN --mount (no mounts);
+- no network namespace: RUN --network=none is refused (SandboxError);
+- read-only mounts are writable during the step (the writes are thrown away), and secrets are files on the
+  container's disk while the step runs;
 - no PID namespace: when the command exits, its process group is killed, and kiln, made a child subreaper
   (prctl PR_SET_CHILD_SUBREAPER), also kills every process the step left behind that setsid()'d or
   double-forked away: orphans are re-parented to kiln, not to the container's init, so they can be found.
@@ -18,29 +23,25 @@ What the namespaced sandbox gives and this cannot:
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import threading
+import uuid
 from pathlib import Path
 from typing import BinaryIO
 
 from kiln import linux
 from kiln.errors import SandboxError
 from kiln.rootfs.users import ResolvedUser, resolve_user
+from kiln.sandbox.placed import PlacedMounts
 from kiln.sandbox.run import ensure_workdir
-from kiln.sandbox.spec import DEFAULT_PATH, RunSpec
+from kiln.sandbox.spec import RunSpec
 
 NOT_EXECUTABLE = 126
 NOT_FOUND = 127
 
 _MAX_KILL_ROUNDS = 1000
-
-
-def _environment(spec: RunSpec, user: ResolvedUser) -> dict[str, str]:
-    env = dict(spec.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOME", user.home)
-    return env
 
 
 def become_subreaper() -> None:
@@ -157,13 +158,11 @@ def _start(
 def run_in_place(spec: RunSpec, output: BinaryIO | None = None) -> int:
     """Run one step in kiln's own root (spec.rootfs must be /); stream its stdout+stderr to `output` (None:
     kiln's own); return its exit status (128+N when killed by signal N). Raises SandboxError for what this
-    mode cannot do (RUN --mount, --network=none), for an unknown USER, and when the step cannot be started."""
+    mode cannot do (--network=none), for an unknown USER, and when the step cannot be started."""
     if not spec.argv:
         raise SandboxError("RUN with an empty command")
     if os.path.realpath(spec.rootfs) != "/":
         raise SandboxError(f"in-place steps run in kiln's own root, not in {spec.rootfs}")
-    if spec.mounts:
-        raise SandboxError("RUN --mount needs mounts, which kiln cannot make in --in-place mode")
     if spec.network == "none":
         raise SandboxError("RUN --network=none needs a network namespace, which kiln cannot make in --in-place mode")
     root = Path("/")
@@ -171,12 +170,36 @@ def run_in_place(spec: RunSpec, output: BinaryIO | None = None) -> int:
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
     ensure_workdir(root, workdir, user)
     switch_to = user if _needs_switch(user) else None
+    if not spec.mounts:
+        return _run(spec, user, workdir, switch_to, output)
+    if spec.runtime_dir is None:
+        raise SandboxError("RUN --mount in place needs a directory of kiln's to keep what its targets held")
+    scratch = spec.runtime_dir / f"placed-{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    scratch.mkdir(mode=0o700, parents=True)
+    placed = PlacedMounts(root, scratch)
+    try:
+        try:
+            placed.place_all(spec.mounts)
+        except BaseException:
+            placed.remove()
+            raise
+        try:
+            code = _run(spec, user, workdir, switch_to, output)
+        finally:
+            placed.remove()
+        return code
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _run(spec: RunSpec, user: ResolvedUser, workdir: str, switch_to: ResolvedUser | None,
+         output: BinaryIO | None) -> int:
     become_subreaper()
     before = children_of(os.getpid())
     out_r, out_w = os.pipe() if output is not None else (-1, -1)
     reader: threading.Thread | None = None
     try:
-        started = _start(spec, _environment(spec, user), workdir, switch_to, out_w if output is not None else None)
+        started = _start(spec, spec.environment(user.home), workdir, switch_to, out_w if output is not None else None)
     finally:
         if output is not None:
             os.close(out_w)

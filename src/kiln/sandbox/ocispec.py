@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from kiln import linux
 from kiln.sandbox.seccomp import seccomp_profile
 
 DEFAULT_CAPABILITIES = (
@@ -56,8 +57,7 @@ _UMASK = 0o022
 def own_capabilities() -> list[str]:
     """The capabilities in kiln's own bounding set: all that a privileged step can be given (a container that
     runs kiln may itself lack some)."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        bounding = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    bounding = linux.capability_set("CapBnd")
     return [cap for bit, cap in enumerate(ALL_CAPABILITIES) if bounding >> bit & 1]
 
 

@@ -19,7 +19,7 @@ from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox import reaper
 from kiln.sandbox.ocispec import ContainerMount, runtime_config
 from kiln.sandbox.runc import check_can_create_containers, find_runtime, run_container
-from kiln.sandbox.spec import DEFAULT_PATH, RunSpec, SecretMount, TmpfsMount
+from kiln.sandbox.spec import RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
 
 _HOST_RESOLV_CONF = Path("/etc/resolv.conf")
@@ -32,13 +32,6 @@ def _checked_rootfs(rootfs: Path) -> Path:
     if root == Path("/") or os.path.samefile(root, "/"):
         raise SandboxError(f"{rootfs}: refusing to run a step in the host's root")
     return root
-
-
-def _environment(spec: RunSpec, user: ResolvedUser) -> dict[str, str]:
-    env = dict(spec.env)
-    env.setdefault("PATH", DEFAULT_PATH)
-    env.setdefault("HOME", user.home)
-    return env
 
 
 def ensure_workdir(root: Path, workdir: str, user: ResolvedUser) -> None:
@@ -174,7 +167,7 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
         config = runtime_config(
             rootfs=str(root),
             argv=spec.argv,
-            env=_environment(spec, user),
+            env=spec.environment(user.home),
             uid=user.uid,
             gid=user.gid,
             groups=user.groups,

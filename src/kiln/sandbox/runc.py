@@ -30,15 +30,15 @@ NOT_FOUND = 127
 _MAX_CONFIG = 1 << 20  # the default /proc/sys/fs/pipe-max-size
 
 
-_CAP_SYS_ADMIN = 21
+def can_create_containers() -> bool:
+    """Creating a container (namespaces, mounts) needs CAP_SYS_ADMIN."""
+    return linux.has_capability(linux.CAP_SYS_ADMIN)
 
 
 def check_can_create_containers() -> None:
-    """Creating a container (namespaces, mounts) needs CAP_SYS_ADMIN; without it runc fails with messages that
-    do not say so (\"can't get final child's PID from pipe\"). Say what to do instead, in one line."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        effective = next(int(line.split()[1], 16) for line in f if line.startswith("CapEff:"))
-    if not effective >> _CAP_SYS_ADMIN & 1:
+    """Without CAP_SYS_ADMIN runc fails with messages that do not say why ("can't get final child's PID from
+    pipe"). Say what to do instead, in one line."""
+    if not can_create_containers():
         raise SandboxError("RUN needs to create a container and kiln lacks CAP_SYS_ADMIN here (an unprivileged "
                            "container?): build with --in-place inside such a container")
 

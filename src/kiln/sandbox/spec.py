@@ -22,6 +22,9 @@ class BindMount:
     source: Path
     target: str
     readonly: bool = True
+    # The source is kiln's own (a cache's directory, a private copy): in place it is moved to the target and
+    # back rather than copied (sandbox/placed.py).
+    movable: bool = False
 
 
 @dataclass(frozen=True)
@@ -69,3 +72,10 @@ class RunSpec:
     mounts: tuple[Mount, ...] = ()
     runtime_dir: Path | None = None
     privileged: bool = False
+
+    def environment(self, home: str) -> dict[str, str]:
+        """The whole environment the command gets: `env`, with Docker's PATH and the user's HOME as defaults."""
+        env = dict(self.env)
+        env.setdefault("PATH", DEFAULT_PATH)
+        env.setdefault("HOME", home)
+        return env

@@ -37,10 +37,7 @@ class MountStubs:
         missing = [path]
         while not os.path.lexists(missing[-1].parent):
             missing.append(missing[-1].parent)
-        existing_parent = missing[-1].parent
-        if existing_parent not in self.parents and existing_parent not in self.created:
-            st = os.lstat(existing_parent)
-            self.parents[existing_parent] = _ParentTimes(st.st_atime_ns, st.st_mtime_ns)
+        self.watch(missing[-1].parent)
         for p in reversed(missing):
             if p is path and not is_dir:
                 fd = os.open(p, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_CLOEXEC, 0o644)
@@ -49,6 +46,22 @@ class MountStubs:
                 os.mkdir(p, 0o755)
             self.created.append(p)
 
+    def watch(self, parent: Path) -> None:
+        """Put `parent`'s times back at the end too: something other than a stub is made or moved in it."""
+        if parent not in self.parents and parent not in self.created:
+            st = os.lstat(parent)
+            self.parents[parent] = _ParentTimes(st.st_atime_ns, st.st_mtime_ns)
+
+    def observe(self) -> dict[Path, os.stat_result]:
+        """The parents as the command left them (before anything of ours is undone)."""
+        seen = {}
+        for parent in self.parents:
+            try:
+                seen[parent] = os.lstat(parent)
+            except FileNotFoundError:  # the command removed it
+                continue
+        return seen
+
     def sealed(self) -> MountStubs:
         """Note the parents' mtimes once every stub exists, to tell later whether the command changed them."""
         for parent, times in self.parents.items():
@@ -56,16 +69,12 @@ class MountStubs:
         self._sealed = True
         return self
 
-    def remove(self) -> list[Path]:
-        """Remove the stubs (deepest first) and restore their parents' times; return stubs left in place."""
+    def remove(self, observed: dict[Path, os.stat_result] | None = None) -> list[Path]:
+        """Remove the stubs (deepest first) and restore their parents' times; return stubs left in place.
+        observed: the parents as the command left them, when more of ours was undone since (see observe())."""
         if not self._sealed:  # the step never ran: every change to the parents was ours
             self.sealed()
-        before: dict[Path, os.stat_result] = {}
-        for parent in self.parents:
-            try:
-                before[parent] = os.lstat(parent)
-            except FileNotFoundError:  # the command removed it
-                continue
+        before = self.observe() if observed is None else observed
         kept = []
         for p in reversed(self.created):
             try:

@@ -22,6 +22,7 @@ from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
     from kiln.engine.buildenv import BuildEnv
+    from kiln.engine.rootfs import StageRoot
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
 
@@ -122,13 +123,15 @@ def _one_mount(
     if mount.type == "cache":
         cache_id = mount.id if mount.id is not None else target
         base = cache_mount_dir(env.opts.kiln_dir / "cache-mounts", cache_id)
-        cache_dir, new = acquire_cache_dir(base, mount.sharing, hold)
+        # In place a cache's directory is moved to the target for the step: no other step may have it meanwhile.
+        sharing = "locked" if env.modes.in_place and mount.sharing in (None, "shared") else mount.sharing
+        cache_dir, new = acquire_cache_dir(base, sharing, hold)
         if new:
             if mount.from_ is not None:
                 seed(cache_dir, resolve_in_root(_bind_source_root(env, mount), mount.source or "/"))
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
             os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
-        return BindMount(cache_dir, target, readonly=mount.readonly)
+        return BindMount(cache_dir, target, readonly=mount.readonly, movable=True)
     # type=bind
     source_root = _bind_source_root(env, mount)
     src = resolve_in_root(source_root, mount.source or "/")
@@ -138,7 +141,7 @@ def _one_mount(
         # A writable bind mount must not change the context or another stage: give it a private copy.
         copy = scratch / f"bind{len(os.listdir(scratch))}"
         copy_tree(src, copy)
-        src = copy
+        return BindMount(copy, target, readonly=False, movable=True)
     return BindMount(src, target, readonly=mount.readonly)
 
 
@@ -174,7 +177,17 @@ def _privileged(env: BuildEnv, instr: Run, where: SourceLocation) -> bool:
     return True
 
 
-def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: MetaState, where: SourceLocation) -> None:
+def _check_targets(root: StageRoot, mounts: list[Mount], where: SourceLocation) -> None:
+    """A mount may not cover what is not the image's (in place: kiln's own directories, the container's mounts)."""
+    for m in mounts:
+        reason = root.covers_foreign(m.target)
+        if reason is not None:
+            raise BuildError(f"RUN --mount target {m.target}: {reason}", where)
+
+
+def run_step(
+    env: BuildEnv, instr: Run, root: StageRoot, scope: StageScope, meta: MetaState, where: SourceLocation
+) -> None:
     network = _network(env, instr, where)
     privileged = _privileged(env, instr, where)
     with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp, contextlib.ExitStack() as hold:
@@ -182,8 +195,9 @@ def run_step(env: BuildEnv, instr: Run, root: Path, scope: StageScope, meta: Met
         cmd = command_line(instr, meta.shell, scratch)
         step_mounts, secret_env = _mounts(env, instr, scratch, hold, where)
         mounts = [*step_mounts, *cmd.extra_mounts]
+        _check_targets(root, mounts, where)
         spec = RunSpec(
-            rootfs=root,
+            rootfs=root.path,
             argv=cmd.argv,
             env={**scope.run_env(), **secret_env},
             user=meta.config.user,
