@@ -1,4 +1,4 @@
-"""Extracting a layer tar onto a root, safely, in one of two shapes.
+"""Extracting a layer tar onto a root, safely, in one of two shapes; and unpacking an archive (ADD).
 
 mode "apply": the root is the whole filesystem so far (one directory); whiteouts delete from it. A whiteout
 only removes what lower layers put there, never what this same layer adds (OCI image spec), whatever the
@@ -9,6 +9,12 @@ mode "overlay": the root is an empty directory for this layer alone, later stack
 lowerdir; whiteouts are written in overlayfs' own terms: ``.wh.name`` becomes a character device 0/0 named
 ``name``, ``.wh..wh..opq`` sets trusted.overlay.opaque=y on its directory (and a directory this layer both
 whites out and re-creates becomes opaque).
+
+mode "archive": ADD's local archive, unpacked onto its destination as Docker and BuildKit unpack one (moby's
+archive.Unpack, BuildKit's unpack with whiteout conversion off): an archive is not a layer, so ``.wh.*`` names
+are plain files; a leading "/" of an entry name or hardlink target is dropped (the destination is the
+archive's root); a symlink's ".." at that root stays there (a chroot's rule) rather than being refused. Names
+whose own ".." climb out of the destination are still refused, as Docker refuses them.
 
 Safety: entry names and hardlink targets that are absolute or climb out with ".." are refused, and every
 parent path is resolved inside the root the way a chrooted process would see it (see safepath), so nothing
@@ -54,7 +60,7 @@ from kiln.layers.paths import (
 from kiln.layers.safepath import Parts, RootResolver
 from kiln.layers.tarreader import Member, TarReader
 
-ExtractMode = Literal["apply", "overlay"]
+ExtractMode = Literal["apply", "overlay", "archive"]
 _CHUNK = 1 << 20
 
 
@@ -191,7 +197,7 @@ class _Extractor:
         self.root = root
         self.mode = mode
         self.skip = skip
-        self.resolver = RootResolver(root)
+        self.resolver = RootResolver(root, clamp=mode == "archive")
         self.added: set[Parts] = set()  # real paths this layer created
         self.holds_added: set[Parts] = set()  # real directories with something this layer created below
         self.whited: set[Parts] = set()  # overlay mode: whiteout devices this layer created
@@ -244,13 +250,13 @@ class _Extractor:
     def apply(self, reader: TarReader, info: Member) -> None:
         self.entries += 1
         _check_member(info)
-        if info.name.startswith("/"):
+        if info.name.startswith("/") and self.mode != "archive":
             raise UnsafePathError("absolute path in a layer")
         parts = split_image_path(info.name)
         if not parts:
             return  # the root itself: its metadata belongs to whoever made the root
         name = parts[-1]
-        if name.startswith(WHITEOUT_PREFIX):
+        if name.startswith(WHITEOUT_PREFIX) and self.mode != "archive":
             self.whiteout(parts[:-1], name)
             return
         if self.skipped(parts[:-1], name):
@@ -311,7 +317,7 @@ class _Extractor:
             os.close(fd)
 
     def hardlink(self, host: str, existing: os.stat_result | None, info: tarfile.TarInfo) -> None:
-        if info.linkname.startswith("/"):
+        if info.linkname.startswith("/") and self.mode != "archive":
             raise UnsafePathError(f"hardlink to absolute path {info.linkname!r}")
         target = split_image_path(info.linkname)
         if not target:
@@ -325,11 +331,29 @@ class _Extractor:
             raise ImageFormatError(f"hardlink target {info.linkname!r} is a directory")
         if self.skip is not None and self.skip("/".join((*(tparent or ()), target[-1]))):
             return  # a link to a skipped file would bring that file (not the layer's) into the root
-        if existing is not None:
-            if (existing.st_dev, existing.st_ino) == (tst.st_dev, tst.st_ino):
-                return
-            self.remove(host, existing)
-        os.link(thost, host, follow_symlinks=False)
+        if existing is None or (existing.st_dev, existing.st_ino) != (tst.st_dev, tst.st_ino):
+            if existing is not None:
+                self.remove(host, existing)
+            os.link(thost, host, follow_symlinks=False)
+        self.link_metadata(host, tst, info)
+
+    def link_metadata(self, host: str, st: os.stat_result, info: tarfile.TarInfo) -> None:
+        """A hardlink entry's own owner, mode, xattrs and mtime go to the inode it shares, as Docker's and
+        containerd's appliers (Lchown, chmod, chtimes on the link) and buildah leave them. Only what differs
+        is changed: chown, even to the same owner, drops security.capability and setuid bits that the
+        target's own entry set (kiln's writer gives a link the inode's metadata but no xattrs)."""
+        symlink = stat.S_ISLNK(st.st_mode)
+        if (st.st_uid, st.st_gid) != (info.uid, info.gid):
+            os.chown(host, info.uid, info.gid, follow_symlinks=False)
+            st = os.lstat(host)
+        if not symlink and stat.S_IMODE(st.st_mode) != info.mode & 0o7777:
+            os.chmod(host, info.mode & 0o7777)  # not a symlink: a real file inside the root
+        for key, value in info.pax_headers.items():
+            attr = key[len(XATTR_PAX_PREFIX) :]
+            if key.startswith(XATTR_PAX_PREFIX) and is_layer_xattr(attr) and not symlink:
+                os.setxattr(host, attr, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+        ns = _mtime_ns(info)
+        os.utime(host, ns=(ns, ns), follow_symlinks=False)
 
     def metadata(self, target: str | int, info: tarfile.TarInfo, *, symlink: bool = False) -> None:
         # chown first: it clears setuid/setgid bits and security.capability.
@@ -444,11 +468,11 @@ def extract_layer(
     """Extract the layer tar in ``src`` (plain or gzip/zstd/bzip2/xz compressed) onto ``root`` (made if missing).
 
     We run as root: owners are set numerically, modes with setuid/setgid/sticky, xattrs including
-    security.capability. ``label`` names the layer in error messages. A malformed or truncated layer is
+    security.capability. ``label`` names the layer (or archive) in error messages. A malformed or truncated layer is
     ImageFormatError naming the entry being extracted; an entry that would land outside ``root``
     UnsafePathError (raised before anything outside is touched). ``skip``: see the module docstring.
     """
-    if mode not in ("apply", "overlay"):
+    if mode not in ("apply", "overlay", "archive"):
         raise ValueError(f"unknown extract mode {mode!r}")
     os.makedirs(root, exist_ok=True)
     extractor = _Extractor(os.fspath(root), mode, skip)

@@ -3,7 +3,9 @@
 Symlinks met on the way are followed inside the root: an absolute target starts again at the root (a link to
 /etc means root/etc), a relative one continues from the link's directory. A relative target whose ".." climbs
 above the root is refused (UnsafePathError) rather than clamped: no sane layer needs it, and a layer that
-tries it is hostile. The last component of a path is never followed; callers lstat or replace it.
+tries it is hostile. An archive ADD unpacks is resolved as Docker (a chroot into the destination) and BuildKit
+(continuity's RootPath) resolve it: there ".." at the root stays at the root (``clamp=True``), which is as safe.
+The last component of a path is never followed; callers lstat or replace it.
 """
 
 from __future__ import annotations
@@ -38,8 +40,9 @@ class RootResolver:
     symlink is created, since either can change where a path leads.
     """
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, *, clamp: bool = False) -> None:
         self.root = root
+        self.clamp = clamp  # ".." at the root stays there (a chroot's rule) instead of being refused
         self._cache: dict[Parts, tuple[Parts, int]] = {}  # image parts -> real parts, symlinks followed
 
     def host(self, parts: Parts) -> str:
@@ -85,6 +88,8 @@ class RootResolver:
                     continue
                 if comp == "..":
                     if not current:
+                        if self.clamp:
+                            continue
                         raise UnsafePathError(f"{'/'.join(parts)}: a symlink on the way leads outside the root")
                     length -= 1 + len(os.fsencode(current.pop()))
                     parent = os.open("..", _DIR_FLAGS, dir_fd=fd)  # a real directory's: inside the root

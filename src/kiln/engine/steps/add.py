@@ -4,10 +4,17 @@ Docker's rules: an archive is recognised by its content (tar, plain or gzip/bzip
 name, and unpacked into the destination directory; a remote file is never unpacked (unless --unpack), gets mode
 0600, and its Last-Modified header as mtime; --checksum is verified before anything is written.
 
-An archive is unpacked as a layer onto the destination directory, which is its root: a symlink in it leads
-back inside that directory, never out (see kiln.layers.extract). Its entry names are therefore no host paths
-("lnk/usr/x" below "lnk -> /" lands in DEST/usr/x); what the step declares, and chowns, is where each entry
-really landed, found the same way.
+An archive is unpacked onto the destination directory, which is its root, as Docker and BuildKit unpack it
+(kiln.layers.extract, mode "archive"): a symlink in it leads back inside that directory, never out, and ".."
+at that root stays there; ``.wh.*`` entries are plain files (whiteouts belong to image layers); a leading "/"
+of an entry name is dropped; names whose ".." climbs out are refused. Its entry names are therefore no host
+paths ("lnk/usr/x" below "lnk -> /" lands in DEST/usr/x); what the step declares, and chowns, is where each
+entry really landed, found the same way.
+
+The destination's missing directories are made 0755 (owned by --chown's user), whatever --chmod says, and
+--chmod does not touch what the archive holds: BuildKit's unpack makes them with copy.MkdirAll(dest, 0755)
+and applies no mode to the archive's entries. Every failure is a BuildError at the ADD's line, naming the
+archive.
 """
 
 from __future__ import annotations
@@ -107,7 +114,10 @@ def run_add(
         dest, _ = destination(instr.dest, workdir)
         owner = resolve_chown(root, instr.chown) if instr.chown else None
         log = WriteLog(root)
-        dest_host = make_dirs(root, resolve_in_root(root, dest), owner, log)
+        try:
+            dest_host = make_dirs(root, resolve_in_root(root, dest), owner, log)
+        except OSError as e:
+            raise BuildError(f"ADD: destination {dest}: {e.strerror or e}", where) from None
         written.update(log.written)
         for arc in archives:
             written.update(_unpack(arc, root, dest_host, owner, where))
@@ -118,13 +128,15 @@ def _unpack(arc: Source, root: Path, dest_host: Path, owner: Owner | None, where
     """Unpack one archive onto ``dest_host``; the image paths it wrote."""
     try:
         with open(arc.path, "rb") as f:
-            extract_layer(f, dest_host, mode="apply", label=arc.name)
+            extract_layer(f, dest_host, mode="archive", label=arc.name)
+        landed = _landed(dest_host, _members(arc.path))
+        if owner is not None:
+            for real in landed:
+                os.chown(dest_host / real, owner.uid, owner.gid, follow_symlinks=False)
     except (ImageFormatError, ExtractError) as e:  # UnsafePathError is an ImageFormatError
         raise BuildError(f"ADD: {e}", where) from None
-    landed = _landed(dest_host, _members(arc.path))
-    if owner is not None:
-        for real in landed:
-            os.chown(dest_host / real, owner.uid, owner.gid, follow_symlinks=False)
+    except OSError as e:
+        raise BuildError(f"ADD: {arc.name}: {e.strerror or e}", where) from None
     rel_dest = os.path.relpath(dest_host, root)
     return {real if rel_dest == "." else f"{rel_dest}/{real}" for real in landed}
 
@@ -133,7 +145,7 @@ def _landed(dest_host: Path, members: list[str]) -> list[str]:
     """Where the entries ``members`` are now, as real paths relative to ``dest_host``: their directories are
     resolved inside it as the extraction resolved them, so no symlink is ever followed by the host kernel. An
     entry that is no longer there (a later one replaced a directory on its way) was not written: it is left out."""
-    resolver = RootResolver(os.fspath(dest_host))
+    resolver = RootResolver(os.fspath(dest_host), clamp=True)  # as the extraction resolved them
     out: list[str] = []
     for member in members:
         try:
