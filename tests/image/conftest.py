@@ -1,0 +1,51 @@
+"""Fixtures of the tests of kiln's image: the image (built once per session by scripts/image.sh, with kiln), and
+a fresh unpacked copy of it per test (a build in place rewrites the container's root).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from image_helpers import REPO, Container, KilnImage, only_tag
+
+from support.base_images import OciImage
+from support.mounts import mounts_under, remove_tree
+from support.procs import run
+
+
+def _needs_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mounts, chroot, namespaces)")
+
+
+@pytest.fixture(scope="session")
+def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
+    """kiln's image, built by `scripts/image.sh` with kiln (an OCI layout)."""
+    _needs_root()
+    work = tmp_path_factory.mktemp("kiln-image")
+    layout = work / "layout"
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd")],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (
+        f"scripts/image.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    remove_tree(work / "kd")
+    return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr)
+
+
+@pytest.fixture
+def container(kiln_image: KilnImage, tmp_path: Path) -> Iterator[Container]:
+    """A fresh unpacked copy of kiln's image (umoci unpack); nothing stays mounted under it afterwards."""
+    bundle = tmp_path / "bundle"
+    run(["umoci", "unpack", "--image", kiln_image.image.ref.removeprefix("oci:"), str(bundle)])
+    yield Container(bundle)
+    assert not mounts_under(tmp_path), mounts_under(tmp_path)
+    remove_tree(bundle)
+
+

@@ -1,0 +1,134 @@
+"""Running an unpacked image the way a Kubernetes pod runs it, without a container runtime.
+
+`run_in_pod(rootfs, argv, env, binds)` runs argv with `rootfs` as its root, as a pod's container would be:
+
+- root (uid 0) inside, with Docker's default capability bounding set (no CAP_SYS_ADMIN: no mount, no unshare,
+  no new namespaces), none inheritable, set by `setpriv`;
+- its own mount namespace (private propagation: nothing reaches the host) and PID namespace, the command
+  being PID 1 as an entry point is; a fresh /proc, the host's /dev (bind), a read-only /sys;
+- what the kubelet puts into every container: /etc/hosts, /etc/hostname and /etc/resolv.conf as file bind
+  mounts, the service account's token on a tmpfs at /var/run/secrets/kubernetes.io/serviceaccount, and
+  KUBERNETES_SERVICE_HOST/PORT in the environment (the evidence kiln's --in-place looks for);
+- the host's network (the tests' registries listen on 127.0.0.1).
+
+binds: (host path, path in the container, read-only) for the volumes (a build context at /workspace, ...).
+The mount points are made in rootfs before the command runs, as a runtime makes them in the container's
+writable layer. Every mount lives in the namespace, which dies with the command: nothing is left mounted.
+rootfs must be a directory the caller made (never the host's /).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+# Docker's (and containerd's, so a default pod's) capability set.
+DOCKER_DEFAULT_CAPS = (
+    "chown", "dac_override", "fowner", "fsetid", "kill", "setgid", "setuid", "setpcap", "net_bind_service",
+    "net_raw", "sys_chroot", "mknod", "audit_write", "setfcap",
+)  # fmt: skip
+# The capability bits of that set, as /proc/PID/status shows them (CapBnd/CapEff of root in a Docker container).
+DOCKER_DEFAULT_CAPS_MASK = 0x00000000A80425FB
+
+# What every pod's container has in its environment; nothing here is ever connected to.
+POD_ENV = {
+    "KUBERNETES_SERVICE_HOST": "10.96.0.1",
+    "KUBERNETES_SERVICE_PORT": "443",
+    "KUBERNETES_PORT": "tcp://10.96.0.1:443",
+    "HOSTNAME": "kiln-build-pod",
+}
+SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+@dataclass(frozen=True)
+class Bind:
+    source: Path
+    target: str
+    readonly: bool = True
+
+
+def image_env(bundle_config: Mapping[str, object]) -> dict[str, str]:
+    """The environment of an image as `umoci unpack` wrote it (the bundle's config.json, process.env)."""
+    process = bundle_config.get("process")
+    assert isinstance(process, dict)
+    return dict(item.split("=", 1) for item in process.get("env", []))
+
+
+def _mount_point(rootfs: Path, target: str, is_file: bool) -> Path:
+    path = rootfs / target.lstrip("/")
+    # Never through a symlink of the image: the runtime makes real mount points (and so does this).
+    for parent in reversed(path.relative_to(rootfs).parents):
+        p = rootfs / parent
+        if p.is_symlink():
+            p.unlink()
+    if is_file:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.is_symlink():
+            if path.is_symlink():
+                path.unlink()
+            path.touch()
+    else:
+        path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds: Iterable[Bind], cwd: str,
+               kubelet_dir: Path) -> str:  # fmt: skip
+    r = shlex.quote(str(rootfs))
+    lines = ["set -e", f"mount -t proc proc {r}/proc", f"mount --rbind /dev {r}/dev",
+             f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {r}/sys"]  # fmt: skip
+    for name in ("hosts", "hostname", "resolv.conf"):
+        lines.append(f"mount --bind {shlex.quote(str(kubelet_dir / name))} {r}/etc/{name}")
+    sa = f"{r}{SERVICE_ACCOUNT}"
+    lines += [f"mount -t tmpfs -o size=1m tmpfs {sa}", f"echo not-a-real-token > {sa}/token",
+              f"echo default > {sa}/namespace", f"mount -o remount,ro {sa}"]  # fmt: skip
+    for b in binds:
+        target = shlex.quote(str(rootfs / b.target.lstrip("/")))
+        lines.append(f"mount --bind {shlex.quote(str(b.source))} {target}")
+        if b.readonly:
+            lines.append(f"mount -o remount,bind,ro {target}")
+    caps = ",".join(["-all", *(f"+{c}" for c in DOCKER_DEFAULT_CAPS)])
+    environment = [f"{k}={v}" for k, v in {**env, **POD_ENV}.items()]
+    lines.append(" ".join(shlex.quote(w) for w in [
+        "exec", "env", "-i", *environment,
+        "setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--",
+        "unshare", f"--root={rootfs}", f"--wd={cwd}", "--", *argv,
+    ]))  # fmt: skip
+    return "\n".join(lines)
+
+
+def run_in_pod(
+    rootfs: Path,
+    argv: Sequence[str],
+    env: Mapping[str, str],
+    binds: Iterable[Bind] = (),
+    cwd: str = "/",
+    timeout: float = 900,
+) -> subprocess.CompletedProcess[str]:
+    """Run argv in rootfs as a pod's container (see the module); its output is captured."""
+    rootfs = Path(os.path.realpath(rootfs))
+    assert rootfs != Path("/") and rootfs.is_dir(), rootfs
+    binds = list(binds)
+    for d in ("proc", "dev", "sys"):
+        _mount_point(rootfs, d, is_file=False)
+    for name in ("hosts", "hostname", "resolv.conf"):
+        _mount_point(rootfs, f"etc/{name}", is_file=True)
+    _mount_point(rootfs, SERVICE_ACCOUNT, is_file=False)
+    for b in binds:
+        _mount_point(rootfs, b.target, is_file=not b.source.is_dir())
+    with tempfile.TemporaryDirectory(prefix="kubelet-") as kubelet:
+        k = Path(kubelet)
+        (k / "hosts").write_text(f"127.0.0.1\tlocalhost\n10.244.0.7\t{POD_ENV['HOSTNAME']}\n")
+        (k / "hostname").write_text(POD_ENV["HOSTNAME"] + "\n")
+        (k / "resolv.conf").write_text("nameserver 127.0.0.53\nsearch default.svc.cluster.local\noptions ndots:5\n")
+        script = pod_script(rootfs, argv, env, binds, cwd, k)
+        return subprocess.run(
+            ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script],
+            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            capture_output=True, text=True, timeout=timeout, check=False,
+        )  # fmt: skip

@@ -1,0 +1,273 @@
+"""kiln's image (image/Dockerfile, built by scripts/image.sh with kiln) and builds through its /kaniko/executor.
+
+1. What independent tools (skopeo, umoci, patchelf) see in the image: its config, its files, no ELF file that
+   reaches for /lib or /usr, its size.
+2. Its Python starts in a chroot of the unpacked image with nothing from the host, and keeps starting when
+   the root around it holds another system's libraries and OpenSSL config (what a build in place puts there).
+3. Run as a pod runs it (tests/image/pod.py: root, Docker's default capabilities, no CAP_SYS_ADMIN), with
+   kaniko's arguments: a build on the busybox and Debian bases pushed to the test registry equals the same
+   Dockerfile built by kiln's namespaced mode on the host (`kiln diff`: files, config, layers); a second build
+   in the same container works, and the container's own files (/kiln, /kaniko, /workspace) are intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from image_helpers import (
+    BUSYBOX,
+    Container,
+    KilnImage,
+    described,
+    executor_argv,
+    host_build,
+    kiln_diff,
+    write_context,
+)
+from pod import DOCKER_DEFAULT_CAPS_MASK, Bind
+
+from support.procs import run, run_text
+from support.registry import Registry
+
+pytestmark = [pytest.mark.root, pytest.mark.slow, pytest.mark.skipif(os.geteuid() != 0, reason="needs root")]
+
+KANIKO_EXECUTOR_UNPACKED = 80_000_000  # kaniko's executor image, unpacked (~80 MB)
+OWN_TOPS = {"kiln", "kaniko", "workspace", ".kiln-in-place"}
+
+
+def _elf_files(root: Path) -> list[Path]:
+    out = []
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath) / name
+            if not p.is_symlink() and p.stat().st_size > 4:
+                with open(p, "rb") as f:
+                    if f.read(4) == b"\x7fELF":
+                        out.append(p)
+    return out
+
+
+def _tree_size(root: Path) -> int:
+    total = 0
+    for dirpath, dirs, files in os.walk(root):
+        for name in files + dirs:
+            total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Container) -> None:
+    inspect = json.loads(run_text(["skopeo", "inspect", "--config", kiln_image.image.ref]))
+    config = inspect["config"]
+    assert config["Entrypoint"] == ["/kaniko/executor"]
+    assert config["WorkingDir"] == "/workspace"
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == "/kiln/etc/ssl/certs/ca-certificates.crt"
+    assert env["KILN_DIR"].startswith("/kiln/") and env["PATH"].split(":")[0] == "/kiln/bin"
+    assert inspect["os"] == "linux" and inspect["architecture"] == "amd64"
+
+    root = container.rootfs
+    assert set(os.listdir(root)) == OWN_TOPS, sorted(os.listdir(root))
+    marker = root / ".kiln-in-place"
+    assert marker.is_file() and marker.stat().st_size == 0
+    assert (root / "workspace").is_dir() and not os.listdir(root / "workspace")
+    assert os.access(root / "kaniko/executor", os.X_OK)
+    assert (root / "kaniko/executor").read_text().startswith("#!/kiln/bin/python3")
+    assert len((root / "kiln/etc/ssl/certs/ca-certificates.crt").read_text().split("BEGIN CERTIFICATE")) > 100
+    # Nothing needs the host's (or a base image's) /lib or /usr: the interpreter's loader and every run path
+    # are kiln's own.
+    elves = _elf_files(root)
+    assert len(elves) > 50, elves
+    for elf in elves:
+        rpath = run_text(["patchelf", "--print-rpath", elf]).strip()
+        if elf.name.startswith("ld-linux"):
+            continue
+        assert rpath and all(p == "/kiln/lib" or p.startswith("$ORIGIN") for p in rpath.split(":")), (elf, rpath)
+    interpreters = {run_text(["patchelf", "--print-interpreter", e], check=False).strip() for e in elves}
+    assert interpreters - {""} == {"/kiln/lib/ld-linux-x86-64.so.2"}, interpreters
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                target = os.readlink(p)
+                assert not target.startswith("/") or target.startswith("/kiln/"), (p, target)
+    # Trimmed, byte code compiled, and smaller than kaniko's executor.
+    stdlib = root / "kiln/lib/python3.11"
+    for gone in ("test", "idlelib", "tkinter", "ensurepip", "lib2to3", "config-3.11-x86_64-linux-gnu"):
+        assert not (stdlib / gone).exists(), gone
+    assert list((stdlib / "site-packages/kiln/__pycache__").glob("cli.cpython-311.pyc"))
+    size = _tree_size(root)
+    print(f"kiln's image unpacked: {size / 1e6:.1f} MB")
+    assert size < KANIKO_EXECUTOR_UNPACKED, size
+
+
+def _chroot_python(root: Path, env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["chroot", str(root), "/kiln/bin/python3", "-I", "-c", code],
+                          env=env, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+
+
+CHECK = """\
+import sys, ssl, zstandard, isal.isal_zlib, requests, kiln, kiln.cli, kiln.engine.engine
+mods = [m.__file__ for m in (ssl, zstandard, isal.isal_zlib, requests, kiln) if getattr(m, "__file__", None)]
+assert all(f.startswith("/kiln/") for f in mods), mods
+assert sys.prefix == "/kiln", sys.prefix
+ctx = ssl.create_default_context()
+print(ctx.cert_store_stats()["x509_ca"], ssl.OPENSSL_VERSION)
+"""
+
+
+def test_python_starts_with_nothing_from_the_host(container: Container) -> None:
+    root = container.rootfs
+    proc = _chroot_python(root, {"PATH": "/kiln/bin", **{k: v for k, v in container.env.items() if "SSL" in k}}, CHECK)
+    assert proc.returncode == 0, described(proc)
+    count, version = proc.stdout.split(maxsplit=1)
+    assert int(count) > 100 and version.startswith("OpenSSL"), proc.stdout
+
+    # What a build in place leaves around kiln: another system's libraries where a loader looks by default, an
+    # ld.so.cache naming them, an OpenSSL config. kiln's Python must not notice.
+    for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64"):
+        (root / d).mkdir(parents=True)
+        for lib in ("libc.so.6", "libm.so.6", "libssl.so.3", "libcrypto.so.3", "libz.so.1", "libffi.so.8"):
+            (root / d / lib).write_bytes(b"\x7fELF not a library")
+    (root / "lib64/ld-linux-x86-64.so.2").write_bytes(b"\x7fELF not a loader")
+    (root / "etc").mkdir()
+    (root / "etc/ld.so.cache").write_bytes(b"garbage")
+    (root / "usr/lib/ssl").mkdir(parents=True)
+    (root / "usr/lib/ssl/openssl.cnf").write_text("openssl_conf = broken\n[broken]\n.include /nonexistent\n")
+    env = {"PATH": "/kiln/bin", **{k: v for k, v in container.env.items() if "SSL" in k}}
+    proc = _chroot_python(root, env, CHECK)
+    assert proc.returncode == 0, described(proc)
+    # The control: a Python that does look there breaks (so the garbage above is where it counts).
+    proc = subprocess.run(["chroot", str(root), "/kiln/bin/python3", "-c", "import ssl"], env={
+        "PATH": "/kiln/bin", "LD_LIBRARY_PATH": "/lib/x86_64-linux-gnu"}, capture_output=True, timeout=60)  # fmt: skip
+    assert proc.returncode != 0
+
+
+def test_pod_has_dockers_default_capabilities(container: Container) -> None:
+    """The harness itself: root without CAP_SYS_ADMIN, PID 1, the pod's environment, mounts refused."""
+    proc = container.run(["/kiln/bin/python3", "-I", "-c", """
+import os, ctypes
+status = dict(l.split(":", 1) for l in open("/proc/self/status"))
+libc = ctypes.CDLL(None, use_errno=True)
+mounted = libc.mount(b"none", b"/workspace", b"tmpfs", 0, None)
+print(os.getpid(), os.getuid(), status["CapEff"].strip(), status["CapBnd"].strip(), mounted, ctypes.get_errno(),
+      os.environ.get("KUBERNETES_SERVICE_HOST"), os.getcwd())
+"""])  # fmt: skip
+    assert proc.returncode == 0, described(proc)
+    pid, uid, eff, bnd, mounted, errno, k8s, cwd = proc.stdout.split()
+    assert (pid, uid) == ("1", "0")
+    assert int(eff, 16) == int(bnd, 16) == DOCKER_DEFAULT_CAPS_MASK
+    assert (mounted, errno) == ("-1", "1")  # EPERM
+    assert k8s and cwd == "/workspace"
+
+
+DOCKERFILE = """\
+ARG BASE
+FROM ${BASE}
+ENV GREETING="hello pod" PATH=/opt/tool/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+COPY hello.txt /data/hello.txt
+COPY tool/ /opt/tool/
+RUN mkdir -p /data/sub && echo one > /data/sub/a && echo gone > /data/sub/b \\
+ && ln /data/sub/a /data/sub/a-hard && ln -s sub/a /data/a-sym && chmod 0640 /data/sub/a
+RUN rm /data/sub/b && rm -rf /home && ln /data/hello.txt /data/hello-hard \\
+ && echo "$GREETING" > /data/greeting && mkdir /data/empty
+USER 1000:1000
+WORKDIR /data/work
+RUN id -u > uid && hello > out
+LABEL org.example.case=pod
+CMD ["cat", "/data/greeting"]
+"""
+CONTEXT = {
+    "Dockerfile": DOCKERFILE,
+    "hello.txt": "hello from the context\n",
+    "tool/bin/hello": "#!/bin/sh\necho tool ran\n",
+}
+
+
+def _snapshot(root: Path, tops: tuple[str, ...]) -> dict[str, str]:
+    """What /kiln (but its work directory), /kaniko and /workspace hold: path -> type, mode, owner, content."""
+    out = {}
+    for top in tops:
+        for dirpath, dirs, files in os.walk(root / top):
+            dirs[:] = [d for d in dirs if Path(dirpath, d) != root / "kiln/work"]
+            for name in dirs + files:
+                p = Path(dirpath) / name
+                st = os.lstat(p)
+                what = f"{st.st_mode:o} {st.st_uid}:{st.st_gid}"
+                if p.is_symlink():
+                    what += " -> " + os.readlink(p)
+                elif p.is_file():
+                    what += " " + hashlib.sha256(p.read_bytes()).hexdigest()
+                out[str(p.relative_to(root))] = what
+    return out
+
+
+def _check_pushed(first: str, tmp_path: Path) -> None:
+    """What the Dockerfile says, read from the pushed image by skopeo and umoci."""
+    inspect = json.loads(run_text(["skopeo", "inspect", "--tls-verify=false", "--config", f"docker://{first}"]))
+    assert inspect["config"]["User"] == "1000:1000" and inspect["config"]["WorkingDir"] == "/data/work"
+    assert inspect["config"]["Labels"]["org.example.case"] == "pod"
+    unpacked = tmp_path / "pushed"
+    run(["skopeo", "copy", "--quiet", "--src-tls-verify=false", f"docker://{first}", f"oci:{tmp_path}/pushed-layout:x"])
+    run(["umoci", "unpack", "--image", f"{tmp_path}/pushed-layout:x", str(unpacked)])
+    files = unpacked / "rootfs"
+    assert (files / "data/work/out").read_text() == "tool ran\n"
+    assert (files / "data/work/uid").read_text() == "1000\n"
+    assert (files / "data/greeting").read_text() == "hello pod\n"
+    assert not (files / "data/sub/b").exists() and not (files / "home").exists()
+    assert os.stat(files / "data/sub/a").st_ino == os.stat(files / "data/sub/a-hard").st_ino
+    assert os.stat(files / "data/hello.txt").st_ino == os.stat(files / "data/hello-hard").st_ino
+    assert os.readlink(files / "data/a-sym") == "sub/a"
+    # Nothing of the container's own leaked into the image.
+    for foreign in ("kiln", "kaniko", "workspace", ".kiln-in-place", "busybox"):
+        assert not os.path.lexists(files / foreign), foreign
+
+
+def _build_in_pod(container: Container, registry: Registry, context: Path, base_ref: str, *refs: str) -> None:
+    """One build per ref in one container, as a CI job runs them: kaniko's debug image has a busybox shell."""
+    builds = [" ".join(executor_argv(registry, "/workspace", ref, "--build-arg", f"BASE={base_ref}", "--cleanup"))
+              + f" && echo BUILT {ref}" for ref in refs]  # fmt: skip
+    proc = container.run(["/busybox/busybox", "sh", "-c", " && ".join(builds)],
+                         binds=[Bind(context, "/workspace"), Bind(BUSYBOX, "/busybox/busybox")])  # fmt: skip
+    assert proc.returncode == 0, described(proc)
+    for ref in refs:
+        assert f"BUILT {ref}" in proc.stdout, described(proc)
+
+
+def _assert_equals_namespaced(registry: Registry, context: Path, base_ref: str, tmp_path: Path, *refs: str) -> None:
+    host = host_build(registry, context, tmp_path / "host", tmp_path / "host-kiln",
+                      "--build-arg", f"BASE={base_ref}")  # fmt: skip
+    for pushed in refs:
+        diff = kiln_diff(pushed, f"oci-layout://{host}:built", "--layers")
+        assert diff.returncode == 0, f"{pushed} differs from the namespaced build:\n" + described(diff)
+
+
+@pytest.mark.parametrize("base", ["busybox", "debian"])
+def test_pod_build_through_kaniko_executor_equals_namespaced_build(
+    base: str, container: Container, registry: Registry, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    base_ref = request.getfixturevalue(f"{base}_ref")
+    context = write_context(tmp_path / "context", CONTEXT)
+    os.chmod(context / "tool/bin/hello", 0o755)
+    pushed = registry.ref(f"pod/{base}", "one")
+    _build_in_pod(container, registry, context, base_ref, pushed)
+    _assert_equals_namespaced(registry, context, base_ref, tmp_path, pushed)
+    _check_pushed(pushed, tmp_path)
+
+
+def test_second_build_in_the_same_container(
+    container: Container, registry: Registry, busybox_ref: str, tmp_path: Path
+) -> None:
+    """kaniko's --cleanup use: build after build in one container; its own files stay as they were."""
+    context = write_context(tmp_path / "context", CONTEXT)
+    os.chmod(context / "tool/bin/hello", 0o755)
+    own_before = _snapshot(container.rootfs, ("kiln", "kaniko", "workspace"))
+    first, second = registry.ref("pod/again", "first"), registry.ref("pod/again", "second")
+    _build_in_pod(container, registry, context, busybox_ref, first, second)
+    _assert_equals_namespaced(registry, context, busybox_ref, tmp_path, first, second)
+    assert _snapshot(container.rootfs, ("kiln", "kaniko", "workspace")) == own_before
+    assert (container.rootfs / ".kiln-in-place").is_file()
