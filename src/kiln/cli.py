@@ -1,8 +1,10 @@
 """The command line: flags into BuildOptions, a call to build, KilnError into a message and an exit code.
 
-kaniko's executor flags are the reference set; the docker-style spellings users type (-t, --platform,
---build-context, a positional context) are accepted too. Go-style boolean values (``--cache=true``,
-``--ignore-var-run=false``) work as they do for kaniko.
+kaniko's executor flags are the reference set, all of them (kaniko_flags.py says what kiln does with each: the
+flags that are meaningless for kiln or ask for what it lacks are registered from that table, and give a notice
+or a NotSupportedYet); the docker-style spellings users type (-t, --platform, --build-context, a positional
+context) are accepted too. Go-style boolean values (``--cache=true``, ``--ignore-var-run=false``) work as they
+do for kaniko.
 """
 
 from __future__ import annotations
@@ -11,99 +13,27 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from kiln import __version__
+from kiln.cli_flags import (
+    build_args,
+    flag_names,
+    kaniko_notices,
+    kaniko_table_options,
+    multi,
+    pairs,
+    refuse_unsupported,
+    registry_settings,
+    rewrite_go_bools,
+)
 from kiln.engine.options import BuildOptions
 from kiln.errors import KilnError, NotSupportedYet, UsageError
 from kiln.oci.platform import Platform
-from kiln.transports.registry.settings import RegistrySettings
-
-# Boolean flags, with their default, so that kaniko's "--flag=true|false" spelling can be rewritten for click.
-_BOOL_FLAGS = {
-    "--no-push": False,
-    "--single-snapshot": False,
-    "--reproducible": False,
-    "--cache": False,
-    "--cache-copy-layers": False,
-    "--cache-run-layers": True,
-    "--insecure": False,
-    "--insecure-pull": False,
-    "--skip-tls-verify": False,
-    "--skip-tls-verify-pull": False,
-    "--skip-default-registry-fallback": False,
-    "--ignore-var-run": True,
-    "--cleanup": False,
-    "--in-place": False,
-    "--dry-run": False,
-}
-
-
-def _rewrite_go_bools(args: Sequence[str]) -> list[str]:
-    out: list[str] = []
-    for arg in args:
-        name, eq, value = arg.partition("=")
-        if eq and name in _BOOL_FLAGS:
-            truth = value.strip().lower()
-            if truth not in ("true", "false", "1", "0", "t", "f"):
-                raise UsageError(f"expected true or false, got {value!r}", name)
-            on = truth in ("true", "1", "t")
-            if on:
-                out.append(name)
-            elif _BOOL_FLAGS[name]:
-                out.append("--no-" + name[2:])
-            # off for a default-off flag: simply leave it out
-            continue
-        out.append(arg)
-    return out
-
-
-def _pairs(values: Sequence[str], flag: str, sep: str = "=") -> dict[str, str]:
-    out: dict[str, str] = {}
-    for v in values:
-        key, found, val = v.partition(sep)
-        if not found or not key:
-            raise UsageError(f"expected KEY{sep}VALUE, got {v!r}", flag)
-        out[key] = val
-    return out
-
-
-def _build_args(values: Sequence[str]) -> dict[str, str]:
-    """--build-arg K=V, or a bare K taking its value from kiln's own environment (skipped when unset)."""
-    out: dict[str, str] = {}
-    for v in values:
-        key, found, val = v.partition("=")
-        if not key:
-            raise UsageError(f"bad build argument {v!r}", "--build-arg")
-        if found:
-            out[key] = val
-        elif key in os.environ:
-            out[key] = os.environ[key]
-    return out
-
-
-def _client_certs(values: Sequence[str]) -> dict[str, tuple[str, str]]:
-    out: dict[str, tuple[str, str]] = {}
-    for reg, pair in _pairs(values, "--registry-client-cert").items():
-        cert, comma, key = pair.partition(",")
-        if not comma or not cert or not key:
-            raise UsageError(f"expected REGISTRY=CERT,KEY, got {reg}={pair}", "--registry-client-cert")
-        out[reg] = (cert, key)
-    return out
-
-
-def _registry_maps(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
-    out: list[tuple[str, str]] = []
-    for v in values:
-        orig, found, mirrors = v.partition("=")
-        if not found or not orig or not mirrors:
-            raise UsageError(f"expected ORIGINAL=MIRROR[;MIRROR...], got {v!r}", "--registry-map")
-        out.extend((orig, m) for m in mirrors.split(";") if m)
-    return tuple(out)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -112,101 +42,145 @@ def cli() -> None:
     """kiln builds container images from Dockerfiles, without a Docker daemon."""
 
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _multi(*names: str, help: str) -> Callable[[F], F]:
-    return click.option(*names, multiple=True, default=(), help=help)
-
-
 @cli.command("build")
 @click.argument("positional_context", required=False, metavar="[CONTEXT]")
 @click.option("-c", "--context", help="Build context: a directory, a tar (.tar, .tar.gz), or tar://stdin (-).")
+@click.option("--context-sub-path", default=None, help="A subdirectory of a directory context to build from.")
 @click.option("-f", "--dockerfile", default=None, help="Path to the Dockerfile (default: CONTEXT/Dockerfile).")
-@_multi("-d", "--destination", "-t", "--tag", help="Image reference to push to (repeatable).")
-@_multi("--build-arg", help="Build argument KEY=VALUE, or KEY to take it from the environment (repeatable).")
+@multi("-d", "--destination", "-t", "--tag", help="Image reference to push to (repeatable).")
+@multi("--build-arg", help="Build argument KEY=VALUE, or KEY to take it from the environment (repeatable).")
 @click.option("--target", default=None, help="The stage to build (default: the last one).")
-@_multi("--label", help="Label KEY=VALUE set on the image (repeatable).")
-@click.option("--tar-path", type=click.Path(path_type=Path), help="Write the image as a docker-archive tarball.")
+@multi("--label", help="Label KEY=VALUE set on the image (repeatable).")
+@click.option(*flag_names("--tar-path"), "tar_path", type=click.Path(path_type=Path),
+              help="Write the image as a docker-archive tarball.")
 @click.option("--oci-layout-path", type=click.Path(path_type=Path), help="Write the image into an OCI layout.")
 @click.option("--no-push", is_flag=True, help="Build without pushing to the destinations.")
 @click.option("--digest-file", type=click.Path(path_type=Path), help="Write the image digest to this file.")
 @click.option("--image-name-with-digest-file", type=click.Path(path_type=Path))
 @click.option("--image-name-tag-with-digest-file", type=click.Path(path_type=Path))
 @click.option(
-    "--snapshot-mode",
+    *flag_names("--snapshot-mode"), "snapshot_mode",
     type=click.Choice(["auto", "overlay", "full", "redo", "time"]),
     default="auto",
     help="How RUN changes are found: overlay upper dir (auto where allowed) or walking the tree.",
 )
 @click.option("--single-snapshot", is_flag=True, help="One layer for the whole stage.")
 @click.option("--reproducible", is_flag=True, help="Pin timestamps so the same input gives the same digests.")
-@click.option("--cache", is_flag=True)
-@click.option("--cache-repo", default=None)
-@click.option("--cache-dir", type=click.Path(path_type=Path), default=None)
-@click.option("--cache-ttl", default=None)
+@click.option("--cache", is_flag=True, help="Use the layer cache.")
+@click.option("--cache-repo", default=None,
+              help="The layer cache's registry repository, or oci:PATH for a local directory.")
+@click.option("--no-push-cache", is_flag=True, help="Read the layer cache, never write to it.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Base images stored by `kiln warm`, looked in before any registry.")
+@click.option("--cache-ttl", default=None, help="Cache entries older than this (Go duration, 336h) are misses.")
 @click.option("--cache-copy-layers", is_flag=True)
 @click.option("--cache-run-layers/--no-cache-run-layers", default=True)
 @click.option("--insecure", is_flag=True, help="Push to registries over plain HTTP.")
 @click.option("--insecure-pull", is_flag=True, help="Pull from registries over plain HTTP.")
-@_multi("--insecure-registry", help="A registry reached over plain HTTP (repeatable).")
+@multi("--insecure-registry", help="A registry reached over plain HTTP (repeatable).")
 @click.option("--skip-tls-verify", is_flag=True)
 @click.option("--skip-tls-verify-pull", is_flag=True)
-@_multi("--skip-tls-verify-registry", help="A registry whose certificate is not verified (repeatable).")
-@_multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
-@_multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
-@_multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
-@_multi("--registry-map", help="ORIGINAL=MIRROR[;MIRROR] (repeatable).")
+@multi("--skip-tls-verify-registry", help="A registry whose certificate is not verified (repeatable).")
+@multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
+@multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
+@multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
+@multi("--registry-map", help="ORIGINAL=MIRROR[;MIRROR] (repeatable).")
 @click.option("--skip-default-registry-fallback", is_flag=True)
-@click.option("--custom-platform", default=None, help="os/arch[/variant] of the image to build.")
+@click.option(*flag_names("--custom-platform"), "custom_platform", default=None,
+              help="os/arch[/variant] of the image to build.")
 @click.option("--platform", "docker_platform", default=None, help="Same as --custom-platform.")
-@_multi("--ignore-path", help="A path never snapshotted (repeatable).")
-@click.option("--ignore-var-run/--no-ignore-var-run", default=True)
+@multi("--ignore-path", help="A path never snapshotted (repeatable).")
+@click.option("--ignore-var-run/--no-ignore-var-run", "--whitelist-var-run/--no-whitelist-var-run",
+              "ignore_var_run", default=True)
 @click.option("--compression", type=click.Choice(["gzip", "zstd", "none"]), default="gzip")
-@click.option("--compression-level", type=int, default=None)
+@click.option("--compression-level", type=int, default=None, help="gzip 0-9, zstd 1-22 (-1: the default).")
 @click.option("--format", "manifest_format", type=click.Choice(["auto", "oci", "docker"]), default="auto",
               help="Manifest media types: follow the base image (auto), OCI, or Docker schema 2.")
 @click.option("--cleanup", is_flag=True,
               help="After the build, also remove the unpacked layers under --kiln-dir (blobs stay).")
 @click.option("--push-retry", type=int, default=0)
+@click.option("--push-ignore-immutable-tag-errors", is_flag=True,
+              help="Leave a tag the registry refuses to overwrite (immutable) as it is, with a warning.")
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
               type=click.Choice(["panic", "fatal", "error", "warn", "info", "debug", "trace"]))
 @click.option("--log-format", type=click.Choice(["auto", "text", "color", "json"]), default="auto")
 @click.option("--kiln-dir", type=click.Path(path_type=Path), default=None, help="kiln's work directory.")
-@_multi("--build-context",
+@click.option("--kaniko-dir", type=click.Path(path_type=Path), default=None, help="Same as --kiln-dir.")
+@multi("--build-context",
         help="NAME=oci-layout://PATH[:TAG], NAME=docker-archive://PATH or NAME=docker-image://REF (repeatable).")
-@_multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
+@multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host",
               help="RUN's network unless the instruction sets one: the host's (kaniko's default) or none.")
-@_multi("--allow", help="An entitlement: security.insecure (RUN --security=insecure), network.host (repeatable).")
+@multi("--allow", help="An entitlement: security.insecure (RUN --security=insecure), network.host (repeatable).")
 @click.option("--in-place", is_flag=True, help="kaniko mode: build in the current root (inside a container).")
 @click.option("--dry-run", is_flag=True, help="Print the build plan; needs no base image.")
 @click.option("--dry-run-format", "--plan-format", type=click.Choice(["text", "json"]), default="text")
+@kaniko_table_options("build")
 def build_command(**kw: Any) -> None:
     """Build an image from a Dockerfile."""
     opts = options_from_flags(kw)
     from kiln.engine.engine import run_build
     from kiln.progress import make_reporter
 
-    run_build(opts, make_reporter(opts.log_format, opts.verbosity))
+    reporter = make_reporter(opts.log_format, opts.verbosity)
+    for notice in kaniko_notices(kw):
+        reporter.warning(notice)
+    run_build(opts, reporter)
 
 
-def _register_diff() -> None:
+def _register_commands() -> None:
     from kiln.diff_cli import diff_command
+    from kiln.warm_cli import warm_command
 
     cli.add_command(diff_command, "diff")
+    cli.add_command(warm_command, "warm")
 
 
-_register_diff()
+_register_commands()
+
+
+def _context_sub_path(context: str, sub: str) -> str:
+    """kaniko's --context-sub-path for a directory context: the subdirectory is the context."""
+    base = context.removeprefix("dir://")
+    if context.startswith("tar://") or not Path(base).is_dir():
+        raise NotSupportedYet("--context-sub-path", f"with a context that is not a directory ({context})")
+    if Path(sub).is_absolute():
+        raise UsageError(f"{sub!r} must be relative to the context", "--context-sub-path")
+    root = Path(base).resolve()
+    path = (root / sub).resolve()
+    if path != root and root not in path.parents:
+        raise UsageError(f"{sub!r} leaves the context", "--context-sub-path")
+    if not path.is_dir():
+        raise UsageError(f"{sub!r} is not a directory in the context {context}", "--context-sub-path")
+    return str(path)
+
+
+def _kiln_dir(kw: dict[str, Any]) -> Path | None:
+    kiln_dir, kaniko_dir = kw["kiln_dir"], kw.get("kaniko_dir")
+    if kiln_dir and kaniko_dir and Path(kiln_dir) != Path(kaniko_dir):
+        raise UsageError("--kaniko-dir and --kiln-dir name different directories", "--kaniko-dir")
+    return kiln_dir or kaniko_dir
+
+
+def _image_cache_ttl(kw: dict[str, Any]) -> float:
+    from kiln.engine.cache import parse_duration
+    from kiln.transports.imagecache import DEFAULT_TTL
+
+    return parse_duration(kw["cache_ttl"]) if kw.get("cache_ttl") else DEFAULT_TTL
 
 
 def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
+    refuse_unsupported(kw)
+    if kw.get("preserve_context") and kw["in_place"]:
+        raise NotSupportedYet("--preserve-context", "keeping the build context across stages built in place")
     context = kw["context"] or kw["positional_context"] or "."
     if kw["context"] and kw["positional_context"] and kw["context"] != kw["positional_context"]:
         raise UsageError("give the context once: as --context or as the argument", "--context")
     if context == "-":
         context = "tar://stdin"
+    if kw.get("context_sub_path"):
+        context = _context_sub_path(context, kw["context_sub_path"])
     dockerfile = kw["dockerfile"]
     if dockerfile is None:
         dockerfile = "Dockerfile"
@@ -220,36 +194,32 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         platform = Platform.parse(platform_text) if platform_text else Platform.host()
     except UsageError as e:
         raise UsageError(e.msg, "--custom-platform" if kw["custom_platform"] else "--platform") from None
-    build_args = _build_args(kw["build_arg"])
+    args = build_args(kw["build_arg"])
     # BuildKit's SOURCE_DATE_EPOCH: a build argument (what buildx passes), else kiln's own environment.
-    epoch, flag = (build_args["SOURCE_DATE_EPOCH"], "--build-arg") if "SOURCE_DATE_EPOCH" in build_args else (
+    epoch, flag = (args["SOURCE_DATE_EPOCH"], "--build-arg") if "SOURCE_DATE_EPOCH" in args else (
         os.environ.get("SOURCE_DATE_EPOCH"), None)
     try:
         source_date_epoch = int(epoch) if epoch else None
     except ValueError:
         raise UsageError(f"SOURCE_DATE_EPOCH must be an integer, got {epoch!r}", flag) from None
-    registry = RegistrySettings(
-        insecure=kw["insecure"],
-        insecure_pull=kw["insecure_pull"],
-        insecure_registries=tuple(kw["insecure_registry"]),
-        skip_tls_verify=kw["skip_tls_verify"],
-        skip_tls_verify_pull=kw["skip_tls_verify_pull"],
-        skip_tls_verify_registries=tuple(kw["skip_tls_verify_registry"]),
-        registry_certificates=_pairs(kw["registry_certificate"], "--registry-certificate"),
-        registry_client_certs=_client_certs(kw["registry_client_cert"]),
-        registry_mirrors=tuple(kw["registry_mirror"]),
-        registry_maps=_registry_maps(kw["registry_map"]),
-        skip_default_registry_fallback=kw["skip_default_registry_fallback"],
-        push_retry=kw["push_retry"],
-        image_download_retry=kw["image_download_retry"],
+    registry = registry_settings(
+        kw,
+        ignore_immutable_tag_errors=bool(kw.get("push_ignore_immutable_tag_errors")),
+        image_cache_dir=str(kw["cache_dir"]) if kw.get("cache_dir") else None,
+        image_cache_ttl=_image_cache_ttl(kw),
     )
+    compression_level = kw["compression_level"]
+    if compression_level is not None and compression_level < 0:
+        if compression_level != -1:
+            raise UsageError(f"{compression_level} is not a level (-1 means the default)", "--compression-level")
+        compression_level = None  # kaniko's -1: the compressor's default
     opts = BuildOptions(
         context=context,
         dockerfile=dockerfile,
         destinations=tuple(kw["destination"]),
-        build_args=build_args,
+        build_args=args,
         target=kw["target"],
-        labels=_pairs(kw["label"], "--label"),
+        labels=pairs(kw["label"], "--label"),
         tar_path=kw["tar_path"],
         oci_layout_path=kw["oci_layout_path"],
         no_push=kw["no_push"],
@@ -262,7 +232,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         source_date_epoch=source_date_epoch,
         cache=kw["cache"],
         cache_repo=kw["cache_repo"],
-        cache_dir=kw["cache_dir"],
+        no_push_cache=bool(kw.get("no_push_cache")),
         cache_ttl=kw["cache_ttl"],
         cache_copy_layers=kw["cache_copy_layers"],
         cache_run_layers=kw["cache_run_layers"],
@@ -271,19 +241,19 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         ignore_paths=tuple(kw["ignore_path"]),
         ignore_var_run=kw["ignore_var_run"],
         compression=kw["compression"],
-        compression_level=kw["compression_level"],
+        compression_level=compression_level,
         manifest_format=kw["manifest_format"],
         cleanup=kw["cleanup"],
         verbosity=kw["verbosity"],
         log_format=kw["log_format"],
-        build_contexts=_pairs(kw["build_context"], "--build-context"),
+        build_contexts=pairs(kw["build_context"], "--build-context"),
         secrets=tuple(kw["secret"]),
         in_place=kw["in_place"],
         network=kw["network"],
         allow=tuple(a for value in kw["allow"] for a in value.split(",") if a),
         dry_run=kw["dry_run"],
         dry_run_format=kw["dry_run_format"],
-        **({"kiln_dir": kw["kiln_dir"]} if kw["kiln_dir"] else {}),
+        **({"kiln_dir": kiln_dir} if (kiln_dir := _kiln_dir(kw)) else {}),
     )
     return opts.validate()
 
@@ -301,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        args = _rewrite_go_bools(args)
+        args = rewrite_go_bools(args)
         cli.main(args=args, prog_name="kiln", standalone_mode=False)
     except KilnError as e:
         print(f"error: {e.describe()}", file=sys.stderr)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from kiln.cli import _rewrite_go_bools, main
+from kiln.cli import main, rewrite_go_bools
 from kiln.errors import UsageError
 
 
 def test_go_style_booleans_are_rewritten() -> None:
-    assert _rewrite_go_bools(["--no-push=true", "--cache=false", "--ignore-var-run=false", "--reproducible"]) == [
+    assert rewrite_go_bools(["--no-push=true", "--cache=false", "--ignore-var-run=false", "--reproducible"]) == [
         "--no-push",
         "--no-ignore-var-run",
         "--reproducible",
@@ -22,7 +22,7 @@ def test_go_style_booleans_are_rewritten() -> None:
 
 def test_bad_go_boolean_names_the_flag() -> None:
     with pytest.raises(UsageError) as e:
-        _rewrite_go_bools(["--cleanup=yes"])
+        rewrite_go_bools(["--cleanup=yes"])
     assert "--cleanup" in str(e.value)
 
 

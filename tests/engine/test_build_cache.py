@@ -1,6 +1,7 @@
-"""The layer cache (--cache, --cache-dir, --cache-ttl, --cache-copy-layers, --cache-run-layers): whole builds run
-twice against a busybox base. A RUN that writes a fresh UUID (/proc/sys/kernel/random/uuid) into the image proves
-whether it ran again: a replayed layer keeps the first build's UUID."""
+"""The layer cache (--cache, --cache-repo=oci:PATH, --cache-ttl, --no-push-cache, --cache-copy-layers,
+--cache-run-layers): whole builds run twice against a busybox base. A RUN that writes a fresh UUID
+(/proc/sys/kernel/random/uuid) into the image proves whether it ran again: a replayed layer keeps the first
+build's UUID."""
 
 from __future__ import annotations
 
@@ -66,7 +67,7 @@ def test_unchanged_rebuild_replays_every_step_and_gives_the_same_image(tmp_path:
     assert executed(ev1) == 4 and executed(ev2) == 0  # nothing ran the second time
     assert layout_file(out2, "one") == layout_file(out1, "one") and layout_file(out2, "two") == layout_file(out1, "two")
     assert image_digest(ev2) == image_digest(ev1)
-    assert (tmp_path / "kiln" / "cache").is_dir()  # the default --cache-dir
+    assert (tmp_path / "kiln" / "cache").is_dir()  # the default local cache, without --cache-repo
 
 
 def test_without_cache_flag_steps_run_again(tmp_path: Path, busybox_image: OciImage) -> None:
@@ -138,7 +139,7 @@ def test_run_layers_are_not_cached_with_no_cache_run_layers(tmp_path: Path, busy
 def test_expired_entries_are_misses(tmp_path: Path, busybox_image: OciImage) -> None:
     write_context(tmp_path, "FROM busybox\nRUN cat /proc/sys/kernel/random/uuid > /one\n")
     cache_dir = tmp_path / "shared-cache"
-    out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out1")
+    out1, _ = _build(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", out="out1")
     entries = list(cache_dir.glob("*.json"))
     assert len(entries) == 1
     doc = json.loads(entries[0].read_text())
@@ -147,20 +148,32 @@ def test_expired_entries_are_misses(tmp_path: Path, busybox_image: OciImage) -> 
     # Two hours old: still good for the default two weeks, expired for a one-hour TTL.
     doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - 7200))
     entries[0].write_text(json.dumps(doc))
-    _, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out2")
+    _, ev2 = _build(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", out="out2")
     assert cached_steps(ev2) == [True]
     out3, ev3 = _build(
-        tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), "--cache-ttl", "1h", out="out3"
+        tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", "--cache-ttl", "1h", out="out3"
     )
     assert cached_steps(ev3) == [False]
     assert layout_file(out3, "one") != layout_file(out1, "one")
+
+
+def test_no_push_cache_reads_the_cache_but_never_writes_it(tmp_path: Path, busybox_image: OciImage) -> None:
+    write_context(tmp_path, f"FROM busybox\nRUN {UUID} > /one\n")
+    cache = f"--cache-repo=oci:{tmp_path / 'c'}"
+    _, ev1 = _build(tmp_path, busybox_image, "--cache", cache, "--no-push-cache", out="out1")
+    assert cached_steps(ev1) == [False]
+    assert not list((tmp_path / "c").glob("*.json"))  # nothing written
+    out2, _ = _build(tmp_path, busybox_image, "--cache", cache, out="out2")  # fills the cache
+    out3, ev3 = _build(tmp_path, busybox_image, "--cache", cache, "--no-push-cache=true", out="out3")
+    assert cached_steps(ev3) == [True]  # read all the same
+    assert layout_file(out3, "one") == layout_file(out2, "one")
 
 
 @pytest.mark.parametrize("damage", ["missing", "corrupt", "bad-entry"])
 def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path, busybox_image: OciImage, damage: str) -> None:
     write_context(tmp_path, f"FROM busybox\nRUN {UUID} > /one\nRUN {UUID} > /two\n")
     cache_dir = tmp_path / "c"
-    out1, _ = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out1")
+    out1, _ = _build(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", out="out1")
     first = layout_file(out1, "one")
     for entry in cache_dir.glob("*.json"):
         doc = json.loads(entry.read_text())
@@ -176,11 +189,11 @@ def test_a_damaged_entry_is_a_miss_not_an_error(tmp_path: Path, busybox_image: O
             blob.write_bytes(bytes(data))
         else:
             entry.write_text('{"digest": "sha256:12')
-    out2, ev2 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out2")
+    out2, ev2 = _build(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", out="out2")
     assert cached_steps(ev2) == [False, False]  # the second RUN follows a miss: it runs too
     assert layout_file(out2, "one") != first
     # The rebuilt entry replaces the damaged one.
-    _, ev3 = _build(tmp_path, busybox_image, "--cache", "--cache-dir", str(cache_dir), out="out3")
+    _, ev3 = _build(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{cache_dir}", out="out3")
     assert cached_steps(ev3) == [True, True]
 
 
@@ -205,7 +218,7 @@ def test_a_stage_built_from_a_cached_stage_replays_too(tmp_path: Path, busybox_i
 
 def test_concurrent_builds_share_one_cache_dir(tmp_path: Path, busybox_image: OciImage) -> None:
     write_context(tmp_path, STAMPS, {"data.txt": "v1\n"})
-    cache = ("--cache", "--cache-copy-layers", "--cache-dir", str(tmp_path / "c"))
+    cache = ("--cache", "--cache-copy-layers", f"--cache-repo=oci:{tmp_path / 'c'}")
     results: dict[str, list[dict[str, object]]] = {}
 
     def build(name: str) -> None:

@@ -183,9 +183,10 @@ def test_the_cache_repo_is_inferred_from_the_destination(
     # Without a destination to push to, the cache stays local.
     _build(tmp_path, busybox_image, "--cache", out="out", kiln_dir="kiln2")
     assert list((tmp_path / "kiln2" / "cache").glob("*.json"))
-    # An explicit --cache-dir asks for the local cache even when pushing: nothing more in the inferred repo.
+    # --cache-repo=oci:PATH (kaniko's spelling) asks for a local cache even when pushing: nothing more in the
+    # inferred repo.
     before = _tags(registry, f"{repo}/app/cache")
-    r = _kiln(tmp_path, busybox_image, "--cache", "--cache-dir", str(tmp_path / "local"), "--destination", dest,
+    r = _kiln(tmp_path, busybox_image, "--cache", f"--cache-repo=oci:{tmp_path / 'local'}", "--destination", dest,
               *INSECURE, kiln_dir="kiln3")  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert _tags(registry, f"{repo}/app/cache") == before

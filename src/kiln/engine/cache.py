@@ -24,11 +24,17 @@ from typing import Any
 
 from kiln.context.dockerignore import DockerIgnore
 from kiln.dockerfile.instructions import Instruction
-from kiln.engine.options import BuildOptions
+from kiln.engine.options import BuildOptions, local_cache_path
 from kiln.engine.steps.copy import SourceTree
 from kiln.errors import RegistryError, UsageError
-from kiln.transports.blobstore import CHUNK
-from kiln.transports.layercache import DEFAULT_TTL, LayerCacheStore, LocalLayerCache, RegistryLayerCache
+from kiln.transports.blobstore import CHUNK, BlobStore
+from kiln.transports.layercache import (
+    DEFAULT_TTL,
+    CacheEntry,
+    LayerCacheStore,
+    LocalLayerCache,
+    RegistryLayerCache,
+)
 from kiln.transports.registry import Reference, registry_options
 
 _UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -162,30 +168,55 @@ def sources_digest(tree: SourceTree, patterns: Sequence[str], excludes: Sequence
 
 def cache_repository(opts: BuildOptions) -> str | None:
     """The registry repository of the layer cache: --cache-repo, else (kaniko) ``<first destination>/cache`` when
-    the image is pushed — unless --cache-dir asks for a local cache; None for a local cache."""
+    the image is pushed; None for a local cache (``--cache-repo=oci:PATH``, or nothing to infer a repository
+    from)."""
+    if local_cache_path(opts.cache_repo) is not None:
+        return None
     if opts.cache_repo:
         return opts.cache_repo
-    if opts.destinations and not opts.no_push and opts.cache_dir is None:
+    if opts.destinations and not opts.no_push:
         return Reference.parse(opts.destinations[0]).name + "/cache"
     return None
 
 
+class ReadOnlyCache:
+    """kaniko's --no-push-cache: entries are looked up and replayed, never stored."""
+
+    def __init__(self, store: LayerCacheStore) -> None:
+        self.store = store
+
+    def get(self, key: str, now: float | None = None) -> CacheEntry | None:
+        return self.store.get(key, now)
+
+    def fetch(self, entry: CacheEntry, into: BlobStore) -> bool:
+        return self.store.fetch(entry, into)
+
+    def put_layer(self, key: str, source: BlobStore, digest: str, diff_id: str, size: int, media_type: str) -> None:
+        pass
+
+    def put_empty(self, key: str) -> None:
+        pass
+
+
 def open_cache(opts: BuildOptions, warn: Callable[[str], None] | None = None) -> LayerCacheStore | None:
     """The cache a build uses, or None when --cache is off: a registry repository (--cache-repo, or inferred from
-    the destination) or a local directory."""
+    the destination) or a local directory (--cache-repo=oci:PATH, else one under --kiln-dir)."""
     if not opts.cache:
         return None
     ttl = parse_duration(opts.cache_ttl) if opts.cache_ttl else DEFAULT_TTL
     repo = cache_repository(opts)
+    store: LayerCacheStore
     if repo is not None:
         try:
-            return RegistryLayerCache(
+            store = RegistryLayerCache(
                 repo, registry_options(opts.registry, pull=True), registry_options(opts.registry, pull=False), ttl,
                 warn,
             )  # fmt: skip
         except RegistryError as e:
             raise UsageError(f"bad cache repository {repo!r}: {e.msg}", "--cache-repo") from None
-    return LocalLayerCache(opts.cache_dir or opts.kiln_dir / "cache", ttl)
+    else:
+        store = LocalLayerCache(local_cache_path(opts.cache_repo) or opts.kiln_dir / "cache", ttl)
+    return ReadOnlyCache(store) if opts.no_push_cache else store
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Finding the images a build names (FROM, COPY --from, RUN --mount from=) and bringing their blobs home.
 
 A name is looked up first among the named build contexts (``--build-context NAME=oci-layout://PATH[:TAG]``,
-``docker-image://REF`` or ``docker-archive://PATH``), then in registries. Whatever the source, the image's blobs
-end up in kiln's own blob store, so that everything built on it reads from one place.
+``docker-image://REF`` or ``docker-archive://PATH``), then in kaniko's --cache-dir (base images stored by
+``kiln warm``), then in registries. Whatever the source, the image's blobs end up in kiln's own blob store, so
+that everything built on it reads from one place.
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kiln.errors import UsageError
 from kiln.oci.platform import Platform
 from kiln.transports.address import ImageAddress, open_image
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
+from kiln.transports.imagecache import ImageCache
 from kiln.transports.registry import pull_image, registry_options
 from kiln.transports.registry.settings import RegistrySettings
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
@@ -63,6 +66,11 @@ class ImageResolver:
         return Image(image.manifest, image.manifest_bytes, image.config, image.config_bytes, self.blobs)
 
     def _pull(self, ref: str) -> Image:
+        if self.registry.image_cache_dir:
+            cache = ImageCache(Path(self.registry.image_cache_dir), self.registry.image_cache_ttl)
+            cached = cache.get(ref, self.platform)
+            if cached is not None:
+                return self._adopt(cached)
         image = pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))
         if isinstance(image.blobs, KnowsBlobOrigins):
             for desc in image.layers:

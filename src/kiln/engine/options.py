@@ -93,8 +93,8 @@ class BuildOptions:
     reproducible: bool = False
     source_date_epoch: int | None = None
     cache: bool = False
-    cache_repo: str | None = None
-    cache_dir: Path | None = None
+    cache_repo: str | None = None  # a registry repository, or oci:PATH for a local directory
+    no_push_cache: bool = False  # read the layer cache, never write it
     cache_ttl: str | None = None
     cache_copy_layers: bool = False
     cache_run_layers: bool = True
@@ -116,6 +116,13 @@ class BuildOptions:
     allow: tuple[str, ...] = ()  # entitlements, as BuildKit's --allow
     dry_run: bool = False
     dry_run_format: Literal["text", "json"] = "text"
+
+    @property
+    def cache_dir(self) -> None:
+        """Always None. kaniko's --cache-dir is the base-image cache (``registry.image_cache_dir``), which works
+        without --cache; the local layer cache is ``--cache-repo=oci:PATH``. Kept while engine.run_build still
+        asks for it in its "has no effect without --cache" check."""
+        return None
 
     def secret_sources(self) -> dict[str, SecretSource]:
         """The --secret values by id (the last one of an id wins, as in buildx)."""
@@ -167,8 +174,23 @@ class BuildOptions:
         return self
 
 
+def local_cache_path(repo: str | None) -> Path | None:
+    """The directory of a local layer cache, kaniko's ``--cache-repo=oci:PATH``; None for a registry repository."""
+    if repo is not None and repo.startswith("oci:"):
+        return Path(repo.removeprefix("oci:").removeprefix("//"))
+    return None
+
+
 def _check_cache_repo(repo: str) -> None:
-    """--cache-repo names a repository: its entries are tags that kiln chooses, so it has no tag of its own."""
+    """--cache-repo names a repository: its entries are tags that kiln chooses, so it has no tag of its own;
+    or oci:PATH, a local directory."""
+    local = local_cache_path(repo)
+    if local is not None:
+        if not repo.removeprefix("oci:").removeprefix("//"):
+            raise UsageError(f"{repo!r}: no directory after oci:", "--cache-repo")
+        if local.exists() and not local.is_dir():
+            raise UsageError(f"{repo!r}: {local} is not a directory", "--cache-repo")
+        return
     try:
         ref = Reference.parse(repo)
     except RegistryError as e:

@@ -32,6 +32,9 @@ class RegistryOptions:
     # request gets: a registry answering 503 once should not fail a build.
     push_retry: int = 0
     image_download_retry: int = 0
+    # kaniko --push-ignore-immutable-tag-errors: a manifest PUT refused because the tag is immutable (the
+    # messages of ECR and Artifact Registry) leaves that tag as it is instead of failing the push.
+    ignore_immutable_tag_errors: bool = False
     transient_retries: int = 2
     retry_backoff: float = 0.5  # seconds before the first retry; doubles each time
     max_retry_wait: float = 30.0  # cap on backoff and on a server's Retry-After

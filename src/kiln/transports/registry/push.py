@@ -27,6 +27,16 @@ log = logging.getLogger("kiln.registry.push")
 
 _OCTET = "application/octet-stream"
 
+# What registries answer when a push would move an immutable tag (kaniko's list): Artifact Registry, then ECR.
+IMMUTABLE_TAG_MESSAGES = (
+    "The repository has enabled tag immutability",
+    "cannot be overwritten because the repository is immutable",
+)
+
+
+def is_immutable_tag_error(error: RegistryError) -> bool:
+    return any(m in error.msg for m in IMMUTABLE_TAG_MESSAGES)
+
 
 def _with_query(url: str, **extra: str) -> str:
     parts = urlsplit(url)
@@ -248,7 +258,11 @@ def _push_to_repository(
             body=image.manifest_bytes,
         )
         if resp.status_code not in (200, 201):
-            raise client.fail(resp, f"pushing manifest {ident}", str(ref))
+            error = client.fail(resp, f"pushing manifest {ident}", str(ref))
+            if opts.ignore_immutable_tag_errors and is_immutable_tag_error(error):
+                log.warning("%s: the tag is immutable and stays as it was (--push-ignore-immutable-tag-errors)", ref)
+                continue
+            raise error
         resp.close()
         returned = resp.headers.get("Docker-Content-Digest")
         if returned and returned != image.digest:

@@ -28,6 +28,12 @@ class RegistrySettings:
     push_retry: int = 0
     image_download_retry: int = 0
     docker_config: str | None = None
+    # kaniko's --push-ignore-immutable-tag-errors: a tag the registry will not move is left as it is.
+    ignore_immutable_tag_errors: bool = False
+    # kaniko's --cache-dir (filled by kiln warm): base images looked up before any registry, as a mirror is; an
+    # entry older than image_cache_ttl seconds (--cache-ttl) is not used.
+    image_cache_dir: str | None = None
+    image_cache_ttl: float = 336 * 3600.0
 
 
 def registry_options(settings: RegistrySettings, pull: bool) -> RegistryOptions:
@@ -49,5 +55,6 @@ def registry_options(settings: RegistrySettings, pull: bool) -> RegistryOptions:
         skip_default_registry_fallback=settings.skip_default_registry_fallback,
         push_retry=settings.push_retry,
         image_download_retry=settings.image_download_retry,
+        ignore_immutable_tag_errors=settings.ignore_immutable_tag_errors and not pull,
         docker_config=Path(settings.docker_config) if settings.docker_config else None,
     )

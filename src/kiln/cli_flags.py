@@ -1,0 +1,172 @@
+"""Turning flag values into settings, for `kiln build` and `kiln warm` alike: kaniko's Go-style booleans, KEY=VALUE
+pairs, build arguments, the registry flags, and the kaniko flags registered from kaniko_flags.py's table (their
+notices and refusals)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from kiln.errors import NotSupportedYet, UsageError
+from kiln.kaniko_flags import Command, aliases_of, bool_defaults, flags_for
+from kiln.transports.registry.settings import RegistrySettings
+
+# Boolean flags, with their default, so that kaniko's "--flag=true|false" spelling can be rewritten for click:
+# every boolean of kaniko's executor and warmer (from the table) and kiln's own.
+_BOOL_FLAGS: dict[str, bool] = {
+    **bool_defaults("warm"),
+    **bool_defaults("build"),
+    "--in-place": False,
+    "--dry-run": False,
+}
+# Booleans registered with a --no- form: "=false" becomes that, so a given false is seen (a notice still says
+# what kiln does). The others are off unless given: "=false" just leaves them out.
+_COMMANDS: tuple[Command, ...] = ("build", "warm")
+_NEGATABLE = {"--ignore-var-run", "--whitelist-var-run", "--cache-run-layers"} | {
+    f.name for command in _COMMANDS for f in flags_for(command) if f.takes == "bool" and f.handling in (
+        "notice", "refused")
+}
+
+
+def rewrite_go_bools(args: Sequence[str]) -> list[str]:
+    out: list[str] = []
+    for arg in args:
+        name, eq, value = arg.partition("=")
+        if eq and name in _BOOL_FLAGS:
+            truth = value.strip().lower()
+            if truth not in ("true", "false", "1", "0", "t", "f"):
+                raise UsageError(f"expected true or false, got {value!r}", name)
+            on = truth in ("true", "1", "t")
+            if on:
+                out.append(name)
+            elif name in _NEGATABLE or _BOOL_FLAGS[name]:
+                out.append("--no-" + name[2:])
+            # off for a default-off flag: simply leave it out
+            continue
+        out.append(arg)
+    return out
+
+
+def pairs(values: Sequence[str], flag: str, sep: str = "=") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        key, found, val = v.partition(sep)
+        if not found or not key:
+            raise UsageError(f"expected KEY{sep}VALUE, got {v!r}", flag)
+        out[key] = val
+    return out
+
+
+def build_args(values: Sequence[str]) -> dict[str, str]:
+    """--build-arg K=V, or a bare K taking its value from kiln's own environment (skipped when unset)."""
+    out: dict[str, str] = {}
+    for v in values:
+        key, found, val = v.partition("=")
+        if not key:
+            raise UsageError(f"bad build argument {v!r}", "--build-arg")
+        if found:
+            out[key] = val
+        elif key in os.environ:
+            out[key] = os.environ[key]
+    return out
+
+
+def _client_certs(values: Sequence[str]) -> dict[str, tuple[str, str]]:
+    out: dict[str, tuple[str, str]] = {}
+    for reg, pair in pairs(values, "--registry-client-cert").items():
+        cert, comma, key = pair.partition(",")
+        if not comma or not cert or not key:
+            raise UsageError(f"expected REGISTRY=CERT,KEY, got {reg}={pair}", "--registry-client-cert")
+        out[reg] = (cert, key)
+    return out
+
+
+def _registry_maps(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    out: list[tuple[str, str]] = []
+    for v in values:
+        orig, found, mirrors = v.partition("=")
+        if not found or not orig or not mirrors:
+            raise UsageError(f"expected ORIGINAL=MIRROR[;MIRROR...], got {v!r}", "--registry-map")
+        out.extend((orig, m) for m in mirrors.split(";") if m)
+    return tuple(out)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def multi(*names: str, help: str) -> Callable[[F], F]:
+    return click.option(*names, multiple=True, default=(), help=help)
+
+
+def flag_names(name: str, *more: str, command: Command = "build") -> tuple[str, ...]:
+    """A flag's spellings: its own, kiln's others, and the deprecated ones kaniko still registers."""
+    return (name, *more, *aliases_of(name, command))
+
+
+def kaniko_table_options(command: Command) -> Callable[[F], F]:
+    """click options for the kaniko flags kiln does not implement (notices and refusals), from the table. A
+    value left out is None (or () for a repeatable one), so that a given flag, even false or empty, is seen."""
+
+    def apply(f: F) -> F:
+        for flag in reversed(flags_for(command)):
+            if flag.handling not in ("notice", "refused") or flag.alias_of:
+                continue
+            names = (flag.name, *((flag.short,) if flag.short else ()))
+            shown = ("kaniko's; kiln: " if flag.handling == "notice" else "not supported yet: ") + flag.kiln
+            if flag.takes == "bool":
+                f = click.option(f"{flag.name}/--no-{flag.name[2:]}", flag.dest, default=None, help=shown)(f)
+            elif flag.takes == "value":
+                f = click.option(*names, flag.dest, default=None, help=shown)(f)
+            else:
+                f = click.option(*names, flag.dest, multiple=True, default=(), help=shown)(f)
+        return f
+
+    return apply
+
+
+def _given(value: object) -> bool:
+    return value is not None and value != ()
+
+
+def _asks(value: object) -> bool:
+    """Whether a given value asks for something: a false boolean or empty values ask for nothing."""
+    if isinstance(value, tuple):
+        return any(v for v in value)
+    return bool(value)
+
+
+def kaniko_notices(kw: dict[str, Any], command: Command = "build") -> list[str]:
+    """The one-line notices for the given kaniko flags that mean nothing to kiln (what kiln does instead)."""
+    return [f"{f.name}: {f.kiln}" for f in flags_for(command)
+            if f.handling == "notice" and not f.alias_of and _given(kw.get(f.dest))]
+
+
+def refuse_unsupported(kw: dict[str, Any], command: Command = "build") -> None:
+    """NotSupportedYet for the first given kaniko flag that asks for what kiln lacks."""
+    for f in flags_for(command):
+        if f.handling == "refused" and not f.alias_of and _asks(kw.get(f.dest)):
+            raise NotSupportedYet(f.name, f.kiln)
+
+
+
+def registry_settings(kw: dict[str, Any], **extra: Any) -> RegistrySettings:
+    """The registry flags of a command (those it lacks are left at their defaults)."""
+    return RegistrySettings(
+        insecure=bool(kw.get("insecure")),
+        insecure_pull=bool(kw.get("insecure_pull")),
+        insecure_registries=tuple(kw.get("insecure_registry", ())),
+        skip_tls_verify=bool(kw.get("skip_tls_verify")),
+        skip_tls_verify_pull=bool(kw.get("skip_tls_verify_pull")),
+        skip_tls_verify_registries=tuple(kw.get("skip_tls_verify_registry", ())),
+        registry_certificates=pairs(kw.get("registry_certificate", ()), "--registry-certificate"),
+        registry_client_certs=_client_certs(kw.get("registry_client_cert", ())),
+        registry_mirrors=tuple(kw.get("registry_mirror", ())),
+        registry_maps=_registry_maps(kw.get("registry_map", ())),
+        skip_default_registry_fallback=bool(kw.get("skip_default_registry_fallback")),
+        push_retry=kw.get("push_retry") or 0,
+        image_download_retry=kw.get("image_download_retry") or 0,
+        **extra,
+    )
