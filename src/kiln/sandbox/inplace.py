@@ -11,7 +11,8 @@ the step and taken away after it.
 
 What the namespaced sandbox gives and this cannot:
 - no private /proc, /dev, /sys, /etc/hosts or hostname: the step sees the container's own;
-- no network namespace: RUN --network=none is refused (SandboxError);
+- no network namespace of kiln's: RUN --network=none runs in one made inside a user namespace
+  (sandbox/nonet.py), where the container allows that, and is refused with the reason where it does not;
 - read-only mounts are writable during the step (the writes are thrown away), and secrets are files on the
   container's disk while the step runs;
 - no PID namespace: when the command exits, its process group is killed, and kiln, made a child subreaper
@@ -26,6 +27,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -124,14 +126,77 @@ def _needs_switch(user: ResolvedUser) -> bool:
     return True
 
 
+_NONET = os.path.join(os.path.dirname(os.path.abspath(__file__)), "nonet.py")
+_FULL_MAP = "0 0 4294967295\n"
+
+
 def _start(
     spec: RunSpec, env: dict[str, str], workdir: str, user: ResolvedUser | None, out_w: int | None
 ) -> subprocess.Popen[bytes] | int:
     """The started step, or its exit status when its command could not be executed (as a shell reports it)."""
-    name = spec.argv[0]
+    if spec.network == "none":
+        return _start_without_network(spec, env, workdir, user, out_w)
+    return _popen(list(spec.argv), spec.argv[0], env, workdir, user, out_w, ())
+
+
+def _start_without_network(
+    spec: RunSpec, env: dict[str, str], workdir: str, user: ResolvedUser | None, out_w: int | None
+) -> subprocess.Popen[bytes] | int:
+    """The step through sandbox/nonet.py: a user namespace (IDs mapped one to one by kiln, here) holding a
+    network namespace with only a loopback. Where the kernel or the container refuses, say which step needs it."""
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    argv = [sys.executable, "-I", "-S", _NONET, str(ready_w), str(go_r), "--", *spec.argv]
+    try:
+        started = _popen(argv, spec.argv[0], env, workdir, user, out_w, (ready_w, go_r))
+    finally:
+        os.close(ready_w)
+        os.close(go_r)
+    try:
+        if isinstance(started, int):
+            raise SandboxError(f"RUN --network=none in place: cannot start {sys.executable}")
+        problem = None
+        first = os.read(ready_r, 1)
+        if first == b"U":
+            try:
+                for name in ("uid_map", "gid_map"):
+                    with open(f"/proc/{started.pid}/{name}", "w", encoding="ascii") as f:
+                        f.write(_FULL_MAP)
+            except OSError as e:
+                problem = f"mapping the user namespace's IDs: {e.strerror or e}"
+            os.write(go_w, b"G" if problem is None else b"N")
+            first = os.read(ready_r, 1)
+        if first == b"E":
+            problem = _read_all(ready_r).decode(errors="replace")
+        elif first and problem is None:
+            problem = f"unexpected answer {first!r} from the namespace helper"
+        if problem is not None:
+            started.wait()
+            raise SandboxError(
+                "RUN --network=none needs a network namespace; in place kiln makes one inside a user namespace of "
+                f"its own, and this container refused it ({problem}): allow user namespaces (the pod's seccomp "
+                "profile, the kernel's user.max_user_namespaces) or drop --network=none"
+            )
+        return started
+    finally:
+        os.close(ready_r)
+        os.close(go_w)
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while chunk := os.read(fd, 4096):
+        data += chunk
+    return data
+
+
+def _popen(
+    argv: list[str], name: str, env: dict[str, str], workdir: str, user: ResolvedUser | None, out_w: int | None,
+    pass_fds: tuple[int, ...],
+) -> subprocess.Popen[bytes] | int:
     try:
         return subprocess.Popen(
-            list(spec.argv),
+            argv,
             env=env,
             cwd=workdir,
             stdin=subprocess.DEVNULL,
@@ -139,6 +204,7 @@ def _start(
             stderr=out_w,
             start_new_session=True,
             close_fds=True,
+            pass_fds=pass_fds,
             user=user.uid if user else None,
             group=user.gid if user else None,
             extra_groups=list(user.groups) if user else None,
@@ -158,13 +224,12 @@ def _start(
 def run_in_place(spec: RunSpec, output: BinaryIO | None = None) -> int:
     """Run one step in kiln's own root (spec.rootfs must be /); stream its stdout+stderr to `output` (None:
     kiln's own); return its exit status (128+N when killed by signal N). Raises SandboxError for what this
-    mode cannot do (--network=none), for an unknown USER, and when the step cannot be started."""
+    mode cannot do (--network=none where no user namespace may be made), for an unknown USER, and when the
+    step cannot be started."""
     if not spec.argv:
         raise SandboxError("RUN with an empty command")
     if os.path.realpath(spec.rootfs) != "/":
         raise SandboxError(f"in-place steps run in kiln's own root, not in {spec.rootfs}")
-    if spec.network == "none":
-        raise SandboxError("RUN --network=none needs a network namespace, which kiln cannot make in --in-place mode")
     root = Path("/")
     user = resolve_user(root, spec.user)
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
