@@ -412,3 +412,30 @@ def test_python_used_by_the_tests_is_outside_the_shared_dirs() -> None:
         "kiln's Python lives in a directory images use: the in-place tests need one of its own"
     )
     assert shutil.which("unshare") and shutil.which("chroot"), sys.executable
+
+
+def test_layer_cache_onbuild_and_target_in_place(jail: Jail) -> None:
+    """A second build in the same container replays every step from the local layer cache (no RUN runs) and
+    gives the same image; ONBUILD triggers of a stage's image run in the stage built FROM it; --target stops
+    at the named stage."""
+    write_context(jail.context, {"Dockerfile": """\
+FROM busybox AS parent
+ONBUILD RUN echo triggered > /onbuild
+RUN echo parent > /parent
+FROM parent AS child
+RUN echo "$(date +%s%N)" > /stamp
+FROM busybox AS unused
+RUN exit 9
+"""})
+    cache = ("--cache", f"--cache-repo=oci:{_KILN_DIR}/layer-cache", "--reproducible", "--target", "child")
+    first = jail.build_args(*cache, "--digest-file", f"{_OUT}/d1")
+    second = jail.build_args(*cache, "--cleanup", "--digest-file", f"{_OUT}/d2")
+    proc = jail.run_builds([first, second])
+    assert proc.returncode == 0, _described(proc)
+    d1, d2 = (jail.out / "d1").read_text(), (jail.out / "d2").read_text()
+    assert d1 == d2 and d1.startswith("sha256:"), (d1, d2)  # the stamp would differ had the RUN run again
+    second_log = proc.stderr[proc.stderr.index("-> oci-layout://"):]
+    assert second_log.count("cached") == 3, _described(proc)  # parent's RUN, the trigger, the child's RUN
+    names = {n for layer in _new_layers(jail) for n in layer}
+    assert {"parent", "onbuild", "stamp"} <= names, sorted(names)
+    assert "exit 9" not in proc.stderr
