@@ -14,35 +14,36 @@ from kiln.errors import NotSupportedYet, UsageError
 from kiln.kaniko_flags import Command, aliases_of, bool_defaults, flags_for
 from kiln.transports.registry.settings import RegistrySettings
 
-# Boolean flags, with their default, so that kaniko's "--flag=true|false" spelling can be rewritten for click:
-# every boolean of kaniko's executor and warmer (from the table) and kiln's own.
-_BOOL_FLAGS: dict[str, bool] = {
-    **bool_defaults("warm"),
-    **bool_defaults("build"),
-    "--in-place": False,
-    "--dry-run": False,
+# Boolean flags of each command, with their default, so that kaniko's "--flag=true|false" spelling can be
+# rewritten for click: every boolean of kaniko's executor or warmer (from the table) and kiln's own.
+_BOOL_FLAGS: dict[Command, dict[str, bool]] = {
+    "build": {**bool_defaults("build"), "--in-place": False, "--dry-run": False},
+    "warm": bool_defaults("warm"),
 }
 # Booleans registered with a --no- form: "=false" becomes that, so a given false is seen (a notice still says
 # what kiln does). The others are off unless given: "=false" just leaves them out.
-_COMMANDS: tuple[Command, ...] = ("build", "warm")
-_NEGATABLE = {"--ignore-var-run", "--whitelist-var-run", "--cache-run-layers"} | {
-    f.name for command in _COMMANDS for f in flags_for(command) if f.takes == "bool" and f.handling in (
-        "notice", "refused")
+_NEGATABLE: dict[Command, set[str]] = {
+    command: {f.name for f in flags_for(command) if f.takes == "bool" and f.handling in ("notice", "refused")}
+    for command in ("build", "warm")
 }
+_NEGATABLE["build"] |= {"--ignore-var-run", "--whitelist-var-run", "--cache-run-layers"}
 
 
 def rewrite_go_bools(args: Sequence[str]) -> list[str]:
+    """kaniko's ``--flag=true|false`` into click's spellings, for the command that ``args`` starts with."""
+    command: Command = "warm" if args and args[0] == "warm" else "build"
+    bools, negatable = _BOOL_FLAGS[command], _NEGATABLE[command]
     out: list[str] = []
     for arg in args:
         name, eq, value = arg.partition("=")
-        if eq and name in _BOOL_FLAGS:
+        if eq and name in bools:
             truth = value.strip().lower()
             if truth not in ("true", "false", "1", "0", "t", "f"):
                 raise UsageError(f"expected true or false, got {value!r}", name)
             on = truth in ("true", "1", "t")
             if on:
                 out.append(name)
-            elif name in _NEGATABLE or _BOOL_FLAGS[name]:
+            elif name in negatable or bools[name]:
                 out.append("--no-" + name[2:])
             # off for a default-off flag: simply leave it out
             continue
