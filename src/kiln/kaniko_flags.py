@@ -98,7 +98,8 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "local directory instead (kiln's own format: one JSON entry per key and a blobs/ store)",
        example="oci:/tmp/kiln-flag-test-cache"),
     _f("--cache-dir", "value", "implemented", "base images stored by kiln warm, looked in before any registry "
-       "(a tag too, without asking the registry, while the entry is younger than --cache-ttl)",
+       "(a tag too, without asking the registry, while the entry is younger than --cache-ttl); only when given "
+       "(kaniko looks in /cache by default)",
        example="/tmp/kiln-flag-test-images"),
     _f("--digest-file", "value", "implemented", "write the image's digest to this file", example="digest"),
     _f("--image-name-with-digest-file", "value", "implemented", "write DESTINATION@DIGEST lines to this file",

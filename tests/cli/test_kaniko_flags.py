@@ -99,6 +99,15 @@ def test_every_build_flag_runs_a_dry_run(
             assert not notices, err
 
 
+@pytest.mark.parametrize("args", [["--credential-helpers="], ["--materialize=false"], ["--annotation", ""]])
+def test_a_refused_flag_that_asks_for_nothing_is_accepted(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "Dockerfile").write_text(DOCKERFILE)
+    monkeypatch.chdir(tmp_path)
+    assert main(["build", "--dry-run", *args]) == 0, capsys.readouterr().err
+
+
 def _options(*args: str) -> BuildOptions:
     return options_from_flags(_parse(build_command, ["--no-push", *args]))
 

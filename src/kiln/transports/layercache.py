@@ -1,6 +1,7 @@
 """Where the layer cache keeps its entries (the keys are the engine's: engine/cache.py).
 
-A local store is a directory: ``<key hex>.json`` entries and a blobs/ store of its own. It is self-contained,
+A local store (kaniko's spelling: ``--cache-repo=oci:PATH``; without a repository to use, one under --kiln-dir)
+is a directory: ``<key hex>.json`` entries and a blobs/ store of its own. It is self-contained,
 rather than pointing into kiln's blob store, so one cache directory can be shared between machines or CI jobs
 (mounted, copied, restored as a CI cache) without kiln's other state; on the same filesystem, blobs are hard
 links and cost nothing. Entries are written atomically, so concurrent builds sharing a cache never see half an
