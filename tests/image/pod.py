@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
@@ -42,6 +43,7 @@ POD_ENV = {
     "KUBERNETES_PORT": "tcp://10.96.0.1:443",
     "HOSTNAME": "kiln-build-pod",
 }
+_HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
 
@@ -77,6 +79,12 @@ def _mount_point(rootfs: Path, target: str, is_file: bool) -> Path:
     return path
 
 
+def _tool(name: str) -> str:
+    found = shutil.which(name, path=_HOST_PATH)
+    assert found, f"{name} (util-linux/coreutils) is missing"
+    return found
+
+
 def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds: Iterable[Bind], cwd: str,
                kubelet_dir: Path) -> str:  # fmt: skip
     r = shlex.quote(str(rootfs))
@@ -95,9 +103,9 @@ def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds:
     caps = ",".join(["-all", *(f"+{c}" for c in DOCKER_DEFAULT_CAPS)])
     environment = [f"{k}={v}" for k, v in {**env, **POD_ENV}.items()]
     lines.append(" ".join(shlex.quote(w) for w in [
-        "exec", "env", "-i", *environment,
-        "setpriv", f"--bounding-set={caps}", "--inh-caps=-all", "--",
-        "unshare", f"--root={rootfs}", f"--wd={cwd}", "--", *argv,
+        "exec", _tool("env"), "-i", *environment,
+        _tool("setpriv"), f"--bounding-set={caps}", "--inh-caps=-all", "--",
+        _tool("unshare"), f"--root={rootfs}", f"--wd={cwd}", "--", *argv,
     ]))  # fmt: skip
     return "\n".join(lines)
 
@@ -129,6 +137,6 @@ def run_in_pod(
         script = pod_script(rootfs, argv, env, binds, cwd, k)
         return subprocess.run(
             ["unshare", "--mount", "--pid", "--fork", "--propagation", "private", "sh", "-c", script],
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            env={"PATH": _HOST_PATH},
             capture_output=True, text=True, timeout=timeout, check=False,
         )  # fmt: skip
