@@ -10,7 +10,7 @@ from kiln.atomic import write_atomically
 from kiln.engine.events import BuildEvents
 from kiln.engine.options import BuildOptions
 from kiln.errors import UsageError
-from kiln.transports.address import ImageAddress
+from kiln.transports.address import ImageAddress, save_image
 from kiln.transports.image import Image
 from kiln.transports.registry.reference import Reference
 
@@ -56,22 +56,19 @@ def check_output_paths(opts: BuildOptions) -> None:
 def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> list[str]:
     done: list[str] = []
     if opts.oci_layout_path is not None:
-        from kiln.transports.layout import write_image
-
-        # Tagged after the first destination, else "latest", so that tools needing a tag (umoci) can read it.
-        tag = (_layout_tag(opts.destinations[0]) if opts.destinations else None) or "latest"
-        write_image(opts.oci_layout_path, image, tag)
-        done.append(str(ImageAddress.layout(opts.oci_layout_path, tag)))
+        # Tagged after the first destination, else "latest".
+        tag = _layout_tag(opts.destinations[0]) if opts.destinations else None
+        address = ImageAddress.layout(opts.oci_layout_path, tag)
+        done.append(str(save_image(address, image, [])))
     if opts.tar_path is not None:
-        from kiln.transports.archive import write_archive
-
-        write_archive(opts.tar_path, image, [d for d in opts.destinations if "@" not in d])
-        done.append(str(ImageAddress.archive(opts.tar_path)))
+        address = ImageAddress.archive(opts.tar_path)
+        done.append(str(save_image(address, image, list(opts.destinations))))
     pushed: list[str] = []
     if opts.destinations and not opts.no_push:
         from kiln.transports.registry import push_image, registry_options
 
         started = time.monotonic()
+        # All destinations in one push: blobs go up once per registry, not once per tag.
         push_image(image, list(opts.destinations), registry_options(opts.registry, pull=False))
         reporter.phase("push", time.monotonic() - started, None, destinations=len(opts.destinations))
         pushed = list(opts.destinations)

@@ -110,3 +110,22 @@ def open_image(
     from kiln.transports.registry.pull import pull_image
 
     return pull_image(address.location, platform, blobs, registry)
+
+
+def save_image(address: ImageAddress, image: Image, names: list[str]) -> ImageAddress:
+    """Write `image` to a local address and return where it went: into a layout under the address's tag (or
+    "latest", so that tools needing a tag can read it), or into an archive naming `names` (the references it
+    carries; those pinned by digest left out). Registries are written by push_image, which sends the blobs
+    once for every destination of one registry."""
+    if address.transport == "oci-layout":
+        from kiln.transports.layout import write_image
+
+        tag = address.tag or "latest"
+        write_image(Path(address.location), image, tag)
+        return ImageAddress.layout(address.location, tag)
+    if address.transport == "docker-archive":
+        from kiln.transports.archive import write_archive
+
+        write_archive(Path(address.location), image, [n for n in names if "@" not in n])
+        return address
+    raise UsageError(f"{address}: images are pushed to registries, not saved")
