@@ -103,7 +103,7 @@ def cli() -> None:
               help="Leave a tag the registry refuses to overwrite (immutable) as it is, with a warning.")
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
-              type=click.Choice(["panic", "fatal", "error", "warn", "info", "debug", "trace"]))
+              type=click.Choice(["panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"]))
 @click.option("--log-format", type=click.Choice(["auto", "text", "color", "json"]), default="auto")
 @click.option("--kiln-dir", type=click.Path(path_type=Path), default=None, help="kiln's work directory.")
 @click.option("--kaniko-dir", type=click.Path(path_type=Path), default=None, help="Same as --kiln-dir.")

@@ -86,12 +86,24 @@ def _client_certs(values: Sequence[str]) -> dict[str, tuple[str, str]]:
 
 
 def _registry_maps(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
+    """kaniko's --registry-map: ``;``-separated ORIGINAL=MIRROR pairs, each adding a mirror for its registry
+    (``a=m1;b=m2``). A part without ``=`` is one more mirror for the registry before it (kiln's earlier
+    ``a=m1;m2``), which kaniko refuses, so every value kaniko takes means the same here."""
     out: list[tuple[str, str]] = []
     for v in values:
-        orig, found, mirrors = v.partition("=")
-        if not found or not orig or not mirrors:
-            raise UsageError(f"expected ORIGINAL=MIRROR[;MIRROR...], got {v!r}", "--registry-map")
-        out.extend((orig, m) for m in mirrors.split(";") if m)
+        if not v:
+            continue  # kaniko: an empty value sets nothing
+        orig = ""
+        for part in v.split(";"):
+            key, found, mirror = part.partition("=")
+            if found:
+                orig = key
+            else:
+                key, mirror = orig, part
+            if not key or (found and not mirror):
+                raise UsageError(f"expected ORIGINAL=MIRROR[;ORIGINAL=MIRROR...], got {v!r}", "--registry-map")
+            if mirror:
+                out.append((key, mirror))
     return tuple(out)
 
 

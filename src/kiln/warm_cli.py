@@ -108,7 +108,7 @@ def warm(images: Sequence[str], cache: ImageCache, platform: Platform, opts: Reg
 @click.option("--skip-default-registry-fallback", is_flag=True)
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
-              type=click.Choice(["panic", "fatal", "error", "warn", "info", "debug", "trace"]))
+              type=click.Choice(["panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"]))
 @click.option("--log-format", type=click.Choice(["auto", "text", "color", "json"]), default="auto")
 @kaniko_table_options("warm")
 def warm_command(**kw: Any) -> None:

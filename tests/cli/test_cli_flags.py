@@ -86,3 +86,16 @@ def test_build_arg_from_environment(
     monkeypatch.chdir(tmp_path)
     assert main(["build", "--dry-run", "--build-arg", "FROMENV", "--build-arg", "UNSET_ONE"]) == 0
     assert "LABEL v=from-the-env" in capsys.readouterr().out
+
+
+def test_registry_map_takes_kanikos_pairs() -> None:
+    from kiln.cli_flags import _registry_maps
+
+    # kaniko: ";" separates ORIGINAL=MIRROR pairs, a repeated original adds a mirror.
+    assert _registry_maps(["index.docker.io=mirror.a;quay.io=mirror.q", "index.docker.io=mirror.b", ""]) == (
+        ("index.docker.io", "mirror.a"), ("quay.io", "mirror.q"), ("index.docker.io", "mirror.b"))
+    assert _registry_maps(["gcr.io=m1;m2"]) == (("gcr.io", "m1"), ("gcr.io", "m2"))  # kiln's earlier spelling
+    for bad in ("nomirror", "=m", "gcr.io=", ";m"):
+        with pytest.raises(UsageError) as e:
+            _registry_maps([bad])
+        assert e.value.flag == "--registry-map"
