@@ -23,6 +23,7 @@ from kiln import __version__
 from kiln.cli_flags import (
     build_args,
     flag_names,
+    go_bool,
     kaniko_notices,
     kaniko_table_options,
     multi,
@@ -160,7 +161,9 @@ def _kiln_dir(kw: dict[str, Any]) -> Path | None:
     kiln_dir, kaniko_dir = kw["kiln_dir"], kw.get("kaniko_dir")
     if kiln_dir and kaniko_dir and Path(kiln_dir) != Path(kaniko_dir):
         raise UsageError("--kaniko-dir and --kiln-dir name different directories", "--kaniko-dir")
-    return kiln_dir or kaniko_dir
+    # kaniko's KANIKO_DIR, below both flags; kiln's own KILN_DIR is default_kiln_dir's.
+    env = os.environ.get("KANIKO_DIR")
+    return kiln_dir or kaniko_dir or (Path(env) if env and "KILN_DIR" not in os.environ else None)
 
 
 def _image_cache_ttl(kw: dict[str, Any]) -> float:
@@ -213,6 +216,9 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         if compression_level != -1:
             raise UsageError(f"{compression_level} is not a level (-1 means the default)", "--compression-level")
         compression_level = None  # kaniko's -1: the compressor's default
+    no_push = kw["no_push"]
+    if "KANIKO_NO_PUSH" in os.environ:  # the fork's: the variable wins over the flag
+        no_push = go_bool(os.environ["KANIKO_NO_PUSH"], "KANIKO_NO_PUSH")
     opts = BuildOptions(
         context=context,
         dockerfile=dockerfile,
@@ -222,7 +228,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         labels=pairs(kw["label"], "--label"),
         tar_path=kw["tar_path"],
         oci_layout_path=kw["oci_layout_path"],
-        no_push=kw["no_push"],
+        no_push=no_push,
         digest_file=kw["digest_file"],
         image_name_with_digest_file=kw["image_name_with_digest_file"],
         image_name_tag_with_digest_file=kw["image_name_tag_with_digest_file"],

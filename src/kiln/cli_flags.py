@@ -165,6 +165,22 @@ def refuse_unsupported(kw: dict[str, Any], command: Command = "build") -> None:
 
 
 
+def _env(name: str) -> tuple[str, ...]:
+    """A kaniko environment variable that adds one value to a repeatable flag (none when unset or empty)."""
+    value = os.environ.get(name, "")
+    return (value,) if value else ()
+
+
+def go_bool(text: str, what: str) -> bool:
+    """A Go boolean (strconv.ParseBool's spellings)."""
+    truth = text.strip()
+    if truth in ("1", "t", "T", "true", "TRUE", "True"):
+        return True
+    if truth in ("0", "f", "F", "false", "FALSE", "False"):
+        return False
+    raise UsageError(f"expected true or false, got {text!r}", what)
+
+
 def registry_settings(kw: dict[str, Any], **extra: Any) -> RegistrySettings:
     """The registry flags of a command (those it lacks are left at their defaults)."""
     return RegistrySettings(
@@ -176,8 +192,8 @@ def registry_settings(kw: dict[str, Any], **extra: Any) -> RegistrySettings:
         skip_tls_verify_registries=tuple(kw.get("skip_tls_verify_registry", ())),
         registry_certificates=pairs(kw.get("registry_certificate", ()), "--registry-certificate"),
         registry_client_certs=_client_certs(kw.get("registry_client_cert", ())),
-        registry_mirrors=tuple(kw.get("registry_mirror", ())),
-        registry_maps=_registry_maps(kw.get("registry_map", ())),
+        registry_mirrors=(*kw.get("registry_mirror", ()), *_env("KANIKO_REGISTRY_MIRROR")),
+        registry_maps=_registry_maps((*kw.get("registry_map", ()), *_env("KANIKO_REGISTRY_MAP"))),
         skip_default_registry_fallback=bool(kw.get("skip_default_registry_fallback")),
         push_retry=kw.get("push_retry") or 0,
         image_download_retry=kw.get("image_download_retry") or 0,

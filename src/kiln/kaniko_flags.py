@@ -204,6 +204,14 @@ WARMER: tuple[KanikoFlag, ...] = tuple(
 
 ALL: tuple[KanikoFlag, ...] = EXECUTOR + WARMER
 
+# Environment variables kaniko reads as flags, and what kiln does with them (all implemented).
+ENVIRONMENT: tuple[tuple[str, str], ...] = (
+    ("KANIKO_REGISTRY_MIRROR", "one more --registry-mirror (build and warm)"),
+    ("KANIKO_REGISTRY_MAP", "one more --registry-map value (build and warm)"),
+    ("KANIKO_NO_PUSH", "--no-push=VALUE (a Go boolean), over the flag (build; the fork's)"),
+    ("KANIKO_DIR", "--kaniko-dir, when neither it nor --kiln-dir is given (build)"),
+)
+
 
 def flags_for(command: Command) -> tuple[KanikoFlag, ...]:
     return tuple(f for f in ALL if f.command == command)
@@ -272,6 +280,12 @@ def render_markdown() -> str:
         ", ".join(f"{n} {k}" for k, n in sorted(ex.items())) + ".",
         "",
         *_rows(EXECUTOR),
+        "",
+        "## Environment",
+        "",
+        "| variable | what kiln does |",
+        "|---|---|",
+        *(f"| `{name}` | {_cell(what)} |" for name, what in ENVIRONMENT),
         "",
         f"## `kiln warm` (kaniko's warmer): {len(WARMER)} flags",
         "",

@@ -14,6 +14,7 @@ import pytest
 
 from kiln.cli import build_command, main, options_from_flags, rewrite_go_bools
 from kiln.engine.options import BuildOptions
+from kiln.errors import UsageError
 from kiln.kaniko_flags import ALL, EXECUTOR, WARMER, KanikoFlag, render_markdown
 from kiln.oci.platform import Platform
 from kiln.warm_cli import dockerfile_images, warm_command
@@ -199,3 +200,25 @@ def test_warm_reads_every_stage_of_a_dockerfile(tmp_path: Path) -> None:
     )
     found = dockerfile_images(str(df), {"BASE": "busybox:1.36"}, Platform.host())
     assert found == ["busybox:1.36", "registry.invalid/tools:1", "debian:bookworm"]
+
+
+def test_kanikos_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("KANIKO_REGISTRY_MIRROR", "mirror.invalid")
+    monkeypatch.setenv("KANIKO_REGISTRY_MAP", "gcr.io=m1.invalid;quay.io=m2.invalid")
+    monkeypatch.setenv("KANIKO_DIR", str(tmp_path / "kd"))
+    monkeypatch.delenv("KILN_DIR", raising=False)
+    opts = _options("--registry-mirror", "first.invalid")
+    assert opts.registry.registry_mirrors == ("first.invalid", "mirror.invalid")
+    assert opts.registry.registry_maps == (("gcr.io", "m1.invalid"), ("quay.io", "m2.invalid"))
+    assert opts.kiln_dir == tmp_path / "kd"
+    assert _options("--kiln-dir", str(tmp_path / "mine")).kiln_dir == tmp_path / "mine"  # a flag wins
+    monkeypatch.setenv("KANIKO_NO_PUSH", "false")
+    with pytest.raises(UsageError) as e:  # no push and nowhere else to put the image
+        options_from_flags(_parse(build_command, ["--no-push"]))
+    assert e.value.flag == "--destination"
+    monkeypatch.setenv("KANIKO_NO_PUSH", "true")
+    assert options_from_flags(_parse(build_command, [])).no_push
+    monkeypatch.setenv("KANIKO_NO_PUSH", "maybe")
+    with pytest.raises(UsageError) as e:
+        options_from_flags(_parse(build_command, []))
+    assert e.value.flag == "KANIKO_NO_PUSH"
