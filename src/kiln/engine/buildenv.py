@@ -19,6 +19,7 @@ from kiln.engine.modes import BuildModes
 from kiln.engine.options import BuildOptions
 from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
+from kiln.engine.steps.run import RunContext
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
@@ -129,3 +130,29 @@ def image_root(env: BuildEnv, image: Image) -> Path:
     for desc, diff_id in image.layer_diff_ids():
         root.add_layer(diff_id, blob_opener(env.blobs, desc.digest))
     return root.view()
+
+
+def mount_root(env: BuildEnv, name: str | None) -> Path:
+    """The root a RUN --mount's from= names: the build context (None), a stage (BuildKit matches from= against
+    stage names only: a number there names an image), or an image."""
+    if name is None:
+        return env.context.root
+    index = env.plan.names.get(name.lower())
+    if index is not None:
+        return stage_root_view(env, index)
+    return image_root(env, env.resolve_image(name))
+
+
+def run_context(env: BuildEnv) -> RunContext:
+    opts = env.opts
+    return RunContext(
+        secrets=opts.secret_sources(),
+        cache_root=opts.kiln_dir / "cache-mounts",
+        network=opts.network,
+        allow=opts.allow,
+        in_place=env.modes.in_place,
+        work_dir=env.work_dir,
+        runner=env.modes.run_step,
+        output=env.reporter.output_stream(),
+        mount_root=lambda name: mount_root(env, name),
+    )

@@ -19,7 +19,7 @@ from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Run, Workdir
 from kiln.dockerfile.plan import StagePlan
 from kiln.dockerfile.scope import StageScope
-from kiln.engine.buildenv import BuildEnv, blob_opener, source_tree
+from kiln.engine.buildenv import BuildEnv, blob_opener, run_context, source_tree
 from kiln.engine.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
 from kiln.engine.layer import BuiltLayer, write_layer_blob
 from kiln.engine.rootfs import FlatRoot, StageRoot
@@ -164,7 +164,7 @@ class StepRunner:
         history = created_by(instr, meta.shell, self.scope.run_history_args())
 
         def execute() -> None:
-            run_step(self.env, instr, self.root, self.scope, self.state.meta, where)
+            run_step(run_context(self.env), instr, self.root, self.scope, self.state.meta, where)
 
         def key() -> str:
             assert self.cache is not None

@@ -6,9 +6,10 @@ import contextlib
 import os
 import posixpath
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, BinaryIO, Literal
 
 from kiln.dockerfile.flags import Mount as MountFlag
 from kiln.dockerfile.instructions import ExecCommand, Run, ShellCommand
@@ -21,10 +22,26 @@ from kiln.rootfs.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
-    from kiln.engine.buildenv import BuildEnv
+    from kiln.engine.modes import RunFunction
+    from kiln.engine.options import SecretSource
     from kiln.engine.rootfs import StageRoot
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What a RUN step needs of its build, and nothing more."""
+
+    secrets: Mapping[str, SecretSource]  # --secret, by id
+    cache_root: Path  # where cache mounts keep their directories
+    network: Literal["host", "none"]  # the build's --network
+    allow: tuple[str, ...]  # the entitlements given (--allow)
+    in_place: bool
+    work_dir: Path  # the build's own directory, for the step's scratch files
+    runner: RunFunction  # the sandbox, or kiln's own process in place
+    output: BinaryIO | None  # where the step's output goes
+    mount_root: Callable[[str | None], Path]  # the root a mount's from= names (None: the build context)
 
 
 @dataclass(frozen=True)
@@ -66,7 +83,7 @@ def command_line(instr: Run, shell: tuple[str, ...], scratch: Path) -> Command:
 
 
 def _mounts(
-    env: BuildEnv, instr: Run, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
+    ctx: RunContext, instr: Run, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
 ) -> tuple[list[Mount], dict[str, str]]:
     """The step's mounts, and the environment variables that secrets with env= add. Locks the mounts need while
     the step runs (cache sharing modes) are held until `hold` closes."""
@@ -74,23 +91,23 @@ def _mounts(
     secret_env: dict[str, str] = {}
     for mount in instr.mounts:
         if mount.type == "secret":
-            got = _secret(env, mount, where)
+            got = _secret(ctx, mount, where)
             if isinstance(got, tuple):
                 secret_env[got[0]] = got[1]
             elif got is not None:
                 out.append(got)
             continue
-        out.append(_one_mount(env, mount, scratch, hold, where))
+        out.append(_one_mount(ctx, mount, scratch, hold, where))
     return out, secret_env
 
 
-def _secret(env: BuildEnv, mount: MountFlag, where: SourceLocation) -> SecretMount | tuple[str, str] | None:
+def _secret(ctx: RunContext, mount: MountFlag, where: SourceLocation) -> SecretMount | tuple[str, str] | None:
     """RUN --mount=type=secret: the value as a read-only file (default /run/secrets/ID, mode 0400) or, with env=,
     as an environment variable of this step only. The value is never in a layer (the mount point is a stub
     the sandbox removes), in history (which holds the instruction text), in messages (which name the id), or on
     a disk (the sandbox keeps secret files in memory)."""
     secret_id = mount.id or mount.source or (posixpath.basename(mount.target) if mount.target else "")
-    source = env.opts.secret_sources().get(secret_id)
+    source = ctx.secrets.get(secret_id)
     if source is None:
         if mount.required:
             raise BuildError(f"secret {secret_id} is required but was not given (--secret id={secret_id},...)", where)
@@ -109,7 +126,7 @@ def _secret(env: BuildEnv, mount: MountFlag, where: SourceLocation) -> SecretMou
 
 
 def _one_mount(
-    env: BuildEnv, mount: MountFlag, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
+    ctx: RunContext, mount: MountFlag, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
 ) -> Mount:
     if mount.type not in ("tmpfs", "cache", "bind"):
         raise NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")
@@ -122,18 +139,18 @@ def _one_mount(
         return TmpfsMount(target, mount.size)
     if mount.type == "cache":
         cache_id = mount.id if mount.id is not None else target
-        base = cache_mount_dir(env.opts.kiln_dir / "cache-mounts", cache_id)
+        base = cache_mount_dir(ctx.cache_root, cache_id)
         # In place a cache's directory is moved to the target for the step: no other step may have it meanwhile.
-        sharing = "locked" if env.modes.in_place and mount.sharing in (None, "shared") else mount.sharing
+        sharing = "locked" if ctx.in_place and mount.sharing in (None, "shared") else mount.sharing
         cache_dir, new = acquire_cache_dir(base, sharing, hold)
         if new:
             if mount.from_ is not None:
-                seed(cache_dir, resolve_in_root(_bind_source_root(env, mount), mount.source or "/"))
+                seed(cache_dir, resolve_in_root(ctx.mount_root(mount.from_), mount.source or "/"))
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
             os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
         return BindMount(cache_dir, target, readonly=mount.readonly, movable=True)
     # type=bind
-    source_root = _bind_source_root(env, mount)
+    source_root = ctx.mount_root(mount.from_)
     src = resolve_in_root(source_root, mount.source or "/")
     if not src.exists():
         raise BuildError(f"RUN --mount=type=bind: source {mount.source or '/'} not found", where)
@@ -145,34 +162,22 @@ def _one_mount(
     return BindMount(src, target, readonly=mount.readonly)
 
 
-def _bind_source_root(env: BuildEnv, mount: MountFlag) -> Path:
-    if mount.from_ is None:
-        return env.context.root
-    from kiln.engine.buildenv import image_root, stage_root_view
-
-    # BuildKit matches a mount's from= against stage names only: a number there names an image.
-    index = env.plan.names.get(mount.from_.lower())
-    if index is not None:
-        return stage_root_view(env, index)
-    return image_root(env, env.resolve_image(mount.from_))
-
-
-def _network(env: BuildEnv, instr: Run, where: SourceLocation) -> Literal["host", "none"]:
+def _network(ctx: RunContext, instr: Run, where: SourceLocation) -> Literal["host", "none"]:
     """RUN --network: default is the build's --network (the host's unless told otherwise, as kaniko)."""
     if instr.network in (None, "default"):
-        return env.opts.network
-    if instr.network == "host" and env.opts.network == "none" and "network.host" not in env.opts.allow:
+        return ctx.network
+    if instr.network == "host" and ctx.network == "none" and "network.host" not in ctx.allow:
         raise BuildError("RUN --network=host in a build with --network none needs --allow network.host", where)
     return "none" if instr.network == "none" else "host"
 
 
-def _privileged(env: BuildEnv, instr: Run, where: SourceLocation) -> bool:
+def _privileged(ctx: RunContext, instr: Run, where: SourceLocation) -> bool:
     """RUN --security=insecure runs with every capability, only when the person building allows it."""
     if instr.security != "insecure":
         return False
-    if "security.insecure" not in env.opts.allow:
+    if "security.insecure" not in ctx.allow:
         raise BuildError("RUN --security=insecure needs the entitlement: build with --allow security.insecure", where)
-    if env.modes.in_place:
+    if ctx.in_place:
         raise BuildError("RUN --security=insecure cannot be honoured in --in-place mode", where)
     return True
 
@@ -186,14 +191,14 @@ def _check_targets(root: StageRoot, mounts: list[Mount], where: SourceLocation) 
 
 
 def run_step(
-    env: BuildEnv, instr: Run, root: StageRoot, scope: StageScope, meta: MetaState, where: SourceLocation
+    ctx: RunContext, instr: Run, root: StageRoot, scope: StageScope, meta: MetaState, where: SourceLocation
 ) -> None:
-    network = _network(env, instr, where)
-    privileged = _privileged(env, instr, where)
-    with tempfile.TemporaryDirectory(dir=env.work_dir, prefix="run-") as tmp, contextlib.ExitStack() as hold:
+    network = _network(ctx, instr, where)
+    privileged = _privileged(ctx, instr, where)
+    with tempfile.TemporaryDirectory(dir=ctx.work_dir, prefix="run-") as tmp, contextlib.ExitStack() as hold:
         scratch = Path(tmp)
         cmd = command_line(instr, meta.shell, scratch)
-        step_mounts, secret_env = _mounts(env, instr, scratch, hold, where)
+        step_mounts, secret_env = _mounts(ctx, instr, scratch, hold, where)
         mounts = [*step_mounts, *cmd.extra_mounts]
         _check_targets(root, mounts, where)
         spec = RunSpec(
@@ -204,11 +209,11 @@ def run_step(
             workdir=meta.config.working_dir or "/",
             network=network,
             mounts=tuple(mounts),
-            runtime_dir=env.work_dir / "sandbox",
+            runtime_dir=ctx.work_dir / "sandbox",
             privileged=privileged,
         )
         try:
-            status = env.modes.run_step(spec, env.reporter.output_stream())
+            status = ctx.runner(spec, ctx.output)
         except SandboxError as e:
             raise BuildError(str(e), where) from None
     if status != 0:
