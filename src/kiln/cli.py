@@ -85,7 +85,7 @@ def cli() -> None:
 @multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
 @multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
 @multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
-@multi("--registry-map", help="ORIGINAL=MIRROR[;MIRROR] (repeatable).")
+@multi("--registry-map", help="ORIGINAL=MIRROR[;ORIGINAL=MIRROR...] (repeatable).")
 @click.option("--skip-default-registry-fallback", is_flag=True)
 @click.option(*flag_names("--custom-platform"), "custom_platform", default=None,
               help="os/arch[/variant] of the image to build.")

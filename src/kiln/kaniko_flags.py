@@ -126,8 +126,8 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
     _f("--registry-certificate", "values", "implemented", "REGISTRY=CA_FILE", example="registry.invalid=ca.pem"),
     _f("--registry-client-cert", "values", "implemented", "REGISTRY=CERT,KEY for mutual TLS",
        example="registry.invalid=c.pem,k.pem"),
-    _f("--registry-map", "values", "implemented", "ORIGINAL=MIRROR[;MIRROR...]",
-       example="index.docker.io=mirror.invalid"),
+    _f("--registry-map", "values", "implemented", "ORIGINAL=MIRROR[;ORIGINAL=MIRROR...], kaniko's pairs (a "
+       "bare ;MIRROR is one more for the registry before it)", example="index.docker.io=mirror.invalid"),
     _f("--registry-mirror", "values", "implemented", "a mirror of Docker Hub, tried in order",
        example="mirror.invalid"),
     _f("--skip-default-registry-fallback", "bool", "implemented", "do not fall back to Docker Hub when no "
@@ -191,7 +191,7 @@ WARMER: tuple[KanikoFlag, ...] = tuple(
            example="registry.invalid=ca.pem"),
         _f("--registry-client-cert", "values", "implemented", "REGISTRY=CERT,KEY",
            example="registry.invalid=c.pem,k.pem"),
-        _f("--registry-map", "values", "implemented", "ORIGINAL=MIRROR[;MIRROR...]",
+        _f("--registry-map", "values", "implemented", "ORIGINAL=MIRROR[;ORIGINAL=MIRROR...], as kiln build",
            example="index.docker.io=mirror.invalid"),
         _f("--registry-mirror", "values", "implemented", "a mirror of Docker Hub", example="mirror.invalid"),
         _f("--skip-default-registry-fallback", "bool", "implemented", "no fallback to Docker Hub"),
@@ -243,11 +243,17 @@ def _spelling(f: KanikoFlag) -> str:
     return names + arg
 
 
+def _deprecated(f: KanikoFlag) -> bool:
+    """A deprecated spelling of another flag (the warmer's --customPlatform is its own flag, kiln adds the
+    other spelling)."""
+    return f.alias_of is not None and f.kiln == f.alias_of
+
+
 def _rows(flags: tuple[KanikoFlag, ...]) -> list[str]:
     rows = ["| flag | in kaniko | kiln | what kiln does |", "|---|---|---|---|"]
     for f in flags:
-        what = f"deprecated spelling of `{f.alias_of}`" if f.alias_of and f.kiln == f.alias_of else f.kiln
-        handling = "alias" if f.alias_of else _WHAT[f.handling]
+        what = f"deprecated spelling of `{f.alias_of}`" if _deprecated(f) else f.kiln
+        handling = "deprecated spelling" if _deprecated(f) else _WHAT[f.handling]
         rows.append(f"| {_spelling(f)} | {_ORIGIN[f.origin]} | {handling} | {_cell(what)} |")
     return rows
 
@@ -255,7 +261,7 @@ def _rows(flags: tuple[KanikoFlag, ...]) -> list[str]:
 def counts(flags: tuple[KanikoFlag, ...]) -> dict[str, int]:
     out: dict[str, int] = {}
     for f in flags:
-        key = "alias" if f.alias_of else f.handling
+        key = "deprecated spellings" if _deprecated(f) else f.handling
         out[key] = out.get(key, 0) + 1
     return out
 

@@ -104,7 +104,7 @@ def warm(images: Sequence[str], cache: ImageCache, platform: Platform, opts: Reg
 @multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
 @multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
 @multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
-@multi("--registry-map", help="ORIGINAL=MIRROR[;MIRROR] (repeatable).")
+@multi("--registry-map", help="ORIGINAL=MIRROR[;ORIGINAL=MIRROR...] (repeatable).")
 @click.option("--skip-default-registry-fallback", is_flag=True)
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
