@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,3 +55,30 @@ class Descriptor:
             raise ImageFormatError(f"{what}: negative size")
         plat = platform_from_dict(d["platform"]) if isinstance(d.get("platform"), dict) else None
         return cls(media_type, digest, size, dict(d.get("annotations") or {}), plat, tuple(d.get("urls") or ()))
+
+
+def is_attestation(desc: Descriptor) -> bool:
+    """A provenance or SBOM manifest beside the images of an index (BuildKit's: platform unknown/unknown)."""
+    return "vnd.docker.reference.type" in desc.annotations or (
+        desc.platform is not None and desc.platform.os in ("unknown", "")
+    )
+
+
+def pick_platform(entries: Sequence[Descriptor], platform: Platform) -> Descriptor | None:
+    """The entry of an index that serves a build for `platform`, or None: attestations skipped, a lone entry
+    without a platform taken as it is, an exact match (variant defaults applied) before a compatible one."""
+    usable = [d for d in entries if not is_attestation(d)]
+    if len(usable) == 1 and usable[0].platform is None:
+        return usable[0]
+    want = platform.normal()
+    matching = [d for d in usable if d.platform is not None and want.matches(d.platform.normal())]
+    exact = [d for d in matching if d.platform is not None and d.platform.normal() == want]
+    best = exact or matching
+    return best[0] if best else None
+
+
+def platforms_offered(entries: Sequence[Descriptor]) -> str:
+    """The platforms an index offers, for a message saying none fits."""
+    shown = sorted({str(d.platform) if d.platform else f"(no platform) {d.digest}"
+                    for d in entries if not is_attestation(d)})
+    return ", ".join(shown) or "none"

@@ -52,6 +52,15 @@ class Platform:
         variant = {"armv7l": "v7", "armv6l": "v6"}.get(machine)
         return cls("linux", arch, variant)
 
+    def normal(self) -> Platform:
+        """One spelling per platform, so that equality means what it should (arm64 is v8 unless said otherwise;
+        arm is v7), as parse() gives for what users type."""
+        if self.architecture == "arm64" and self.variant == "v8":
+            return Platform(self.os, self.architecture, None)
+        if self.architecture == "arm" and self.variant is None:
+            return Platform(self.os, self.architecture, "v7")
+        return self
+
     def matches(self, other: Platform) -> bool:
         """True when an image made for ``other`` serves a build for this platform."""
         if (self.os, self.architecture) != (other.os, other.architecture):

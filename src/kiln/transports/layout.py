@@ -23,7 +23,7 @@ from kiln.errors import DigestMismatch, ImageFormatError, UsageError
 from kiln.oci import mediatypes as mt
 from kiln.oci.canonical import canonical_json, load_json_object
 from kiln.oci.config import ImageConfig
-from kiln.oci.descriptor import Descriptor
+from kiln.oci.descriptor import Descriptor, pick_platform, platforms_offered
 from kiln.oci.digest import new_hasher, split_digest, validate_digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
@@ -118,20 +118,6 @@ def _is_digest(ref: str) -> bool:
     return True
 
 
-def _normal_platform(p: Platform) -> Platform:
-    # arm64 is v8 unless said otherwise: one spelling, so equality means what it should.
-    if p.architecture == "arm64" and p.variant == "v8":
-        return Platform(p.os, p.architecture, None)
-    return p
-
-
-def _is_attestation(desc: Descriptor) -> bool:
-    # BuildKit puts provenance/SBOM manifests in indexes with platform unknown/unknown.
-    return "vnd.docker.reference.type" in desc.annotations or (
-        desc.platform is not None and desc.platform.os == "unknown"
-    )
-
-
 def _describe(desc: Descriptor) -> str:
     name = desc.annotations.get(REF_NAME)
     parts = [name] if name else []
@@ -142,17 +128,11 @@ def _describe(desc: Descriptor) -> str:
 
 
 def choose_platform(entries: list[Descriptor], platform: Platform, where: str) -> Descriptor:
-    """The entry for ``platform`` among alternatives (an exact match before a compatible one)."""
-    usable = [d for d in entries if not _is_attestation(d)]
-    if len(usable) == 1 and usable[0].platform is None:
-        return usable[0]
-    want = _normal_platform(platform)
-    matching = [d for d in usable if d.platform is not None and want.matches(_normal_platform(d.platform))]
-    exact = [d for d in matching if d.platform is not None and _normal_platform(d.platform) == want]
-    if exact or matching:
-        return (exact or matching)[0]
-    available = ", ".join(str(d.platform) if d.platform else f"(no platform) {d.digest}" for d in usable)
-    raise ImageFormatError(f"{where}: no image for platform {platform}; available: {available or 'none'}")
+    """The entry for ``platform`` among alternatives (oci.descriptor.pick_platform)."""
+    chosen = pick_platform(entries, platform)
+    if chosen is None:
+        raise ImageFormatError(f"{where}: no image for platform {platform}; available: {platforms_offered(entries)}")
+    return chosen
 
 
 def _select(index: Index, ref: str | None, platform: Platform, layout: Path) -> list[Descriptor]:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from kiln.errors import DigestMismatch, ImageFormatError, RegistryError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
-from kiln.oci.descriptor import Descriptor
+from kiln.oci.descriptor import Descriptor, pick_platform, platforms_offered
 from kiln.oci.digest import new_hasher, sha256_digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
@@ -102,18 +102,12 @@ def fetch_manifest(client: RegistryClient, ref: Reference, identifier: str | Non
 
 
 def choose_platform(index: Index, platform: Platform, ref: str) -> Descriptor:
-    """The index entry for a platform: an exact variant match first, then any compatible one."""
-    entries = [d for d in index.manifests if d.platform is not None and d.platform.os not in ("unknown", "")]
-    exact = [d for d in entries if d.platform is not None and _same(d.platform, platform)]
-    loose = [d for d in entries if d.platform is not None and platform.matches(d.platform)]
-    if exact or loose:
-        return (exact or loose)[0]
-    available = sorted({str(d.platform) for d in entries}) or ["none"]
-    raise RegistryError(f"no image for platform {platform}; available: {', '.join(available)}", ref)
-
-
-def _same(a: Platform, b: Platform) -> bool:
-    return (a.os, a.architecture, a.variant) == (b.os, b.architecture, b.variant)
+    """The index entry for a platform (oci.descriptor.pick_platform)."""
+    chosen = pick_platform(index.manifests, platform)
+    if chosen is None:
+        offered = platforms_offered(index.manifests)
+        raise RegistryError(f"no image for platform {platform}; available: {offered}", ref)
+    return chosen
 
 
 def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, what: str) -> None:
