@@ -145,3 +145,20 @@ def test_add_url_fetches_the_file(kiln: Kiln, tmp_path: Path, http_root: tuple[P
     out = kiln.build(ctx).ok()
     layer = out.new_layers(0)[0]
     assert layer["dl/exists.txt"].size == 5 and layer["dl/exists.txt"].mode == 0o600
+
+
+@pytest.mark.parametrize("kind", ["directory", "fifo", "dangling-symlink"])
+def test_a_context_dockerfile_that_is_not_a_file_is_an_error(kiln: Kiln, tmp_path: Path, kind: str) -> None:
+    """Not a fallback to ./Dockerfile of the working directory: that one would build something else entirely."""
+    import os
+
+    context = write_context(tmp_path / "ctx", {"a.txt": "a"})
+    if kind == "directory":
+        (context / "Dockerfile").mkdir()
+    elif kind == "fifo":
+        os.mkfifo(context / "Dockerfile")
+    else:
+        os.symlink("nowhere", context / "Dockerfile")
+    elsewhere = write_context(tmp_path / "cwd", {"Dockerfile": "FROM scratch\nCOPY a.txt /wrong\n"})
+    out = kiln.build(context, wrapper=("env", "-C", str(elsewhere)), timeout=60)
+    _check_failure(kiln, out, r"--dockerfile", r"not a regular file", re.escape(str(context / "Dockerfile")))

@@ -57,6 +57,11 @@ def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str,
             candidates.append(ctx.root / given)
         candidates.append(Path.cwd() / given)
     for path in candidates:
+        if os.path.lexists(path) and not path.is_file():
+            # Not silently the next candidate: a directory or a FIFO named Dockerfile in the context is a mistake
+            # to report, not a reason to build some other Dockerfile from the current directory.
+            kind = "a directory" if path.is_dir() else "a dangling symlink" if path.is_symlink() else "not a file"
+            raise UsageError(f"Dockerfile {path} is {kind}, not a regular file", "--dockerfile")
         if path.is_file():
             # A Dockerfile need not be UTF-8 (BuildKit builds one with a Latin-1 comment): surrogateescape keeps
             # each stray byte for parse_dockerfile, which handles it as BuildKit does (lexer.go_text).
