@@ -297,10 +297,11 @@ def render_markdown() -> str:
         "",
         "`kiln warm` stores each image as an OCI layout `CACHE_DIR/<manifest digest>/` (the fork's OCI warmer "
         "format) and records which reference and platform it was stored for under `CACHE_DIR/refs/`; "
-        "`kiln build --cache-dir CACHE_DIR` looks there before any registry, by reference or by digest, and also "
-        "reads kaniko 1.24's tarball entries (`CACHE_DIR/<digest>`, a file) for references by digest. An entry "
-        "is fresh for `--cache-ttl` from the time it was stored. Writes are atomic: a build sharing the "
-        "directory sees an image whole or not at all.",
+        "`kiln build --cache-dir CACHE_DIR` looks there before any registry, by that record (no registry "
+        "request) or by the reference's digest. A tag with no record is looked up as kaniko does: by the digest "
+        "the registry says it names now, so directories filled by kaniko's warmers serve too (kaniko 1.24's "
+        "tarball entries `CACHE_DIR/<digest>` included). An entry is fresh for `--cache-ttl` from the time it "
+        "was stored. Writes are atomic: a build sharing the directory sees an image whole or not at all.",
         "",
         *_rows(WARMER),
         "",

@@ -22,9 +22,9 @@ from kiln.errors import KilnError, RegistryError, UsageError
 from kiln.oci.platform import Platform
 from kiln.progress import Reporter, make_reporter
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.imagecache import DEFAULT_TTL, ImageCache
+from kiln.transports.imagecache import DEFAULT_TTL, ImageCache, current_digest
 from kiln.transports.registry import RegistryOptions, registry_options
-from kiln.transports.registry.pull import choose_platform, fetch_image_index, pull_image, resolve
+from kiln.transports.registry.pull import pull_image
 
 
 def dockerfile_images(path: str, args: dict[str, str], platform: Platform) -> list[str]:
@@ -49,18 +49,10 @@ def dockerfile_images(path: str, args: dict[str, str], platform: Platform) -> li
     return found
 
 
-def _current_digest(ref: str, platform: Platform, opts: RegistryOptions) -> str:
-    """The manifest digest ``ref`` names now for ``platform`` (an index is followed to the platform's entry)."""
-    index = fetch_image_index(ref, opts)
-    if index is not None:
-        return choose_platform(index, platform, ref).digest
-    return resolve(ref, opts).digest
-
-
 def warm_one(cache: ImageCache, ref: str, platform: Platform, opts: RegistryOptions, force: bool) -> str:
     """Store one image; returns what happened, for the log."""
     if not force:
-        digest = _current_digest(ref, platform, opts)
+        digest = current_digest(ref, platform, opts)
         if cache.fresh(digest):
             cache.remember(ref, platform, digest)
             return f"{ref}: already in {cache.root} ({digest})"

@@ -105,3 +105,30 @@ def test_warm_stores_a_dockerfiles_images_and_fails_only_when_none_can_be(
     assert r.returncode == 1 and "none of the images could be stored" in r.stderr
     r = _kiln("warm", "-c", str(cache))
     assert r.returncode == 2 and "--image" in r.stderr
+
+
+def test_a_tag_kiln_warm_did_not_record_is_found_by_its_current_digest(
+    tmp_path: Path, private_registry: tuple[Registry, str], busybox_image: OciImage
+) -> None:
+    """kaniko's way, for directories its own warmer filled: the registry says which digest the tag names, and
+    an image stored under that digest (here kaniko 1.24's tarball format) saves the download."""
+    from kiln.transports.archive import write_archive
+    from kiln.transports.layout import read_image
+
+    reg, ref = private_registry
+    image = read_image(busybox_image.layout, busybox_image.tag)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    write_archive(cache / image.digest, image, [ref])
+    write_context(tmp_path, f"FROM {ref}\nCOPY data.txt /data.txt\n", {"data.txt": "x\n"})
+    mark = reg.log_mark()
+    r = _build(tmp_path, "k1", "--cache-dir", str(cache))
+    assert r.returncode == 0, r.stderr
+    requests = reg.requests_since(mark)
+    assert any("/manifests/" in path for _, path, _ in requests)  # the tag was resolved
+    assert not any("/blobs/" in path for _, path, _ in requests), requests  # nothing downloaded
+    # Without the entry, the same build downloads the layers.
+    mark = reg.log_mark()
+    r = _build(tmp_path, "k2")
+    assert r.returncode == 0, r.stderr
+    assert any("/blobs/" in path for _, path, _ in reg.requests_since(mark))

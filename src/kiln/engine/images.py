@@ -13,12 +13,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kiln.errors import UsageError
+from kiln.errors import KilnError, UsageError
 from kiln.oci.platform import Platform
 from kiln.transports.address import ImageAddress, open_image
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
-from kiln.transports.imagecache import ImageCache
+from kiln.transports.imagecache import ImageCache, current_digest
 from kiln.transports.registry import pull_image, registry_options
 from kiln.transports.registry.settings import RegistrySettings
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
@@ -65,10 +65,23 @@ class ImageResolver:
         self.blobs.put_bytes(image.manifest_bytes)
         return Image(image.manifest, image.manifest_bytes, image.config, image.config_bytes, self.blobs)
 
+    def _from_image_cache(self, ref: str) -> Image | None:
+        """The base image kiln warm (or kaniko's warmer) stored for ``ref`` in --cache-dir, if fresh. A tag kiln
+        warm did not record is looked up as kaniko does: by the digest the registry says it names now."""
+        assert self.registry.image_cache_dir is not None
+        cache = ImageCache(Path(self.registry.image_cache_dir), self.registry.image_cache_ttl)
+        cached = cache.get(ref, self.platform)
+        if cached is None and cache.lookup_digest(ref, self.platform) is None:
+            try:
+                digest = current_digest(ref, self.platform, registry_options(self.registry, pull=True))
+            except (KilnError, OSError):
+                return None  # the pull that follows says what is wrong
+            cached = cache.get_digest(digest, self.platform, ref)
+        return cached
+
     def _pull(self, ref: str) -> Image:
         if self.registry.image_cache_dir:
-            cache = ImageCache(Path(self.registry.image_cache_dir), self.registry.image_cache_ttl)
-            cached = cache.get(ref, self.platform)
+            cached = self._from_image_cache(ref)
             if cached is not None:
                 return self._adopt(cached)
         image = pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))

@@ -31,6 +31,7 @@ from kiln.atomic import write_atomically
 from kiln.errors import KilnError, RegistryError
 from kiln.oci.platform import Platform
 from kiln.transports.image import Image
+from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.reference import Reference
 
 DEFAULT_TTL = 336 * 3600.0  # kaniko's --cache-ttl default: two weeks
@@ -101,7 +102,13 @@ class ImageCache:
     def get(self, ref: str, platform: Platform, now: float | None = None) -> Image | None:
         """The stored image for ``ref`` (a tag is not checked with the registry), or None."""
         digest = self.lookup_digest(ref, platform)
-        if digest is None or not self.fresh(digest, now):
+        if digest is None:
+            return None
+        return self.get_digest(digest, platform, ref, now)
+
+    def get_digest(self, digest: str, platform: Platform, ref: str, now: float | None = None) -> Image | None:
+        """The image stored under a manifest digest, if fresh (``ref`` names it in warnings)."""
+        if not self.fresh(digest, now):
             return None
         path = self.entry_path(digest)
         try:
@@ -167,3 +174,14 @@ class ImageCache:
         # kaniko 1.24's manifest beside a tarball entry belongs to what was replaced.
         with contextlib.suppress(OSError):
             final.with_name(final.name + ".json").unlink()
+
+
+def current_digest(ref: str, platform: Platform, opts: RegistryOptions) -> str:
+    """The manifest digest ``ref`` names in its registry now for ``platform`` (an index is followed to the
+    platform's entry): what kaniko's warmer and executor key the directory by."""
+    from kiln.transports.registry.pull import choose_platform, fetch_image_index, resolve
+
+    index = fetch_image_index(ref, opts)
+    if index is not None:
+        return choose_platform(index, platform, ref).digest
+    return resolve(ref, opts).digest
