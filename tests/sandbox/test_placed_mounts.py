@@ -142,3 +142,12 @@ def test_move_across_filesystems_keeps_owners_and_modes(tmp_path: Path) -> None:
             import shutil
 
             shutil.rmtree(dst)
+
+
+def test_a_directory_mount_over_a_file_is_refused_as_in_the_sandbox(root: Path, tmp_path: Path) -> None:
+    before = _tree(root)
+    placed = _placed(root, tmp_path)
+    with pytest.raises(SandboxError, match="exists in the rootfs but is not a directory"):
+        placed.place_all((TmpfsMount("/etc/passwd"),))
+    placed.remove()
+    assert _tree(root) == before

@@ -62,6 +62,14 @@ def move(src: Path, dst: Path, siblings_ok: bool = False) -> Path:
     return dst
 
 
+def _is_dir_mount(mount: Mount) -> bool:
+    if isinstance(mount, TmpfsMount):
+        return True
+    if isinstance(mount, SecretMount):
+        return False
+    return os.path.isdir(mount.source)
+
+
 @dataclass
 class _Placed:
     target: Path
@@ -93,6 +101,8 @@ class PlacedMounts:
         return path
 
     def _place(self, mount: Mount) -> None:
+        if isinstance(mount, BindMount) and not os.path.lexists(mount.source):
+            raise SandboxError(f"bind mount source {mount.source}: does not exist")
         path = self._target(mount.target)
         parent = path.parent
         try:
@@ -109,6 +119,11 @@ class PlacedMounts:
             if os.path.lexists(path):
                 if os.path.ismount(path):
                     raise SandboxError(f"mount target {mount.target}: a mount of the container itself")
+                wants_dir = _is_dir_mount(mount)
+                if os.path.isdir(path) != wants_dir:
+                    # As the namespaced sandbox says it: a mount cannot turn a file into a directory.
+                    kind = "a directory" if wants_dir else "a file"
+                    raise SandboxError(f"mount target {mount.target}: exists in the rootfs but is not {kind}")
                 aside = move(path, self.scratch / f"aside{len(self.placed)}", siblings_ok=True)
             entry = _Placed(path, aside, None)
             self.placed.append(entry)
@@ -130,8 +145,6 @@ class PlacedMounts:
                 os.close(fd)
         else:
             assert isinstance(mount, BindMount)
-            if not os.path.lexists(mount.source):
-                raise SandboxError(f"bind mount source {mount.source}: does not exist")
             if mount.movable:
                 move(mount.source, path)
                 entry.home = mount.source
