@@ -66,3 +66,12 @@ def test_a_damaged_entry_is_a_miss_with_a_warning(tmp_path: Path, busybox_image:
     (entry / "index.json").write_text("{not json")
     assert cache.get(REF, Platform.host()) is None
     assert len(warnings) == 1 and "--cache-dir" in warnings[0] and REF in warnings[0]
+
+
+def test_a_reference_by_digest_is_stored_and_found(tmp_path: Path, busybox_image: OciImage) -> None:
+    image = read_image(busybox_image.layout, busybox_image.tag)
+    cache = ImageCache(tmp_path / "c")
+    ref = f"registry.invalid/base/busybox:1@{image.digest}"
+    cache.put(ref, Platform.host(), image)
+    found = cache.get(ref, Platform.host())
+    assert found is not None and found.digest == image.digest
