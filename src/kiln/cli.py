@@ -144,8 +144,12 @@ _register_commands()
 def _context_sub_path(context: str, sub: str) -> str:
     """kaniko's --context-sub-path for a directory context: the subdirectory is the context."""
     base = context.removeprefix("dir://")
-    if context.startswith("tar://") or not Path(base).is_dir():
-        raise NotSupportedYet("--context-sub-path", f"with a context that is not a directory ({context})")
+    if context.startswith("tar://") or Path(base).is_file():
+        raise NotSupportedYet("--context-sub-path", f"with a tarball context ({context})")
+    if "://" in base:
+        return context  # a remote context: refused as such when it is opened
+    if not Path(base).is_dir():
+        raise UsageError(f"{context}: the build context is not a directory", "--context")
     if Path(sub).is_absolute():
         raise UsageError(f"{sub!r} must be relative to the context", "--context-sub-path")
     root = Path(base).resolve()
