@@ -4,23 +4,30 @@ Each run is timed from the start of the first command to the end of the last (ki
 pushes; buildah: `buildah build` then `buildah push`), while a sampler follows the RSS of the process tree.
 What a run leaves behind (the built image, kiln's new blobs) is removed after it, untimed, so every run starts
 from the same state: base images loaded, nothing else.
+
+A case marked in_place runs kiln as kaniko runs: `kiln build --in-place` in a fresh throwaway root of its own
+(bench/inplace.py), on the same kiln state; buildah builds it as it builds every case.
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.cases import Case
 from bench.images import BaseImages
+from bench.inplace import InPlaceRoot
 from bench.memory import TreeSampler
 from bench.paths import KILN, use_test_support
 from bench.phases import KilnEvents, parse_events
 
 use_test_support()
+from support.base_images import OciImage  # noqa: E402
 from support.buildah import Buildah  # noqa: E402
 from support.procs import describe_failure  # noqa: E402
 
@@ -88,14 +95,15 @@ class KilnBuilder:
     def __init__(self, state: Path, registry_address: str, sampler_interval: float = 0.02) -> None:
         self.kiln_dir = state / "kiln"
         self.cache_dir = state / "kiln-cache"
+        self.roots = state / "in-place-roots"
         self.registry_address = registry_address
         self.sampler_interval = sampler_interval
-        self.layouts: dict[str, str] = {}
+        self.bases: dict[str, OciImage] = {}
 
     def load_bases(self, bases: BaseImages, names: tuple[str, ...], scratch: Path) -> None:
         """Give kiln its bases and build once on each, untimed, so layers are in its stores before timing."""
         for name in names:
-            self.layouts[base_name(name)] = f"oci-layout://{bases[name].layout}:{bases[name].tag}"
+            self.bases[base_name(name)] = bases[name]
             ctx = scratch / f"kiln-preload-{name}"
             ctx.mkdir(parents=True, exist_ok=True)
             (ctx / "Dockerfile").write_text(f"FROM {base_name(name)}\nRUN true\n")
@@ -103,29 +111,50 @@ class KilnBuilder:
             if result.returncode != 0:
                 raise RuntimeError(f"kiln could not load base {name}:\n{result.stderr.decode(errors='replace')}")
 
-    def _argv(self, context: Path, dockerfile: Path, dest: str | None, flags: tuple[str, ...]) -> list[str]:
-        argv = [str(KILN), "build", "--context", str(context), "--dockerfile", str(dockerfile),
-                "--kiln-dir", str(self.kiln_dir), "--log-format", "json"]  # fmt: skip
+    def _argv(self, context: Path, dockerfile: Path, dest: str | None, flags: tuple[str, ...],
+              where: Callable[[Path], str] = str) -> list[str]:  # fmt: skip
+        """kiln's command line; `where` says how a host path is named where kiln runs (in place: in its root)."""
+        argv = [where(KILN), "build", "--context", where(context), "--dockerfile", where(dockerfile),
+                "--kiln-dir", where(self.kiln_dir), "--log-format", "json"]  # fmt: skip
         text = dockerfile.read_text()
-        for ref, spec in self.layouts.items():
+        for ref, image in self.bases.items():
             if ref in text:
-                argv += ["--build-context", f"{ref}={spec}"]
+                argv += ["--build-context", f"{ref}=oci-layout://{where(image.layout)}:{image.tag}"]
         if dest is None:
             argv.append("--no-push")
         else:
             argv += ["--destination", dest, "--insecure", "--insecure-registry", self.registry_address]
         if "--cache" in flags:
-            argv += ["--cache-dir", str(self.cache_dir)]
+            argv += ["--cache-dir", where(self.cache_dir)]
         return [*argv, *flags]
 
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
         before = self._blobs()
-        t = timed_commands([(self._argv(context, dockerfile, dest, case.kiln_flags), None)], self.sampler_interval)
+        if case.in_place:
+            t = self._run_in_place(case, context, dockerfile, dest)
+        else:
+            argv = self._argv(context, dockerfile, dest, case.kiln_flags)
+            t = timed_commands([(argv, None)], self.sampler_interval)
         lines = t.stderr.decode(errors="replace").splitlines()
         events = parse_events(lines)
         self._remove_new_blobs(before)
         error = "" if t.returncode == 0 else _last_error(t.stderr)
         return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error, events, "\n".join(lines[-30:]))
+
+    def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+        """One `kiln build --in-place` in a fresh root on the tmpfs (untimed: making it and removing it)."""
+        self.roots.mkdir(parents=True, exist_ok=True)
+        layouts = {ref.rpartition("/")[2]: image.layout for ref, image in self.bases.items()}
+        # A directory of mkdtemp's for a unique name; the root inside it gets its own mode (mkdtemp's is 0700).
+        root = InPlaceRoot.for_build(Path(tempfile.mkdtemp(prefix=f"{case.name}-", dir=self.roots)) / "root",
+                                     context, self.kiln_dir, layouts, image_usr=case.image_usr)  # fmt: skip
+        root.prepare()
+        try:
+            argv = self._argv(context, dockerfile, dest, ("--in-place", *case.kiln_flags), where=root.inside)
+            return timed_commands([(root.command(argv), None)], self.sampler_interval)
+        finally:
+            root.remove()
+            root.root.parent.rmdir()
 
     def _blobs(self) -> set[Path]:
         root = self.kiln_dir / "blobs"

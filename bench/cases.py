@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.images import FILE_SIZE, write_random_files
 
 FILES = 20_000
+IN_PLACE_SUFFIX = "-inplace"
 
 PERL_FILES = (
     "mkdir -p {root} && "
@@ -48,6 +49,16 @@ class Case:
     buildah_flags: tuple[str, ...] = ()
     needs_cache: bool = False
     """Only meaningful when kiln's build cache works (every step of the timed runs must report a cache hit)."""
+    in_place: bool = False
+    """kiln builds with --in-place (kaniko's way) in a throwaway root of its own (bench/inplace.py); buildah as in
+    every case. Named after the namespaced case it mirrors, plus "-inplace" (and what else differs)."""
+    image_usr: bool = False
+    """In place: the root's /usr is the image's (the host's is bound aside), not the host's bound at /usr."""
+
+    @property
+    def namespaced(self) -> str | None:
+        """For an in-place case, the name of the namespaced case with the same Dockerfile."""
+        return self.name.partition(IN_PLACE_SUFFIX)[0] if self.in_place else None
 
 
 def _small_context(ctx: Path) -> None:
@@ -109,6 +120,13 @@ CASES: list[Case] = [
          "FROM localhost/bench/busybox\n" + TEN_RUNS, ("busybox",)),
     Case("ten-runs-debian", "ten RUNs changing one small file, on debian (reference for ten-runs-large)",
          "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",)),
+    Case("ten-runs-busybox-inplace", "ten-runs-busybox with kiln --in-place in a throwaway root (kaniko's way)",
+         "FROM localhost/bench/busybox\n" + TEN_RUNS, ("busybox",), in_place=True),
+    Case("ten-runs-debian-inplace", "ten-runs-debian with kiln --in-place in a throwaway root (kaniko's way)",
+         "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",), in_place=True),
+    Case("ten-runs-debian-inplace-imageusr", "ten-runs-debian-inplace with debian's /usr laid out in the root "
+         "(the host's bound aside), as in kaniko's FROM-scratch container",
+         "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",), in_place=True, image_usr=True),
     Case("ten-runs-large", "ten RUNs changing one small file, on debian + a 500 MiB layer of 51,200 files",
          "FROM localhost/bench/large\n" + TEN_RUNS, ("large",)),
     Case("multistage", "two independent stages of 5,000 files each, copied into a busybox stage",

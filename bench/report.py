@@ -52,6 +52,26 @@ def main_table(cases: list[CaseResult]) -> str:
     return _table(MAIN_HEADER, rows)
 
 
+IN_PLACE_HEADER = ["case (kiln in place)", "in place s", "namespaced s", "in place/namespaced", "buildah s",
+                   "in place peak MB", "namespaced peak MB", "namespaced case"]  # fmt: skip
+
+
+def in_place_table(cases: list[CaseResult]) -> str | None:
+    """kiln in place vs kiln namespaced on the same Dockerfile, for the in-place cases run with their namespaced
+    case; None when there is none."""
+    by_name = {c.name: c for c in cases}
+    rows = []
+    for c in cases:
+        other = by_name.get(c.namespaced_case or "")
+        if other is None:
+            continue
+        inplace, namespaced = c.median_seconds("kiln"), other.median_seconds("kiln")
+        ratio = "-" if inplace is None or not namespaced else f"{inplace / namespaced:.2f}"
+        rows.append([c.name, _s(inplace), _s(namespaced), ratio, _s(c.median_seconds("buildah")),
+                     _mb(c.peak_rss("kiln")), _mb(other.peak_rss("kiln")), other.name])  # fmt: skip
+    return _table(IN_PLACE_HEADER, rows) if rows else None
+
+
 def phase_table(cases: list[CaseResult]) -> str:
     """kiln's median seconds per phase and case (phases as kiln names them)."""
     per_case = {c.name: c.kiln_phases() for c in cases}
@@ -67,16 +87,23 @@ def target_lines(targets: list[Target]) -> str:
 
 
 def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, Any]) -> str:
-    return "\n\n".join([
+    parts = [
         f"kiln vs buildah: median wall time of {settings['repetitions']} alternating runs (build + push); "
         "peak = summed RSS of the process tree sampled every "
         f"{settings['sampler_interval_ms']} ms; pushed = bytes stored by the registry",
         main_table(cases),
+    ]
+    in_place = in_place_table(cases)
+    if in_place is not None:
+        parts += ["kiln --in-place (in a throwaway root, entering it included) vs kiln namespaced, same Dockerfile",
+                  in_place]  # fmt: skip
+    parts += [
         "kiln phases (from --log-format json; 'steps' = sum of step times, 'outside build' = wall - build time)",
         phase_table(cases),
         "targets",
         target_lines(targets),
-    ])  # fmt: skip
+    ]
+    return "\n\n".join(parts)
 
 
 def write_json(directory: Path, machine: dict[str, Any], settings: dict[str, Any], gzip: dict[str, Any] | None,

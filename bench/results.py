@@ -44,6 +44,8 @@ class CaseResult:
     """ok, n/a (cannot be measured yet, see reason) or error (a builder failed, see reason)."""
     reason: str = ""
     runs: list[Run] = field(default_factory=list)
+    namespaced_case: str | None = None
+    """Set for a case where kiln builds in place: the case with the same Dockerfile built namespaced."""
 
     def _ok(self, builder: str) -> list[Run]:
         return [r for r in self.runs if r.builder == builder and r.ok]
@@ -81,6 +83,8 @@ class CaseResult:
             "name": self.name,
             "description": self.description,
             "status": self.status,
+            "kiln_mode": "namespaced" if self.namespaced_case is None else "in place",
+            "namespaced_case": self.namespaced_case,
             "reason": self.reason,
             "kiln_median_seconds": self.median_seconds("kiln"),
             "buildah_median_seconds": self.median_seconds("buildah"),

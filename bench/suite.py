@@ -44,6 +44,9 @@ class Settings:
             "buildah": "buildah build --layers=false --pull=never --format oci, then buildah push; "
             "--runtime /usr/sbin/runc --storage-driver overlay",
             "kiln": "kiln build --log-format json --destination REGISTRY --insecure",
+            "kiln_in_place": "cases marked in place: kiln build --in-place in a fresh root on the tmpfs per run "
+            "(bench/inplace.py: unshare --mount --pid, bind mounts, pivot_root, $container, /.kiln-in-place; "
+            "the host's /usr at /usr, or bound aside for the -imageusr case), timed from unshare to exit",
         }
 
 
@@ -66,7 +69,7 @@ class Bench:
 def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
     kiln, buildah, registry_storage = bench.kiln, bench.buildah, bench.registry_storage
     registry_address, work = bench.registry_address, bench.work
-    result = CaseResult(case.name, case.description)
+    result = CaseResult(case.name, case.description, namespaced_case=case.namespaced)
     context = work / "contexts" / case.name
     if context.exists():
         shutil.rmtree(context)
