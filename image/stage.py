@@ -14,6 +14,7 @@ CONTEXT_DIR receives image/Dockerfile and:
   kiln/bin/kiln             kiln's command line
   kaniko/executor           kaniko's entry point: `kiln build --in-place` with kaniko's arguments
   kiln-in-place             the empty marker, copied to /.kiln-in-place
+  busybox/busybox           the debug target's shell (Debian's busybox-static, a static binary)
 
 Base images of in-place builds replace / outside kiln's own directories, so nothing here may rely on them: a
 base image's /etc/ld.so.cache, /usr/lib/ssl or /lib must not change how kiln's Python starts.
@@ -246,6 +247,9 @@ def stage(repo: Path, out: Path, strip: bool) -> None:
     copy_file(image / "executor", out / "kaniko" / "executor")
     copy_file(image / "Dockerfile", out / "Dockerfile")
     (out / "kiln-in-place").write_bytes(b"")
+    busybox = shutil.which("busybox", path="/bin:/usr/bin")
+    if busybox:  # busybox-static, for the debug target
+        copy_file(Path(busybox), out / "busybox" / "busybox")
 
 
 def main() -> None:

@@ -5,20 +5,21 @@
 #   scripts/image.sh --tar OUT.tar                      a docker-archive (docker load, podman load, skopeo)
 #   scripts/image.sh --oci-layout-path DIR              an OCI layout
 #   scripts/image.sh --destination REG/kiln:TAG         push (repeatable; credentials from ~/.docker/config.json)
+#   scripts/image.sh ... --debug                        the debug variant: a busybox shell in /busybox (GitLab CI)
 #   scripts/image.sh ... --stage DIR                    keep the staged build context in DIR (must be empty)
 #   scripts/image.sh ... --kiln-dir DIR                 kiln's work directory for the build
 #   scripts/image.sh ... -- --insecure ...              more `kiln build` flags
 #
 # Needs what scripts/install-deps.sh installs (the virtualenv's Python is the one that goes into the image;
-# patchelf points its ELF files at /kiln/lib, binutils' strip trims them). Prints the image's unpacked size.
+# patchelf points its ELF files at /kiln/lib, binutils' strip trims them).
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 REPO=$PWD
 
-usage() { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-tar_path="" layout="" stage_dir="" kiln_dir="" strip=1
+tar_path="" layout="" stage_dir="" kiln_dir="" strip=1 debug=0
 destinations=() extra=()
 while (($#)); do
   case $1 in
@@ -28,6 +29,7 @@ while (($#)); do
     --stage) stage_dir=$(realpath -m "$2"); shift 2 ;;
     --kiln-dir) kiln_dir=$(realpath -m "$2"); shift 2 ;;
     --no-strip) strip=0; shift ;;
+    --debug) debug=1; shift ;;
     --) shift; extra=("$@"); break ;;
     -h|--help) usage ;;
     *) echo "image.sh: unknown argument $1" >&2; usage ;;
@@ -44,7 +46,8 @@ fi
 missing=()
 command -v patchelf >/dev/null || missing+=(patchelf)
 command -v ldd >/dev/null || missing+=(libc-bin)
-((strip)) && { command -v strip >/dev/null || missing+=(binutils); }
+if ((debug)) && [[ ! -x /bin/busybox ]]; then missing+=(busybox-static); fi
+if ((strip)) && ! command -v strip >/dev/null; then missing+=(binutils); fi
 if ((${#missing[@]})); then
   echo "image.sh: missing ${missing[*]}: run scripts/install-deps.sh as root (or apt-get install ${missing[*]})" >&2
   exit 1
@@ -66,18 +69,19 @@ echo "image.sh: staging the build context in $context"
 args=(build --context "$context" --dockerfile "$context/Dockerfile" --reproducible
       --build-arg "KILN_VERSION=$version")
 [[ -n $kiln_dir ]] && args+=(--kiln-dir "$kiln_dir")
+if ((debug)); then args+=(--target debug); fi
 [[ -n $tar_path ]] && args+=(--tar-path "$tar_path")
 [[ -n $layout ]] && args+=(--oci-layout-path "$layout")
 if ((${#destinations[@]})); then
   for d in "${destinations[@]}"; do args+=(--destination "$d"); done
 else
-  args+=(--no-push --destination "localhost/kiln:${version//+/-}")
+  suffix=""
+  if ((debug)); then suffix=-debug; fi
+  args+=(--no-push --destination "localhost/kiln:${version//+/-}$suffix")
 fi
 args+=("${extra[@]}")
 
 echo "+ kiln ${args[*]}"
 .venv/bin/kiln "${args[@]}"
 
-# The unpacked size: the staged files plus the byte code the image's RUN compiled (measured on the staged tree).
-size=$(du -sb --apparent-size "$context" | cut -f1)
-echo "image.sh: kiln $version; staged files $((size / 1000000)) MB before byte code"
+echo "image.sh: built kiln $version"

@@ -57,11 +57,13 @@ class Container:
         return image_env(self.config)
 
     def run(
-        self, argv: Sequence[str], binds: Sequence[Bind] = (), timeout: float = 900
-    ) -> subprocess.CompletedProcess[str]:
+        self, argv: Sequence[str], binds: Sequence[Bind] = (), timeout: float = 900,
+        termination_log: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:  # fmt: skip
         process = self.config["process"]
         assert isinstance(process, dict)
-        return run_in_pod(self.rootfs, argv, self.env, binds, cwd=str(process["cwd"]), timeout=timeout)
+        return run_in_pod(self.rootfs, argv, self.env, binds, cwd=str(process["cwd"]), timeout=timeout,
+                          termination_log=termination_log)  # fmt: skip
 
 
 def described(proc: subprocess.CompletedProcess[str]) -> str:

@@ -5,10 +5,12 @@
 - root (uid 0) inside, with Docker's default capability bounding set (no CAP_SYS_ADMIN: no mount, no unshare,
   no new namespaces), none inheritable, set by `setpriv`;
 - its own mount namespace (private propagation: nothing reaches the host) and PID namespace, the command
-  being PID 1 as an entry point is; a fresh /proc, the host's /dev (bind), a read-only /sys;
-- what the kubelet puts into every container: /etc/hosts, /etc/hostname and /etc/resolv.conf as file bind
-  mounts, the service account's token on a tmpfs at /var/run/secrets/kubernetes.io/serviceaccount, and
-  KUBERNETES_SERVICE_HOST/PORT in the environment (the evidence kiln's --in-place looks for);
+  being PID 1 as an entry point is; a fresh /proc, a read-only /sys, a runtime's /dev (a tmpfs with null,
+  zero, full, random, urandom and tty bound from the host's, its own pts and shm);
+- what the kubelet puts into every container: /dev/termination-log, /etc/hosts, /etc/hostname and
+  /etc/resolv.conf as file bind mounts, the service account's token on a tmpfs at
+  /var/run/secrets/kubernetes.io/serviceaccount, and KUBERNETES_SERVICE_HOST/PORT in the environment (the
+  evidence kiln's --in-place looks for);
 - the host's network (the tests' registries listen on 127.0.0.1).
 
 binds: (host path, path in the container, read-only) for the volumes (a build context at /workspace, ...).
@@ -43,6 +45,7 @@ POD_ENV = {
     "KUBERNETES_PORT": "tcp://10.96.0.1:443",
     "HOSTNAME": "kiln-build-pod",
 }
+_DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 _HOST_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SERVICE_ACCOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -88,8 +91,17 @@ def _tool(name: str) -> str:
 def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds: Iterable[Bind], cwd: str,
                kubelet_dir: Path) -> str:  # fmt: skip
     r = shlex.quote(str(rootfs))
-    lines = ["set -e", f"mount -t proc proc {r}/proc", f"mount --rbind /dev {r}/dev",
-             f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {r}/sys"]  # fmt: skip
+    lines = ["set -e", f"mount -t proc proc {r}/proc", f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {r}/sys",
+             # A runtime's /dev: a tmpfs with the standard devices (bound from the host's), pts, shm, fd links.
+             f"mount -t tmpfs -o nosuid,mode=755,size=64k tmpfs {r}/dev"]  # fmt: skip
+    for dev in _DEVICES:
+        lines += [f"touch {r}/dev/{dev}", f"mount --bind /dev/{dev} {r}/dev/{dev}"]
+    lines += [f"mkdir {r}/dev/pts {r}/dev/shm", f"mount -t devpts -o newinstance,ptmxmode=0666 devpts {r}/dev/pts",
+              f"ln -s pts/ptmx {r}/dev/ptmx", f"mount -t tmpfs -o nosuid,nodev,size=64m shm {r}/dev/shm",
+              f"ln -s /proc/self/fd {r}/dev/fd", f"ln -s /proc/self/fd/0 {r}/dev/stdin",
+              f"ln -s /proc/self/fd/1 {r}/dev/stdout", f"ln -s /proc/self/fd/2 {r}/dev/stderr",
+              f"touch {r}/dev/termination-log",
+              f"mount --bind {shlex.quote(str(kubelet_dir / 'termination-log'))} {r}/dev/termination-log"]  # fmt: skip
     for name in ("hosts", "hostname", "resolv.conf"):
         lines.append(f"mount --bind {shlex.quote(str(kubelet_dir / name))} {r}/etc/{name}")
     sa = f"{r}{SERVICE_ACCOUNT}"
@@ -117,8 +129,11 @@ def run_in_pod(
     binds: Iterable[Bind] = (),
     cwd: str = "/",
     timeout: float = 900,
+    termination_log: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """Run argv in rootfs as a pod's container (see the module); its output is captured."""
+    """Run argv in rootfs as a pod's container (see the module); its output is captured.
+
+    termination_log: the host file behind the container's /dev/termination-log (the kubelet's), made empty."""
     rootfs = Path(os.path.realpath(rootfs))
     assert rootfs != Path("/") and rootfs.is_dir(), rootfs
     binds = list(binds)
@@ -133,6 +148,10 @@ def run_in_pod(
         k = Path(kubelet)
         (k / "hosts").write_text(f"127.0.0.1\tlocalhost\n10.244.0.7\t{POD_ENV['HOSTNAME']}\n")
         (k / "hostname").write_text(POD_ENV["HOSTNAME"] + "\n")
+        log = termination_log or k / "termination-log"
+        log.write_bytes(b"")
+        if termination_log is not None:
+            os.symlink(termination_log, k / "termination-log")
         (k / "resolv.conf").write_text("nameserver 127.0.0.53\nsearch default.svc.cluster.local\noptions ndots:5\n")
         script = pod_script(rootfs, argv, env, binds, cwd, k)
         return subprocess.run(

@@ -282,3 +282,18 @@ def test_second_build_in_the_same_container(
     _assert_equals_namespaced(registry, context, busybox_ref, tmp_path, first, second)
     assert _snapshot(container.rootfs, ("kiln", "kaniko", "workspace")) == own_before
     assert (container.rootfs / ".kiln-in-place").is_file()
+
+
+def test_digest_file_is_the_pods_termination_log(
+    container: Container, registry: Registry, busybox_ref: str, tmp_path: Path
+) -> None:
+    """kaniko's Kubernetes recipe: --digest-file=/dev/termination-log, a file the kubelet bind-mounts."""
+    context = write_context(tmp_path / "context", {"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo hi > /hi\n"})
+    log = tmp_path / "termination-log"
+    pushed = registry.ref("pod/digest", "one")
+    argv = executor_argv(registry, "/workspace", pushed, "--build-arg", f"BASE={busybox_ref}",
+                         "--digest-file=/dev/termination-log")  # fmt: skip
+    proc = container.run(argv, binds=[Bind(context, "/workspace")], termination_log=log)
+    assert proc.returncode == 0, described(proc)
+    digest = json.loads(run_text(["skopeo", "inspect", "--tls-verify=false", f"docker://{pushed}"]))["Digest"]
+    assert log.read_text() == digest
