@@ -52,6 +52,7 @@ def cli() -> None:
 @multi("--build-arg", help="Build argument KEY=VALUE, or KEY to take it from the environment (repeatable).")
 @click.option("--target", default=None, help="The stage to build (default: the last one).")
 @multi("--label", help="Label KEY=VALUE set on the image (repeatable).")
+@multi("--annotation", help="Annotation KEY=VALUE set on the image's manifest (repeatable; OCI manifests).")
 @click.option(*flag_names("--tar-path"), "tar_path", type=click.Path(path_type=Path),
               help="Write the image as a docker-archive tarball.")
 @click.option("--oci-layout-path", type=click.Path(path_type=Path), help="Write the image into an OCI layout.")
@@ -115,6 +116,8 @@ def cli() -> None:
               help="RUN's network unless the instruction sets one: the host's (kaniko's default) or none.")
 @multi("--allow", help="An entitlement: security.insecure (RUN --security=insecure), network.host (repeatable).")
 @click.option("--in-place", is_flag=True, help="kaniko mode: build in the current root (inside a container).")
+@click.option("--pre-cleanup", is_flag=True, help="In place: clear / of what an earlier build left, first.")
+@click.option("--materialize", is_flag=True, help="In place: leave the target's files in / after the build.")
 @click.option("--dry-run", is_flag=True, help="Print the build plan; needs no base image.")
 @click.option("--dry-run-format", "--plan-format", type=click.Choice(["text", "json"]), default="text")
 @kaniko_table_options("build")
@@ -179,8 +182,6 @@ def _image_cache_ttl(kw: dict[str, Any]) -> float:
 
 def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     refuse_unsupported(kw)
-    if kw.get("preserve_context") and kw["in_place"]:
-        raise NotSupportedYet("--preserve-context", "keeping the build context across stages built in place")
     context = kw["context"] or kw["positional_context"] or "."
     if kw["context"] and kw["positional_context"] and kw["context"] != kw["positional_context"]:
         raise UsageError("give the context once: as --context or as the argument", "--context")
@@ -230,6 +231,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         build_args=args,
         target=kw["target"],
         labels=pairs(kw["label"], "--label"),
+        annotations=pairs(kw.get("annotation") or (), "--annotation"),
         tar_path=kw["tar_path"],
         oci_layout_path=kw["oci_layout_path"],
         no_push=no_push,
@@ -259,6 +261,8 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         build_contexts=pairs(kw["build_context"], "--build-context"),
         secrets=tuple(kw["secret"]),
         in_place=kw["in_place"],
+        pre_cleanup=bool(kw.get("pre_cleanup")),
+        materialize=bool(kw.get("materialize")),
         network=kw["network"],
         allow=tuple(a for value in kw["allow"] for a in value.split(",") if a),
         dry_run=kw["dry_run"],

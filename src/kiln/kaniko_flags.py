@@ -114,8 +114,8 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "local directory under --kiln-dir)"),
     _f("--compressed-caching", "bool", "notice", "kiln caches the compressed layer it made, once; there is no "
        "uncompressed variant to choose", default=True),
-    _f("--pre-cleanup", "bool", "notice", "every kiln build starts in fresh directories under --kiln-dir and "
-       "first removes what dead builds left there; there is nothing else to clean", origin="fork"),
+    _f("--pre-cleanup", "bool", "implemented", "in place, / is cleared of what an earlier build left before the "
+       "first stage; other builds start in fresh directories of their own anyway", origin="fork"),
     _f("--cleanup", "bool", "implemented", "after the build, also remove the unpacked layers under --kiln-dir"),
     _f("--cache-ttl", "value", "implemented", "layer-cache and --cache-dir entries older than this Go duration "
        "are misses (default 336h)", example="6h"),
@@ -149,11 +149,12 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "the history without layers, as BuildKit; there is nothing to force"),
     _f("--skip-push-permission-check", "bool", "notice", "kiln does not try a push before building; the push "
        "itself reports a refused permission"),
-    _f("--annotation", "values", "refused", "manifest annotations", origin="fork", example="a=b"),
-    _f("--preserve-context", "bool", "notice", "kiln never writes into the build context (the default mode "
-       "builds in roots of its own); with --in-place this is refused as not supported yet", origin="fork"),
-    _f("--materialize", "bool", "refused", "leaving the target's file system in place after the build "
-       "(kiln's result is the image)", origin="fork"),
+    _f("--annotation", "values", "implemented", "KEY=VALUE set on the image's manifest (OCI manifests only)",
+       origin="fork", example="a=b"),
+    _f("--preserve-context", "bool", "notice", "kiln never writes into nor removes the build context, in place "
+       "too (it is left alone there like kiln's own files)", origin="fork"),
+    _f("--materialize", "bool", "implemented", "in place, / holds the target stage's files after the build (the "
+       "target is built last; not with --cleanup); other builds run in roots of kiln's own", origin="fork"),
     _f("--credential-helpers", "values", "refused", "kaniko's built-in credential helpers (env, google, ecr, acr, "
        "gitlab); kiln reads config.json's credHelpers and credsStore; an empty value asks for nothing",
        origin="fork", example="ecr"),

@@ -439,3 +439,25 @@ RUN exit 9
     names = {n for layer in _new_layers(jail) for n in layer}
     assert {"parent", "onbuild", "stamp"} <= names, sorted(names)
     assert "exit 9" not in proc.stderr
+
+
+def test_pre_cleanup_clears_what_an_earlier_build_left(jail: Jail) -> None:
+    """kaniko's fork: --pre-cleanup. The first build leaves its target's files in / (--materialize); a second
+    build sees them unless --pre-cleanup clears / first."""
+    first = jail.context / "first"
+    write_context(first, {"Dockerfile": "FROM busybox AS a\nRUN echo a > /from-a\n"
+                                        "FROM busybox\nRUN echo left > /leftover\n"})
+    second = jail.context / "second"
+    write_context(second, {"Dockerfile": "FROM busybox\nRUN test ! -e /leftover && echo clean > /clean\n"})
+
+    def args(sub: str, *extra: str) -> list[str]:
+        built = jail.build_args(*extra)
+        built[built.index("--context") + 1] = f"{_CTX}/{sub}"
+        return built
+
+    proc = jail.run_builds([args("first", "--materialize"), args("second")])
+    assert proc.returncode == 1 and "Dockerfile:2" in proc.stderr, _described(proc)  # the leftover is seen
+    assert (jail.root / "leftover").read_text() == "left\n" and not (jail.root / "from-a").exists()
+    proc = jail.run_builds([args("first"), args("second", "--pre-cleanup")])
+    assert proc.returncode == 0, _described(proc)
+    assert (jail.root / "clean").read_text() == "clean\n" and not (jail.root / "leftover").exists()

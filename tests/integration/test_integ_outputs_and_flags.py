@@ -58,3 +58,20 @@ def test_an_output_under_a_file_is_refused(kiln_bb: Kiln, tmp_path: Path) -> Non
     out = kiln_bb.build(ctx, "--digest-file", str(tmp_path / "f" / "digest"))
     assert out.returncode == 2, out.describe()
     assert "--digest-file" in _error_line(out.stderr)
+
+
+def test_annotations_are_on_the_manifest_as_skopeo_reads_it(kiln_bb: Kiln, tmp_path: Path) -> None:
+    import json
+    import subprocess
+
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nLABEL l=1\n"})
+    out = kiln_bb.build(context, "--annotation", "org.example.a=one", "--annotation", "b=two=2", "--format", "oci")
+    out.ok()
+    raw = subprocess.run(["skopeo", "inspect", "--raw", f"oci:{out.layout}:test"], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert json.loads(raw)["annotations"] == {"org.example.a": "one", "b": "two=2"}
+    # Docker schema 2 has no annotations: said at once, naming the flag.
+    bad = kiln_bb.build(context, "--annotation", "a=1", "--format", "docker")
+    bad.failed()
+    assert "--annotation" in bad.stderr and "--format oci" in bad.stderr and "Traceback" not in bad.stderr
+    assert "LABEL" not in bad.stderr  # refused before any step ran

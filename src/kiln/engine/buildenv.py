@@ -102,7 +102,9 @@ def _take_slash(env: BuildEnv) -> StageRoot:
             layers = [(d, blob_opener(env.blobs, desc.digest)) for desc, d in result.image.layer_diff_ids()]
             result.root = SavedStageRoot(stage_dir, _own_root_ignore(env, stage_dir), env.modes.walk, layers)
             held = True
-    return make_in_place_root(env.opts, env.context.root, env.modes.walk, clear=held)
+    # --pre-cleanup: before the first stage, / may still hold what an earlier build in this container left.
+    clear = held or (not env.results and env.opts.pre_cleanup)
+    return make_in_place_root(env.opts, env.context.root, env.modes.walk, clear=clear)
 
 
 def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:

@@ -107,7 +107,9 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     started = time.monotonic()
     if not opts.cache:
         # kaniko accepts these without --cache; kiln says that they do nothing rather than ignoring them silently.
-        for is_set, flag in ((opts.cache_dir is not None, "--cache-dir"), (opts.cache_ttl is not None, "--cache-ttl"),
+        # --cache-ttl also ages --cache-dir's base images, which need no --cache.
+        ttl_unused = opts.cache_ttl is not None and opts.registry.image_cache_dir is None
+        for is_set, flag in ((ttl_unused, "--cache-ttl"),
                              (opts.cache_copy_layers, "--cache-copy-layers")):
             if is_set:
                 reporter.warning(f"{flag} has no effect without --cache")
@@ -145,8 +147,11 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                 timestamp=opts.timestamp,
             )
             reporter.debug(f"roots: {modes.describe()}")
+            if opts.materialize and not modes.in_place:
+                reporter.warning("--materialize: this build runs in roots of kiln's own, not in /; the result is "
+                                 "the image")
             _build_stages(env)
-            image = _with_labels(env.results[plan.target].image, opts.labels, blobs)
+            image = _finish(env.results[plan.target].image, opts, blobs)
             outputs = write_outputs(image, opts, reporter)
             for name in plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]):
                 if name == "SOURCE_DATE_EPOCH":  # consumed by kiln itself: the build's timestamps
@@ -215,12 +220,18 @@ def _layer_history(image: Image) -> list[str]:
     return ([""] * n + made_by)[-n:] if n else []
 
 
-def _with_labels(image: Image, labels: dict[str, str], blobs: BlobStore) -> Image:
-    """--label values set on the final image (they win over LABEL instructions)."""
-    if not labels:
+def _finish(image: Image, opts: BuildOptions, blobs: BlobStore) -> Image:
+    """--label values set on the final image (they win over LABEL instructions), --annotation values on its
+    manifest (OCI manifests only: Docker schema 2 has no annotations)."""
+    if not opts.labels and not opts.annotations:
         return image
     cfg = image.config
-    cfg = replace(cfg, config=replace(cfg.config, labels={**cfg.config.labels, **labels}))
+    if opts.labels:
+        cfg = replace(cfg, config=replace(cfg.config, labels={**cfg.config.labels, **opts.labels}))
     docker = mt.is_docker_family(image.manifest.media_type)
-    return assemble_image(cfg, image.manifest.layers, image.blobs, docker=docker, keep=blobs.put_bytes)
+    if opts.annotations and docker:
+        raise UsageError("annotations need an OCI manifest, and this image is Docker schema 2 (it follows its base "
+                         "image): add --format oci", "--annotation")
+    return assemble_image(cfg, image.manifest.layers, image.blobs, docker=docker, keep=blobs.put_bytes,
+                          annotations=opts.annotations)
 

@@ -82,6 +82,7 @@ class BuildOptions:
     build_args: dict[str, str] = field(default_factory=dict)
     target: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)  # on the final image's manifest
     tar_path: Path | None = None
     oci_layout_path: Path | None = None
     no_push: bool = False
@@ -112,17 +113,12 @@ class BuildOptions:
     build_contexts: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
     in_place: bool = False
+    pre_cleanup: bool = False  # in place: clear / of what an earlier build left before the first stage
+    materialize: bool = False  # in place: / holds the target's files after the build (refused with cleanup)
     network: NetworkMode = "host"  # RUN's network when the instruction does not say (kaniko: the host's)
     allow: tuple[str, ...] = ()  # entitlements, as BuildKit's --allow
     dry_run: bool = False
     dry_run_format: Literal["text", "json"] = "text"
-
-    @property
-    def cache_dir(self) -> None:
-        """Always None. kaniko's --cache-dir is the base-image cache (``registry.image_cache_dir``), which works
-        without --cache; the local layer cache is ``--cache-repo=oci:PATH``. Kept while engine.run_build still
-        asks for it in its "has no effect without --cache" check."""
-        return None
 
     def secret_sources(self) -> dict[str, SecretSource]:
         """The --secret values by id (the last one of an id wins, as in buildx)."""
@@ -136,6 +132,11 @@ class BuildOptions:
         return 0 if self.reproducible else None
 
     def validate(self) -> BuildOptions:
+        if self.annotations and self.manifest_format == "docker":
+            raise UsageError("Docker schema 2 manifests have no annotations: use --format oci", "--annotation")
+        if self.materialize and self.cleanup:
+            raise UsageError("--materialize leaves the target's files in /, --cleanup removes them: choose one",
+                             "--materialize")
         if self.compression_level is not None:
             if self.compression == "gzip" and not 0 <= self.compression_level <= 9:
                 raise UsageError("gzip levels are 0 to 9", "--compression-level")

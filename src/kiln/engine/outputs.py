@@ -69,7 +69,8 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> li
 
         started = time.monotonic()
         # All destinations in one push: blobs go up once per registry, not once per tag.
-        push_image(image, list(opts.destinations), registry_options(opts.registry, pull=False))
+        push_image(image, list(opts.destinations), registry_options(opts.registry, pull=False),
+                   warn=reporter.warning)
         reporter.phase("push", time.monotonic() - started, None, destinations=len(opts.destinations))
         pushed = list(opts.destinations)
         done.extend(f"pushed {d}" for d in pushed)

@@ -6,7 +6,7 @@ output are the same kind of thing wherever they live.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
@@ -68,13 +68,14 @@ def assemble_image(
     *,
     docker: bool,
     keep: Callable[[bytes], str] | None = None,
+    annotations: Mapping[str, str] | None = None,
 ) -> Image:
     """An image made of a config and layers: the config and manifest serialised with the media types of one
     family (Docker schema 2 or OCI); with `keep`, both are also stored (keep returns the digest it stored)."""
     config_bytes = config.to_bytes()
     config_digest = keep(config_bytes) if keep is not None else sha256_digest(config_bytes)
     config_desc = Descriptor(mt.config_media_type(docker), config_digest, len(config_bytes))
-    manifest = Manifest(config_desc, tuple(layers), mt.manifest_media_type(docker))
+    manifest = Manifest(config_desc, tuple(layers), mt.manifest_media_type(docker), dict(annotations or {}))
     manifest_bytes = manifest.to_bytes()
     if keep is not None:
         keep(manifest_bytes)

@@ -214,8 +214,10 @@ def push_image(
     opts: RegistryOptions,
     *,
     origins: Mapping[str, BlobOrigin] | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> str:
-    """Push an image under each reference; returns the manifest digest, the same for every reference."""
+    """Push an image under each reference; returns the manifest digest, the same for every reference. `warn`
+    hears what does not stop the push (an immutable tag left as it was); default: the module's logger."""
     if not refs:
         raise RegistryError("no destination to push to")
     parsed = [Reference.parse(r) for r in refs]
@@ -228,7 +230,7 @@ def push_image(
     for (registry, repository), targets in by_repo.items():
         client = RegistryClient(registry, opts)
         try:
-            _push_to_repository(client, repository, targets, image, origins or {}, opts)
+            _push_to_repository(client, repository, targets, image, origins or {}, opts, warn or log.warning)
         finally:
             client.close()
     return image.digest
@@ -241,6 +243,7 @@ def _push_to_repository(
     image: Image,
     origins: Mapping[str, BlobOrigin],
     opts: RegistryOptions,
+    warn: Callable[[str], None],
 ) -> None:
     reference = str(targets[0])
     pusher = _BlobPusher(client, repository, reference, image, origins, opts)
@@ -260,7 +263,7 @@ def _push_to_repository(
         if resp.status_code not in (200, 201):
             error = client.fail(resp, f"pushing manifest {ident}", str(ref))
             if opts.ignore_immutable_tag_errors and is_immutable_tag_error(error):
-                log.warning("%s: the tag is immutable and stays as it was (--push-ignore-immutable-tag-errors)", ref)
+                warn(f"{ref}: the tag is immutable and stays as it was (--push-ignore-immutable-tag-errors)")
                 continue
             raise error
         resp.close()
