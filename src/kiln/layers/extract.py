@@ -6,7 +6,8 @@ order of the entries: what this layer added is tracked, and an opaque directory 
 this layer re-creates keeps this layer's entries.
 
 mode "overlay": the root is an empty directory for this layer alone, later stacked by overlayfs as a
-lowerdir; whiteouts are written in overlayfs' own terms: ``.wh.name`` becomes a character device 0/0 named
+lowerdir (given the layers below it, paths are resolved in the stack as apply mode resolves them in the whole
+root: see ``lowers``); whiteouts are written in overlayfs' own terms: ``.wh.name`` becomes a character device 0/0 named
 ``name``, ``.wh..wh..opq`` sets trusted.overlay.opaque=y on its directory (and a directory this layer both
 whites out and re-creates becomes opaque).
 
@@ -41,7 +42,7 @@ import hashlib
 import os
 import stat
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -57,7 +58,7 @@ from kiln.layers.paths import (
     is_layer_xattr,
     split_image_path,
 )
-from kiln.layers.safepath import Parts, RootResolver
+from kiln.layers.safepath import Parts, RootResolver, copy_xattrs, is_whiteout_device
 from kiln.layers.tarreader import Member, TarReader
 
 ExtractMode = Literal["apply", "overlay", "archive"]
@@ -97,6 +98,7 @@ def _mtime_ns(info: tarfile.TarInfo) -> int:
 
 _MAX_ID = 2**32 - 2  # uid_t and gid_t; 2**32 - 1 is (uid_t)-1, "leave it as it is"
 _MAX_DEV = 2**32 - 1
+_MAX_SIZE = 2**63 - 1  # off_t
 _MAX_MTIME = 2**63 // 1_000_000_000 - 1  # nanoseconds in an int64, as the kernel and Python keep them
 
 
@@ -107,6 +109,8 @@ def _check_member(info: tarfile.TarInfo) -> None:
     for what, value, top in (("uid", info.uid, _MAX_ID), ("gid", info.gid, _MAX_ID)):
         if not 0 <= value <= top:
             raise ImageFormatError(f"{what} {value} out of range")
+    if getattr(info, "segments", None) is not None and not 0 <= info.size <= _MAX_SIZE:
+        raise ImageFormatError(f"sparse file size {info.size} out of range")  # (its real size: any number)
     if not -_MAX_MTIME <= info.mtime <= _MAX_MTIME:  # (False for NaN too)
         raise ImageFormatError(f"mtime {info.mtime} out of range")
     if (info.ischr() or info.isblk()) and not (0 <= info.devmajor <= _MAX_DEV and 0 <= info.devminor <= _MAX_DEV):
@@ -193,11 +197,15 @@ SkipFn = Callable[[str], bool]
 
 
 class _Extractor:
-    def __init__(self, root: str, mode: ExtractMode, skip: SkipFn | None = None) -> None:
+    def __init__(
+        self, root: str, mode: ExtractMode, skip: SkipFn | None = None, lowers: Sequence[str] | None = None
+    ) -> None:
         self.root = root
         self.mode = mode
         self.skip = skip
-        self.resolver = RootResolver(root, clamp=mode == "archive")
+        # Overlay mode: whether what is below this layer is known (lowers given, empty for a bottom layer).
+        self.stacked = mode == "overlay" and lowers is not None
+        self.resolver = RootResolver(root, clamp=mode == "archive", lowers=(lowers or ()) if self.stacked else ())
         self.added: set[Parts] = set()  # real paths this layer created
         self.holds_added: set[Parts] = set()  # real directories with something this layer created below
         self.whited: set[Parts] = set()  # overlay mode: whiteout devices this layer created
@@ -266,16 +274,22 @@ class _Extractor:
         real = (*parent, name)
         host = self.resolver.host(real)
         existing = _lstat(host)
+        # Stacked: what the lowers show at this name, which the new entry hides.
+        shadowed = self.resolver.lower_entry(real) if self.stacked and existing is None else None
         if info.isdir():
-            if existing is not None and not stat.S_ISDIR(existing.st_mode):
+            replaced = existing is not None and not stat.S_ISDIR(existing.st_mode)
+            if existing is not None and replaced:
                 self.remove(host, existing)
                 existing = None
             if existing is None:
                 os.mkdir(host, 0o700)
             self.metadata(host, info)
             self.dir_mtimes[real] = _mtime_ns(info)
-            if real in self.whited:
+            # Overlay: over a whiteout, or over a non-directory this layer put where the lowers may have had a
+            # directory (which that non-directory replaced), the new directory shows nothing of theirs.
+            if real in self.whited or (self.mode == "overlay" and replaced):
                 os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+                self.resolver.invalidate()  # the lowers below it are hidden now
         elif info.islnk():
             self.hardlink(host, existing, info)
         else:
@@ -294,6 +308,8 @@ class _Extractor:
                 self.metadata(host, info)
             else:  # regular files, and unknown types, which tar readers treat as regular files
                 self.regular(reader, host, info)
+        if shadowed is not None and not (info.isdir() and stat.S_ISDIR(shadowed[1].st_mode)):
+            self.resolver.invalidate()  # a lower symlink or directory no longer leads where it did
         self.mark_added(real)
 
     def regular(self, reader: TarReader, host: str, info: Member) -> None:
@@ -325,6 +341,14 @@ class _Extractor:
         tparent = self.resolver.resolve_dir(target[:-1], create=False)
         thost = self.resolver.host((*tparent, target[-1])) if tparent is not None else None
         tst = _lstat(thost) if thost is not None else None
+        if tst is not None and self.stacked and is_whiteout_device(tst):
+            tst = None  # deleted by this layer
+        elif thost is not None and tparent is not None and tst is None and self.stacked:
+            # A link to a file of a lower layer: overlayfs would copy the file up, and so do we.
+            lower = self.resolver.lower_entry((*tparent, target[-1]))
+            if lower is not None and not stat.S_ISDIR(lower[1].st_mode):
+                _copy_up(lower[0], lower[1], thost)
+                tst = _lstat(thost)
         if thost is None or tst is None:
             raise ImageFormatError(f"hardlink target {info.linkname!r} does not exist")
         if stat.S_ISDIR(tst.st_mode):
@@ -385,16 +409,30 @@ class _Extractor:
         self.whiteouts += 1
         if name.startswith(AUFS_META_PREFIX) and name != OPAQUE_MARKER:
             return
-        parent = self.resolver.resolve_dir(parent_parts, create=self.mode == "overlay")
+        # Docker's and containerd's appliers make a whiteout's missing parents, as for any entry (not in place,
+        # where nothing is made that the layer does not name).
+        parent = self.resolver.resolve_dir(parent_parts, create=self.mode == "overlay" or self.skip is None)
         if parent is None:
             return  # nothing there to hide
         if self.skip is not None and self.skip("/".join(parent)):
             return
         if name == OPAQUE_MARKER:
-            if self.mode == "overlay":
+            # What this layer did not add goes: the lowers' content in apply mode; in overlay mode what was
+            # made here on the way to something else (a whiteout's parent, a directory copied up).
+            self.prune_lower(parent)
+            if self.mode == "overlay" and not parent and self.stacked:
+                # overlayfs takes no opaque root: every name the lowers show there is whited out instead, and
+                # this layer's own directories there become opaque.
+                for lower_name in self.resolver.lower_names(()):
+                    host = self.resolver.host((lower_name,))
+                    st = _lstat(host)
+                    if st is None:
+                        os.mknod(host, stat.S_IFCHR, os.makedev(0, 0))
+                    elif stat.S_ISDIR(st.st_mode):
+                        os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+            elif self.mode == "overlay":
                 os.setxattr(self.resolver.host(parent), OVERLAY_OPAQUE_XATTR, b"y")
-            else:
-                self.prune_lower(parent)
+            self.resolver.invalidate()
             return
         hidden = name[len(WHITEOUT_PREFIX) :]
         if not hidden or hidden in (".", "..") or "/" in hidden:
@@ -409,11 +447,17 @@ class _Extractor:
             if st is not None and stat.S_ISDIR(st.st_mode):
                 if self.mode == "overlay":
                     os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+                    self.resolver.invalidate()
                 else:
                     self.prune_lower(real)
             return
         if self.mode == "overlay":
-            if st is None:
+            if st is not None and not is_whiteout_device(st):
+                # Not this layer's content: a directory made on the way to a whiteout, or copied up. Gone too.
+                self.remove(host, st)
+                st = None
+            # Stacked: only where the lowers show something (a whiteout over nothing is a name in readdir).
+            if st is None and (not self.stacked or self.resolver.lower_entry(real) is not None):
                 os.mknod(host, stat.S_IFCHR | 0o000, os.makedev(0, 0))
                 self.whited.add(real)
         elif st is not None:
@@ -439,11 +483,42 @@ class _Extractor:
 
     def finish(self) -> None:
         # Directory mtimes last: creating their content changed them. Only where the directory still is
-        # what it was (a later entry may have replaced a parent with a symlink).
-        for real, ns in self.dir_mtimes.items():
-            if self.resolver.resolve_dir(real, create=False) != real:
+        # what it was (a later entry may have replaced a parent with a symlink). Directories copied up from
+        # the lowers keep the lower's, unless the layer gave one.
+        for real, ns in {**self.resolver.copied_up, **self.dir_mtimes}.items():
+            try:
+                if self.resolver.resolve_dir(real, create=False) != real:
+                    continue
+            except ImageFormatError:  # a later entry replaced it (or a parent) with a file
                 continue
             os.utime(self.resolver.host(real), ns=(ns, ns), follow_symlinks=False)
+
+
+def _copy_up(lower: str, st: os.stat_result, host: str) -> None:
+    """Copy the non-directory ``lower`` (lstat ``st``; a file of a lower layer, in kiln's store) to ``host`` in
+    the layer's directory with its owner, mode, xattrs and mtime, as overlayfs copies a file up."""
+    if stat.S_ISLNK(st.st_mode):
+        os.symlink(os.readlink(lower), host)
+    elif stat.S_ISREG(st.st_mode):
+        src = os.open(lower, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            dst = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                while chunk := os.read(src, _CHUNK):
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[os.write(dst, view) :]
+            finally:
+                os.close(dst)
+        finally:
+            os.close(src)
+    else:  # devices, FIFOs, sockets
+        os.mknod(host, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
+    os.chown(host, st.st_uid, st.st_gid, follow_symlinks=False)
+    if not stat.S_ISLNK(st.st_mode):
+        os.chmod(host, stat.S_IMODE(st.st_mode))
+    copy_xattrs(lower, host)
+    os.utime(host, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
 def member_names(src: Readable, *, label: str = "archive") -> list[str]:
@@ -463,19 +538,31 @@ def member_names(src: Readable, *, label: str = "archive") -> list[str]:
 
 
 def extract_layer(
-    src: Readable, root: Path, *, mode: ExtractMode = "apply", label: str = "layer", skip: SkipFn | None = None
+    src: Readable,
+    root: Path,
+    *,
+    mode: ExtractMode = "apply",
+    label: str = "layer",
+    skip: SkipFn | None = None,
+    lowers: Sequence[Path] | None = None,
 ) -> ExtractStats:
     """Extract the layer tar in ``src`` (plain or gzip/zstd/bzip2/xz compressed) onto ``root`` (made if missing).
 
     We run as root: owners are set numerically, modes with setuid/setgid/sticky, xattrs including
-    security.capability. ``label`` names the layer (or archive) in error messages. A malformed or truncated layer is
-    ImageFormatError naming the entry being extracted; an entry that would land outside ``root``
+    security.capability. ``label`` names the layer (or archive) in error messages. A malformed or truncated
+    layer is ImageFormatError naming the entry being extracted; an entry that would land outside ``root``
     UnsafePathError (raised before anything outside is touched). ``skip``: see the module docstring.
+
+    ``lowers`` (overlay mode): the directories of the layers this one will be stacked on, top first. Paths are
+    then resolved in the view they make with this layer (symlinks of lower layers followed, their directories
+    copied up, a hardlink to a lower layer's file copying it up), so the stacked result is the one apply mode
+    gives on the whole root (see kiln.layers.safepath); ``[]`` for a bottom layer. Without them (None), a
+    layer is read on its own.
     """
     if mode not in ("apply", "overlay", "archive"):
         raise ValueError(f"unknown extract mode {mode!r}")
     os.makedirs(root, exist_ok=True)
-    extractor = _Extractor(os.fspath(root), mode, skip)
+    extractor = _Extractor(os.fspath(root), mode, skip, None if lowers is None else [os.fspath(p) for p in lowers])
     stream = _HashingReader(open_decompressed(src))
     current = "(start of the archive)"
     try:
