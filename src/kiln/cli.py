@@ -37,7 +37,25 @@ from kiln.errors import KilnError, NotSupportedYet, UsageError
 from kiln.oci.platform import Platform
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+class _LazyGroup(click.Group):
+    """Commands other than build are imported when asked for: `kiln build` and `kiln --version` do not pay for
+    the diff engine's or the warmer's imports."""
+
+    _LAZY = {"diff": ("kiln.diff_cli", "diff_command"), "warm": ("kiln.warm_cli", "warm_command")}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self._LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self._LAZY and cmd_name not in self.commands:
+            import importlib
+
+            module, attr = self._LAZY[cmd_name]
+            self.add_command(getattr(importlib.import_module(module), attr), cmd_name)
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
 @click.version_option(__version__, prog_name="kiln")
 def cli() -> None:
     """kiln builds container images from Dockerfiles, without a Docker daemon."""
@@ -133,15 +151,6 @@ def build_command(**kw: Any) -> None:
     run_build(opts, reporter)
 
 
-def _register_commands() -> None:
-    from kiln.diff_cli import diff_command
-    from kiln.warm_cli import warm_command
-
-    cli.add_command(diff_command, "diff")
-    cli.add_command(warm_command, "warm")
-
-
-_register_commands()
 
 
 def _context_sub_path(context: str, sub: str) -> str:
