@@ -182,3 +182,44 @@ def test_store_layers_stack_as_overlay(tmp_path: Path) -> None:
         assert sorted(os.listdir(merged / "opt")) == ["y"]
     finally:
         unmount(merged)
+
+
+def _symlink_tar(entries: list[tuple[str, str, str | bytes | None]]) -> bytes:
+    """A layer tar of ("dir"|"file"|"symlink"|"hardlink", name, data or link target) entries."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for kind, name, arg in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = 1_000_000_000, 0o755
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = str(arg)
+            else:
+                info.size = len(arg or b"")
+            tf.addfile(info, io.BytesIO(arg) if isinstance(arg, bytes) else None)
+    return buf.getvalue()
+
+
+def test_store_layers_stack_as_the_flat_root_does(tmp_path: Path) -> None:
+    """Issue 12 item 8: the store's layers, stacked, show the tree materialize_flat makes of the same layers: a
+    file below a lower layer's directory symlink lands through it, a hardlink to a lower file works."""
+    base = _symlink_tar([("dir", "run", None), ("dir", "var", None), ("symlink", "var/run", "/run"),
+                         ("dir", "bin", None), ("file", "bin/busybox", b"elf")])  # fmt: skip
+    app = _symlink_tar([("dir", "var", None), ("file", "var/run/app.pid", b"42\n"),
+                        ("hardlink", "bin/sh", "bin/busybox")])  # fmt: skip
+    store = LayerStore(tmp_path / "store")
+    paths = store.chain([diff_id_of(base), diff_id_of(app)], [lambda: io.BytesIO(base), lambda: io.BytesIO(app)])
+    flat = tmp_path / "flat"
+    materialize_flat([lambda: io.BytesIO(base), lambda: io.BytesIO(app)], flat)
+    upper, work, merged = store.scratch_dir(), store.scratch_dir(), tmp_path / "merged"
+    merged.mkdir()
+    mount_overlay(list(reversed(paths)), upper, work, merged)
+    try:
+        for root in (flat, merged):
+            assert os.readlink(root / "var/run") == "/run", root
+            assert (root / "run/app.pid").read_bytes() == b"42\n", root
+            assert os.lstat(root / "bin/sh").st_ino == os.lstat(root / "bin/busybox").st_ino, root
+    finally:
+        unmount(merged)

@@ -6,7 +6,9 @@ store keys by the OCI chain id (image-spec config.md):
     chain_id(L0) = diff_id(L0);  chain_id(Ln) = sha256(chain_id(Ln-1) + " " + diff_id(Ln))
 
 Layout under the store root (one filesystem, so that renames are atomic):
-    sha256/<hex>/     one layer, extracted in overlay mode (whiteouts as 0/0 devices, opaque xattrs)
+    sha256/<hex>/     one layer, extracted in overlay mode (whiteouts as 0/0 devices, opaque xattrs) on the
+                      layers below it (its chain id names them): paths resolved through their symlinks,
+                      their directories and hardlinked files copied up (kiln.layers.safepath)
     tmp/              extractions in progress, and layers being removed
     locks/<hex>.lock  flock per chain id
 A layer directory exists only once complete: it is filled under tmp/ and renamed into place.
@@ -62,11 +64,22 @@ class LayerStore:
     def _lock(self, chain_id: str) -> Path:
         return self._locks / (chain_id.removeprefix("sha256:") + ".lock")
 
-    def ensure_layer(self, chain_id: str, open_blob: OpenBlob, *, diff_id: str | None = None) -> Path:
+    def ensure_layer(
+        self,
+        chain_id: str,
+        open_blob: OpenBlob,
+        *,
+        diff_id: str | None = None,
+        lowers: Sequence[Path] | None = None,
+    ) -> Path:
         """The layer's directory, extracting the blob (plain or compressed tar) if it is not there yet.
 
         Two processes asking at once: one extracts, the other waits on the lock and then finds it done.
         diff_id, when given, is checked against the uncompressed tar, and a mismatch stores nothing.
+        lowers: the directories of the layers below (top first; [] for a bottom layer), the stack the chain
+        id names. With them, the layer stacked on them shows what applying it onto their flattened tree
+        gives (a path below a lower symlink lands where the symlink leads, a hardlink may name a lower
+        file); without them (None) the layer is read on its own, which differs for such layers.
         """
         dest = self.path(chain_id)
         if dest.is_dir():
@@ -77,7 +90,7 @@ class LayerStore:
             work = self.scratch_dir("extract-")
             try:
                 with open_blob() as src:
-                    stats = extract_layer(src, work, mode="overlay", label=chain_id)
+                    stats = extract_layer(src, work, mode="overlay", label=chain_id, lowers=lowers)
                 if diff_id is not None and stats.diff_id != diff_id:
                     raise DigestMismatch(f"layer {chain_id}", diff_id, stats.diff_id)
                 os.rename(work, dest)
@@ -119,7 +132,10 @@ class LayerStore:
         if len(diff_ids) != len(open_blobs):
             raise ImageFormatError(f"{len(diff_ids)} diff_ids for {len(open_blobs)} layer blobs")
         ids = chain_ids(diff_ids)
-        return [self.ensure_layer(c, o, diff_id=d) for c, o, d in zip(ids, open_blobs, diff_ids, strict=True)]
+        paths: list[Path] = []
+        for c, o, d in zip(ids, open_blobs, diff_ids, strict=True):
+            paths.append(self.ensure_layer(c, o, diff_id=d, lowers=list(reversed(paths))))
+        return paths
 
 
 def materialize_flat(blobs: Iterable[OpenBlob], dest: Path) -> None:
