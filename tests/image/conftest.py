@@ -22,14 +22,13 @@ def _needs_root() -> None:
         pytest.skip("needs root (mounts, chroot, namespaces)")
 
 
-@pytest.fixture(scope="session")
-def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
-    """kiln's image, built by `scripts/image.sh` with kiln (an OCI layout)."""
+def _build_image(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> KilnImage:
     _needs_root()
     work = tmp_path_factory.mktemp("kiln-image")
     layout = work / "layout"
     proc = subprocess.run(
-        ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd")],
+        ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd"),
+         *flags],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, (
@@ -39,13 +38,35 @@ def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
     return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr)
 
 
-@pytest.fixture
-def container(kiln_image: KilnImage, tmp_path: Path) -> Iterator[Container]:
-    """A fresh unpacked copy of kiln's image (umoci unpack); nothing stays mounted under it afterwards."""
+@pytest.fixture(scope="session")
+def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
+    """kiln's image, built by `scripts/image.sh` with kiln (an OCI layout)."""
+    return _build_image(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def kiln_debug_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
+    """The -debug variant (`scripts/image.sh --debug`): a busybox shell in /busybox."""
+    return _build_image(tmp_path_factory, "--debug")
+
+
+def _unpacked(image: KilnImage, tmp_path: Path) -> Iterator[Container]:
     bundle = tmp_path / "bundle"
-    run(["umoci", "unpack", "--image", kiln_image.image.ref.removeprefix("oci:"), str(bundle)])
+    run(["umoci", "unpack", "--image", image.image.ref.removeprefix("oci:"), str(bundle)])
     yield Container(bundle)
     assert not mounts_under(tmp_path), mounts_under(tmp_path)
     remove_tree(bundle)
+
+
+@pytest.fixture
+def container(kiln_image: KilnImage, tmp_path: Path) -> Iterator[Container]:
+    """A fresh unpacked copy of kiln's image (umoci unpack); nothing stays mounted under it afterwards."""
+    yield from _unpacked(kiln_image, tmp_path)
+
+
+@pytest.fixture
+def debug_container(kiln_debug_image: KilnImage, tmp_path: Path) -> Iterator[Container]:
+    """A fresh unpacked copy of the -debug variant."""
+    yield from _unpacked(kiln_debug_image, tmp_path)
 
 

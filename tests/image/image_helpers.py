@@ -22,7 +22,6 @@ from support.registry import Registry
 
 REPO = Path(__file__).resolve().parents[2]
 KILN = REPO / ".venv" / "bin" / "kiln"
-BUSYBOX = Path("/bin/busybox")  # busybox-static: the shell of kaniko's debug image, bound into a pod
 
 
 def only_tag(layout: Path) -> str:
