@@ -19,8 +19,7 @@ from kiln.transports.address import ImageAddress, open_image
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
 from kiln.transports.imagecache import ImageCache, current_digest
-from kiln.transports.registry import pull_image, registry_options
-from kiln.transports.registry.settings import RegistrySettings
+from kiln.transports.registry.settings import RegistrySettings, registry_options
 from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
 
 
@@ -84,6 +83,8 @@ class ImageResolver:
             cached = self._from_image_cache(ref)
             if cached is not None:
                 return self._adopt(cached)
+        from kiln.transports.registry.pull import pull_image  # the HTTP client: only for builds that pull
+
         image = pull_image(ref, self.platform, self.blobs, registry_options(self.registry, pull=True))
         if isinstance(image.blobs, KnowsBlobOrigins):
             for desc in image.layers:

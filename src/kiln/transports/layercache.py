@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from kiln.atomic import write_atomically
 from kiln.errors import ImageFormatError, KilnError, RegistryError, UsageError
@@ -36,10 +36,11 @@ from kiln.oci.digest import DigestingHash, sha256_digest
 from kiln.oci.manifest import Manifest
 from kiln.transports.blobstore import CHUNK, BlobStore
 from kiln.transports.image import assemble_image
-from kiln.transports.registry import Reference, RegistryOptions, push_image
-from kiln.transports.registry.client import RegistryClient
-from kiln.transports.registry.pull import fetch_blob, fetch_manifest, read_small_blob
+from kiln.transports.registry.reference import Reference
 from kiln.transports.registry.sources import BlobOrigin
+
+if TYPE_CHECKING:
+    from kiln.transports.registry.options import RegistryOptions
 
 DEFAULT_TTL = 336 * 3600.0  # kaniko's --cache-ttl default: two weeks
 
@@ -263,6 +264,10 @@ class RegistryLayerCache:
         if self._unreachable:
             return None
         ref = self._ref(key)
+        # The HTTP client is imported only by builds that use a registry cache (a tenth of a second).
+        from kiln.transports.registry.client import RegistryClient
+        from kiln.transports.registry.pull import fetch_manifest, read_small_blob
+
         client = RegistryClient(self.registry, self.pull_opts, pulling=True)
         try:
             fetched = fetch_manifest(client, ref)
@@ -302,6 +307,9 @@ class RegistryLayerCache:
             return True
         if self._unreachable:
             return False
+        from kiln.transports.registry.client import RegistryClient
+        from kiln.transports.registry.pull import fetch_blob
+
         ref = Reference(self.registry, self.repository, None, entry.digest)
         client = RegistryClient(self.registry, self.pull_opts, pulling=True)
         try:
@@ -334,6 +342,8 @@ class RegistryLayerCache:
         image = assemble_image(config, layers, _EntryBlobs(source, sha256_digest(config_bytes), config_bytes),
                                docker=docker)
         try:
+            from kiln.transports.registry.push import push_image
+
             push_image(image, [str(self._ref(key))], self.push_opts)
         except (KilnError, OSError) as e:
             self._trouble("store entries", e)
