@@ -4,50 +4,26 @@ a fresh unpacked copy of it per test (a build in place rewrites the container's 
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from image_helpers import REPO, Container, KilnImage, only_tag
+from image_helpers import Container, KilnImage, build_kiln_image
 
-from support.base_images import OciImage
 from support.mounts import mounts_under, remove_tree
 from support.procs import run
-
-
-def _needs_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (mounts, chroot, namespaces)")
-
-
-def _build_image(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> KilnImage:
-    _needs_root()
-    work = tmp_path_factory.mktemp("kiln-image")
-    layout = work / "layout"
-    proc = subprocess.run(
-        ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd"),
-         *flags],
-        capture_output=True, text=True, timeout=900, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, (
-        f"scripts/image.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-    )
-    remove_tree(work / "kd")
-    return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr)
 
 
 @pytest.fixture(scope="session")
 def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
     """kiln's image, built by `scripts/image.sh` with kiln (an OCI layout)."""
-    return _build_image(tmp_path_factory)
+    return build_kiln_image(tmp_path_factory)
 
 
 @pytest.fixture(scope="session")
 def kiln_debug_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
     """The -debug variant (`scripts/image.sh --debug`): a busybox shell in /busybox."""
-    return _build_image(tmp_path_factory, "--debug")
+    return build_kiln_image(tmp_path_factory, "--debug")
 
 
 def _unpacked(image: KilnImage, tmp_path: Path) -> Iterator[Container]:

@@ -8,12 +8,14 @@ the host; layouts and bundles are read by umoci and skopeo, not by the code unde
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from pod import Bind, image_env, run_in_pod
 
 from support.base_images import OciImage
@@ -108,3 +110,21 @@ def write_context(root: Path, files: dict[str, str | bytes]) -> Path:
 def copy_tree(src: Path, dst: Path) -> Path:
     shutil.copytree(src, dst, symlinks=True)
     return dst
+
+
+def build_kiln_image(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> KilnImage:
+    """kiln's image built by scripts/image.sh (flags: more of its flags), into a new OCI layout."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mounts, chroot, namespaces)")
+    work = tmp_path_factory.mktemp("kiln-image")
+    layout = work / "layout"
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd"),
+         *flags],
+        capture_output=True, text=True, timeout=900, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, (
+        f"scripts/image.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    )
+    remove_tree(work / "kd")
+    return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr)

@@ -24,6 +24,7 @@ import pytest
 from image_helpers import (
     Container,
     KilnImage,
+    build_kiln_image,
     described,
     executor_argv,
     host_build,
@@ -114,6 +115,14 @@ def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Cont
     size = _tree_size(root)
     print(f"kiln's image unpacked: {size / 1e6:.1f} MB")
     assert size < KANIKO_EXECUTOR_UNPACKED, size
+
+
+def test_image_is_reproducible(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The same tree gives the same image, byte for byte (--reproducible, hash-based byte code). Two builds
+    here, one after the other: the session's image may be from an older tree when others edit it meanwhile."""
+    images = [build_kiln_image(tmp_path_factory) for _ in range(2)]
+    manifests = [json.loads((i.image.layout / "index.json").read_text())["manifests"] for i in images]
+    assert manifests[0] == manifests[1]
 
 
 def _chroot_python(root: Path, env: dict[str, str], code: str) -> subprocess.CompletedProcess[str]:
