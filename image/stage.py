@@ -9,7 +9,8 @@ CONTEXT_DIR receives image/Dockerfile and:
   kiln/lib/*.so*            every shared library `ldd` lists for the interpreter and the extension modules, and
                             the dynamic loader: nothing in the image depends on /lib or /usr
   kiln/lib/python3.X/       the standard library, trimmed (tests, idlelib, tkinter, ensurepip, ...), lib-dynload
-                            and site-packages with kiln and its runtime dependencies (from the virtualenv)
+                            and site-packages with kiln and its runtime dependencies (from the virtualenv;
+                            Debian's Python looks in kiln/lib/python3/dist-packages instead)
   kiln/etc/ssl/             CA certificates (certifi's bundle) and a minimal openssl.cnf
   kiln/bin/kiln             kiln's command line
   kaniko/executor           kaniko's entry point: `kiln build --in-place` with kaniko's arguments
@@ -223,11 +224,22 @@ openssl_conf = openssl_init
 """
 
 
+def site_packages(base_python: Path) -> str:
+    """Where the interpreter looks for packages under the prefix /kiln (Debian's: lib/python3/dist-packages),
+    asked of the base interpreter itself: in a virtualenv, site.py answers for virtualenvs."""
+    code = f"import site; print('\\n'.join(site.getsitepackages(prefixes=[{PREFIX!r}])))"
+    out = subprocess.run([str(base_python), "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+    found = [p for p in out.splitlines() if p and "/local/" not in p]
+    if not found:
+        raise SystemExit(f"stage: this Python has no site-packages directory under {PREFIX}")
+    return found[0]
+
+
 def stage(repo: Path, out: Path, strip: bool) -> None:
     kiln = out / "kiln"
     pylib = kiln / "lib" / VERSION
-    site = pylib / "site-packages"
     base_python = Path(os.path.realpath(sys._base_executable))  # type: ignore[attr-defined]
+    site = out / site_packages(base_python).lstrip("/")
     interpreter = kiln / "bin" / VERSION
     copy_file(base_python, interpreter)
     os.symlink(VERSION, kiln / "bin" / "python3")
