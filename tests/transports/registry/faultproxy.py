@@ -1,7 +1,8 @@
 """An HTTP proxy on 127.0.0.1 in front of a real registry that injects the faults a real registry cannot make.
 
 Faults are matched by method and a path substring and used up one by one: answer a status (500, 429 with
-Retry-After), drop the connection halfway through a body, or flip a byte of the body.
+Retry-After), drop the connection halfway through a body, flip a byte of the body, or fall silent halfway
+through a body with the connection open (until `seconds` pass or the proxy stops).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 class Fault:
     method: str
     path_contains: str
-    kind: str  # "status", "drop", "corrupt", "delay" (answer normally after `seconds`)
+    kind: str  # "status", "drop", "corrupt", "delay" (answer normally after `seconds`), "stall"
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
@@ -39,6 +40,7 @@ class FaultProxy:
     max_in_flight: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
 
     @property
     def address(self) -> str:
@@ -109,9 +111,11 @@ class FaultProxy:
                 self.end_headers()
                 if method == "HEAD":
                     return
-                if fault is not None and fault.kind == "drop":
+                if fault is not None and fault.kind in ("drop", "stall"):
                     self.wfile.write(data[: len(data) // 2])
                     self.wfile.flush()
+                    if fault.kind == "stall":
+                        proxy._stopping.wait(fault.seconds)
                     self.close_connection = True
                     return
                 self.wfile.write(data)
@@ -123,6 +127,7 @@ class FaultProxy:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
+        self._stopping.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

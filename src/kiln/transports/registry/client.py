@@ -1,19 +1,28 @@
 """One registry's HTTP API (distribution spec v2): sessions with its TLS settings, auth, retries, error decoding.
 
 Every request names the image reference it serves, so every error does too.
+
+Timeouts: a registry that accepts a connection and then says nothing must not hold a build. Every request has a
+connect timeout and a read timeout (the longest silence allowed between bytes) of REGISTRY_TIMEOUT seconds (30,
+go-containerregistry's dial timeout, which kaniko uses; the environment variable KILN_REGISTRY_TIMEOUT sets
+another), and silence is not retried: the build fails with one line naming the registry. Requests that carry
+a body (blob uploads) get at least UPLOAD_READ_TIMEOUT to answer, since a registry may check a large blob's
+digest before it answers the final PUT.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
+import urllib3
 
-from kiln.errors import AuthError, RegistryError
+from kiln.errors import AuthError, RegistryError, UsageError
 from kiln.transports.registry.auth import Authenticator, repository_scope
 from kiln.transports.registry.credentials import Credentials, docker_config_path, lookup_credentials
 from kiln.transports.registry.options import RegistryOptions
@@ -25,6 +34,34 @@ log = logging.getLogger("kiln.registry")
 Body = bytes | Callable[[], Any] | None
 # 401s a request may take before giving up: one to learn the challenge, one more when a token is refused.
 _MAX_UNAUTHORIZED = 2
+
+TIMEOUT_ENV = "KILN_REGISTRY_TIMEOUT"
+REGISTRY_TIMEOUT = 30.0  # seconds to connect, and of silence while waiting for an answer
+UPLOAD_READ_TIMEOUT = 300.0  # seconds a registry may take to answer a request that sent it a body
+
+
+def registry_timeout(opts: RegistryOptions) -> float:
+    """The connect and read timeout of registry requests: $KILN_REGISTRY_TIMEOUT, else REGISTRY_TIMEOUT (or
+    the options' own, when shorter)."""
+    value = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not value:
+        return min(opts.timeout, REGISTRY_TIMEOUT)
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f"{value!r} is not a number of seconds above 0", TIMEOUT_ENV)
+    return seconds
+
+
+def is_timeout(e: BaseException) -> bool:
+    """Whether a requests or urllib3 error is a timeout: requests wraps urllib3's ReadTimeoutError in a
+    ConnectionError when it happens while a streamed body is read."""
+    if isinstance(e, requests.Timeout | urllib3.exceptions.TimeoutError):
+        return True
+    inner = e.args[0] if isinstance(e, requests.ConnectionError) and e.args else None
+    return isinstance(inner, urllib3.exceptions.TimeoutError | requests.Timeout)
 
 
 def is_loopback(host: str) -> bool:
@@ -101,7 +138,8 @@ class RegistryClient:
         else:
             path: Path = docker_config_path(opts.docker_config)
             source = lambda: lookup_credentials(self.registry, path)  # noqa: E731
-        self.auth = Authenticator(self.registry, self.session, source, opts.timeout)
+        self.timeout = registry_timeout(opts)
+        self.auth = Authenticator(self.registry, self.session, source, self.timeout)
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
@@ -149,11 +187,13 @@ class RegistryClient:
                     params=params,
                     data=data,
                     stream=stream,
-                    timeout=self.opts.timeout,
+                    timeout=(self.timeout, self.timeout if data is None else max(self.timeout, UPLOAD_READ_TIMEOUT)),
                     allow_redirects=True,
                 )
             except requests.exceptions.SSLError as e:
                 raise RegistryError(f"TLS error talking to {self.registry}: {_short(e)}", reference) from None
+            except requests.Timeout as e:
+                raise self.silent(e, f"{method} {path}", reference) from None
             except TRANSIENT_ERRORS as e:
                 attempt += 1
                 log.debug("%s %s: %s (try %d of %d)", method, path, type(e).__name__, attempt, attempts)
@@ -182,6 +222,17 @@ class RegistryClient:
                 resp.close()
                 continue
             return resp
+
+    def silent(self, e: BaseException, what: str, reference: str) -> RegistryError:
+        """The error for a registry that did not connect or answer in time (never retried: silence is no
+        transient fault, and three waits made a dead registry cost minutes)."""
+        kind = "accept the connection" if isinstance(e, requests.ConnectTimeout) else "answer"
+        path = what if len(what) <= 120 else what[:120] + "..."
+        return RegistryError(
+            f"registry {self.registry} did not {kind} within {self.timeout:g} s ({path}); "
+            f"{TIMEOUT_ENV}=SECONDS waits longer",
+            reference,
+        )
 
     def fail(self, resp: requests.Response, what: str, reference: str) -> RegistryError:
         """The error for an unexpected response; 401/403 as AuthError."""

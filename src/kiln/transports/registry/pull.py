@@ -9,6 +9,9 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import requests
+import urllib3
+
 from kiln.errors import DigestMismatch, ImageFormatError, RegistryError
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
@@ -18,7 +21,7 @@ from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import CHUNK, BlobStore
 from kiln.transports.image import Image
-from kiln.transports.registry.client import RegistryClient, pull_scope
+from kiln.transports.registry.client import RegistryClient, is_timeout, pull_scope
 from kiln.transports.registry.mirrors import candidate_references
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.parallel import run_all
@@ -57,6 +60,18 @@ class Fetched:
         return Descriptor(self.media_type, self.digest, len(self.data))
 
 
+def _read_body(client: RegistryClient, resp: requests.Response, limit: int, what: str, shown: str) -> bytes:
+    """Up to ``limit`` bytes of a response's body; a registry falling silent or dropping the connection on
+    the way is a one-line RegistryError naming it (urllib3's own errors reach no caller)."""
+    try:
+        with resp:
+            return bytes(resp.raw.read(limit, decode_content=True))
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as e:
+        if is_timeout(e):
+            raise client.silent(e, f"reading {what}", shown) from None
+        raise RegistryError(f"reading {what} from {client.registry} failed: {type(e).__name__}", shown) from None
+
+
 def _verify_manifest(data: bytes, expected: str | None, header: str | None, ref: Reference) -> str:
     algo = (expected or header or "sha256:").partition(":")[0]
     try:
@@ -87,8 +102,7 @@ def fetch_manifest(client: RegistryClient, ref: Reference, identifier: str | Non
         raise client.fail(resp, f"manifest {ident} not found", str(ref))
     if resp.status_code != 200:
         raise client.fail(resp, f"fetching manifest {ident}", str(ref))
-    with resp:
-        data = resp.raw.read(_MAX_MANIFEST + 1, decode_content=True)
+    data = _read_body(client, resp, _MAX_MANIFEST + 1, f"manifest {ident}", str(ref))
     if len(data) > _MAX_MANIFEST:
         raise RegistryError(f"manifest {ident} is larger than {_MAX_MANIFEST} bytes", str(ref))
     expected = ident if ident.startswith(("sha256:", "sha512:")) else None
@@ -136,6 +150,8 @@ def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, store: 
         except ImageFormatError as e:
             raise RegistryError(str(e), shown) from None
         except TRANSIENT_ERRORS as e:
+            if is_timeout(e):  # silence is not retried (see client.py)
+                raise client.silent(e, f"reading {what} {desc.digest}", shown) from None
             log.debug("%s %s: %s on try %d", shown, desc.digest, type(e).__name__, attempt + 1)
             if attempt + 1 >= policy.attempts:
                 raise RegistryError(
@@ -154,8 +170,7 @@ def read_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, li
                           reference=shown, stream=True)
     if resp.status_code != 200:
         raise client.fail(resp, f"fetching {what} {desc.digest}", shown)
-    with resp:
-        data = resp.raw.read(limit + 1, decode_content=True)
+    data = _read_body(client, resp, limit + 1, f"{what} {desc.digest}", shown)
     actual = sha256_digest(data)
     if actual != desc.digest:
         raise ImageFormatError(f"{what} of {shown}: digest mismatch: expected {desc.digest}, got {actual}")
