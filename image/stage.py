@@ -13,6 +13,7 @@ CONTEXT_DIR receives image/Dockerfile and:
                             Debian's Python looks in kiln/lib/python3/dist-packages instead)
   kiln/etc/ssl/             CA certificates (certifi's bundle) and a minimal openssl.cnf
   kiln/bin/kiln             kiln's command line
+  kiln/tmp/                 TMPDIR: an image built FROM scratch has no /tmp (until a base image brings one)
   kaniko/executor           kaniko's entry point: `kiln build --in-place` with kaniko's arguments
   kiln-in-place             the empty marker, copied to /.kiln-in-place
   busybox/busybox           the debug target's shell (Debian's busybox-static, a static binary)
@@ -259,6 +260,8 @@ def stage(repo: Path, out: Path, strip: bool) -> None:
     copy_file(image / "executor", out / "kaniko" / "executor")
     copy_file(image / "Dockerfile", out / "Dockerfile")
     (out / "kiln-in-place").write_bytes(b"")
+    (kiln / "tmp").mkdir()
+    os.chmod(kiln / "tmp", 0o1777)
     busybox = shutil.which("busybox", path="/bin:/usr/bin")
     if busybox:  # busybox-static, for the debug target
         copy_file(Path(busybox), out / "busybox" / "busybox")

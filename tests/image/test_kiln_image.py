@@ -71,6 +71,7 @@ def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Cont
     env = dict(e.split("=", 1) for e in config["Env"])
     assert env["SSL_CERT_FILE"] == env["REQUESTS_CA_BUNDLE"] == "/kiln/etc/ssl/certs/ca-certificates.crt"
     assert env["KILN_DIR"].startswith("/kiln/") and env["PATH"].split(":")[0] == "/kiln/bin"
+    assert env["TMPDIR"] == "/kiln/tmp"
     assert inspect["os"] == "linux" and inspect["architecture"] == "amd64"
 
     root = container.rootfs
@@ -78,6 +79,7 @@ def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Cont
     marker = root / ".kiln-in-place"
     assert marker.is_file() and marker.stat().st_size == 0
     assert (root / "workspace").is_dir() and not os.listdir(root / "workspace")
+    assert (root / "kiln/tmp").stat().st_mode & 0o7777 == 0o1777
     assert os.access(root / "kaniko/executor", os.X_OK)
     assert (root / "kaniko/executor").read_text().startswith("#!/kiln/bin/python3")
     assert len((root / "kiln/etc/ssl/certs/ca-certificates.crt").read_text().split("BEGIN CERTIFICATE")) > 100
