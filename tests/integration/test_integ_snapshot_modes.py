@@ -153,3 +153,22 @@ def test_random_file_operations_give_the_same_image_in_both_modes(
     full.ok()
     diff = _kiln_diff(overlay, full)
     assert diff.returncode == 0, runs + diff.stdout + diff.stderr
+
+
+# --- a base layer deeper than PATH_MAX (issue 12, item 13) ------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["overlay", "full"])
+def test_a_base_layer_deeper_than_path_max_is_one_line(
+    kiln: Kiln, tmp_path: Path, busybox_image: OciImage, mode: str
+) -> None:
+    """ENAMETOOLONG then a RecursionError while cleaning up, and layers/tmp/extract-* left behind; now one
+    error line naming the entry and the limit (the kiln fixture checks nothing is left in tmp/ or mounted)."""
+    deep = "/".join(["d"] * 2100) + "/f"  # 4200 bytes of path: no path-based call on the host can name it
+    kiln.contexts["base"] = _base_with(busybox_image, tmp_path, [_layer([("file", deep, b"x")])])
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM base\nRUN true\n"})
+    out = kiln.build(ctx, f"--snapshot-mode={mode}", timeout=_TIMEOUT)
+    assert out.returncode == 1 and "Traceback" not in out.stderr, out.describe()
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "path too long: over PATH_MAX" in errors[0], out.describe()
+    assert not list(kiln.kiln_dir.glob("**/extract-*")), sorted(kiln.kiln_dir.glob("**/extract-*"))

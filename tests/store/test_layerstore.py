@@ -223,3 +223,43 @@ def test_store_layers_stack_as_the_flat_root_does(tmp_path: Path) -> None:
             assert os.lstat(root / "bin/sh").st_ino == os.lstat(root / "bin/busybox").st_ino, root
     finally:
         unmount(merged)
+
+
+def _deep_layer(depth: int) -> bytes:
+    """One file below ``depth`` directories named "d": 2 * depth bytes of path."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        info = tarfile.TarInfo("/".join(["d"] * depth) + "/f")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    return buf.getvalue()
+
+
+def test_a_layer_deeper_than_path_max_is_one_error_and_leaves_nothing(tmp_path: Path) -> None:
+    """Issue 12 item 13: ENAMETOOLONG, then a RecursionError while removing the half-made layer, and
+    tmp/extract-* left behind. Now: one line, nothing left."""
+    from kiln.layers import ExtractError
+
+    blob = _deep_layer(2100)  # 4200 bytes of path
+    store = LayerStore(tmp_path)
+    with pytest.raises(ExtractError) as info:
+        store.ensure_layer(diff_id_of(blob), lambda: io.BytesIO(blob), diff_id=diff_id_of(blob), lowers=[])
+    assert "path too long" in str(info.value) and len(str(info.value).splitlines()) == 1
+    assert os.listdir(tmp_path / "tmp") == []
+    assert not store.has(diff_id_of(blob))
+
+
+def test_removing_a_work_dir_deeper_than_python_recurses(tmp_path: Path) -> None:
+    from kiln.store.mountinfo import remove_tree
+
+    top = tmp_path / "work"
+    fd = os.open(tmp_path, os.O_RDONLY)
+    os.mkdir("work", dir_fd=fd)
+    for _ in range(3000):  # deeper than sys.getrecursionlimit(), by relative steps (paths would be too long)
+        nxt = os.open("work" if _ == 0 else "d", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+        os.mkdir("d", dir_fd=fd)
+    os.close(fd)
+    remove_tree(top)
+    assert not top.exists()

@@ -176,6 +176,19 @@ def _remove_tree(top: str, dir_fd: int | None = None) -> None:
     os.rmdir(top, dir_fd=dir_fd)
 
 
+def remove_tree(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` (a directory tree of any depth, or anything else) without following symlinks.
+    shutil.rmtree recurses, and a layer can nest directories deeper than Python does (RecursionError)."""
+    path = os.fspath(path)
+    st = _lstat(path)
+    if st is None:
+        return
+    if stat.S_ISDIR(st.st_mode):
+        _remove_tree(path)
+    else:
+        os.unlink(path)
+
+
 def _one_line(text: str, limit: int = 2000) -> str:
     """``text`` fit for a one-line error message: control characters, line separators and undecodable bytes
     escaped (they come from entry names), and the middle of a very long text left out."""

@@ -208,9 +208,8 @@ class RootResolver:
                     fd = parent
                     continue
                 if length + 1 + len(os.fsencode(comp)) >= PATH_MAX:
-                    name = "/".join(parts)
-                    name = name if len(name) <= 200 else f"{name[:200]}..."
-                    raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), name)
+                    # (The caller's message names the entry.)
+                    raise OSError(errno.ENAMETOOLONG, f"path too long: over PATH_MAX ({PATH_MAX} bytes) on this host")
                 real = (*current, comp)
                 try:
                     st: os.stat_result | None = os.lstat(comp, dir_fd=fd)

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
 from kiln.errors import DigestMismatch, ImageFormatError
-from kiln.layers.extract import extract_layer
+from kiln.layers.extract import extract_layer, remove_tree
 from kiln.oci.config import chain_ids
 from kiln.store.locking import exclusive_lock
 
@@ -95,7 +94,10 @@ class LayerStore:
                     raise DigestMismatch(f"layer {chain_id}", diff_id, stats.diff_id)
                 os.rename(work, dest)
             except BaseException:
-                shutil.rmtree(work, ignore_errors=True)
+                try:
+                    remove_tree(work)  # (a layer can nest directories deeper than shutil.rmtree recurses)
+                except OSError:
+                    pass
                 raise
         return dest
 
@@ -105,7 +107,7 @@ class LayerStore:
         dest = self.path(chain_id)
         with exclusive_lock(self._lock(chain_id)):
             if dest.is_dir():
-                shutil.rmtree(upper_dir)
+                remove_tree(upper_dir)
                 return dest
             try:
                 os.rename(upper_dir, dest)
@@ -124,7 +126,7 @@ class LayerStore:
                 return
             doomed = Path(tempfile.mkdtemp(prefix="remove-", dir=self._tmp))
             os.rename(dest, doomed / "layer")
-        shutil.rmtree(doomed)
+        remove_tree(doomed)
 
     def chain(self, diff_ids: Sequence[str], open_blobs: Sequence[OpenBlob]) -> list[Path]:
         """Every layer of an image present in the store, bottom first (diff_ids checked); lowerdirs are these

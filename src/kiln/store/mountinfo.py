@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 import posixpath
-import shutil
 from pathlib import Path
 
+from kiln.layers.extract import remove_tree as remove_tree_any_depth
 from kiln.store.overlaymount import unmount
 
 
@@ -46,4 +46,4 @@ def remove_tree(path: Path) -> None:
         return
     for point in sorted(mount_points_under(path), key=len, reverse=True):
         unmount(path / point, lazy=True)
-    shutil.rmtree(path, ignore_errors=False)
+    remove_tree_any_depth(path)  # shutil.rmtree recurses: a deep layer's tree made it a RecursionError
