@@ -321,7 +321,9 @@ class _Extractor:
                 self.metadata(host, info)
             else:  # regular files, and unknown types, which tar readers treat as regular files
                 self.regular(reader, host, info)
-        if shadowed is not None and not (info.isdir() and stat.S_ISDIR(shadowed[1].st_mode)):
+        if shadowed is not None and (
+            stat.S_ISLNK(shadowed[1].st_mode) or (stat.S_ISDIR(shadowed[1].st_mode) and not info.isdir())
+        ):
             self.resolver.invalidate()  # a lower symlink or directory no longer leads where it did
         self.mark_added(real)
 
