@@ -31,6 +31,7 @@ from kiln.cli_flags import (
     refuse_unsupported,
     registry_settings,
     rewrite_go_bools,
+    shared_registry_flags,
 )
 from kiln.engine.options import BuildOptions
 from kiln.errors import KilnError, NotSupportedYet, UsageError
@@ -97,15 +98,9 @@ def cli() -> None:
 @click.option("--cache-run-layers/--no-cache-run-layers", default=True)
 @click.option("--insecure", is_flag=True, help="Push to registries over plain HTTP.")
 @click.option("--insecure-pull", is_flag=True, help="Pull from registries over plain HTTP.")
-@multi("--insecure-registry", help="A registry reached over plain HTTP (repeatable).")
 @click.option("--skip-tls-verify", is_flag=True)
 @click.option("--skip-tls-verify-pull", is_flag=True)
-@multi("--skip-tls-verify-registry", help="A registry whose certificate is not verified (repeatable).")
-@multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
-@multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
-@multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
-@multi("--registry-map", help="ORIGINAL=MIRROR[;ORIGINAL=MIRROR...] (repeatable).")
-@click.option("--skip-default-registry-fallback", is_flag=True)
+@shared_registry_flags
 @click.option(*flag_names("--custom-platform"), "custom_platform", default=None,
               help="os/arch[/variant] of the image to build.")
 @click.option("--platform", "docker_platform", default=None, help="Same as --custom-platform.")

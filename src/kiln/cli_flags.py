@@ -114,6 +114,22 @@ def multi(*names: str, help: str) -> Callable[[F], F]:
     return click.option(*names, multiple=True, default=(), help=help)
 
 
+def shared_registry_flags(f: F) -> F:
+    """The registry flags kiln build and kiln warm both take: which registries are plain HTTP or unverified,
+    their certificates, Docker Hub's mirrors and the registry maps."""
+    for option in reversed((
+        multi("--insecure-registry", help="A registry reached over plain HTTP (repeatable)."),
+        multi("--skip-tls-verify-registry", help="A registry whose certificate is not verified (repeatable)."),
+        multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable)."),
+        multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable)."),
+        multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order)."),
+        multi("--registry-map", help="ORIGINAL=MIRROR[;ORIGINAL=MIRROR...] (repeatable)."),
+        click.option("--skip-default-registry-fallback", is_flag=True),
+    )):
+        f = option(f)
+    return f
+
+
 def flag_names(name: str, *more: str, command: Command = "build") -> tuple[str, ...]:
     """A flag's spellings: its own, kiln's others, and the deprecated ones kaniko still registers."""
     return (name, *more, *aliases_of(name, command))

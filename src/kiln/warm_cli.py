@@ -17,7 +17,15 @@ from typing import Any
 
 import click
 
-from kiln.cli_flags import build_args, flag_names, kaniko_notices, kaniko_table_options, multi, registry_settings
+from kiln.cli_flags import (
+    build_args,
+    flag_names,
+    kaniko_notices,
+    kaniko_table_options,
+    multi,
+    registry_settings,
+    shared_registry_flags,
+)
 from kiln.errors import KilnError, RegistryError, UsageError
 from kiln.oci.platform import Platform
 from kiln.progress import Reporter, make_reporter
@@ -91,13 +99,7 @@ def warm(images: Sequence[str], cache: ImageCache, platform: Platform, opts: Reg
               help="os/arch[/variant] to store (default: this machine's).")
 @click.option("--insecure-pull", is_flag=True, help="Pull over plain HTTP.")
 @click.option("--skip-tls-verify-pull", is_flag=True)
-@multi("--insecure-registry", help="A registry reached over plain HTTP (repeatable).")
-@multi("--skip-tls-verify-registry", help="A registry whose certificate is not verified (repeatable).")
-@multi("--registry-certificate", help="REGISTRY=CA_FILE (repeatable).")
-@multi("--registry-client-cert", help="REGISTRY=CERT,KEY for mutual TLS (repeatable).")
-@multi("--registry-mirror", help="A mirror for Docker Hub (repeatable, tried in order).")
-@multi("--registry-map", help="ORIGINAL=MIRROR[;ORIGINAL=MIRROR...] (repeatable).")
-@click.option("--skip-default-registry-fallback", is_flag=True)
+@shared_registry_flags
 @click.option("--image-download-retry", type=int, default=0)
 @click.option("--verbosity", "-v", default="info",
               type=click.Choice(["panic", "fatal", "error", "warn", "warning", "info", "debug", "trace"]))

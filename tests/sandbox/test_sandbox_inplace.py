@@ -105,8 +105,8 @@ def test_processes_left_behind_are_killed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("spec", "message"),
     [
-        ({"network": "none"}, "--network=none"),
-        ({"mounts": ["/tmp"]}, "RUN --mount"),
+        # Placed mounts need a directory of kiln's for what their targets held: never placed without one.
+        ({"mounts": ["/tmp"]}, "RUN --mount in place needs a directory of kiln's"),
         ({"rootfs": "/tmp"}, "kiln's own root"),
         ({"user": "no-such-user-kiln"}, "no-such-user-kiln"),
         ({"argv": []}, "empty command"),
@@ -115,3 +115,14 @@ def test_processes_left_behind_are_killed(tmp_path: Path) -> None:
 def test_what_in_place_cannot_do_is_refused(tmp_path: Path, spec: dict[str, object], message: str) -> None:
     got = run(**{"argv": ["/bin/true"], "workdir": str(tmp_path), **spec})
     assert message in str(got.get("error")), got
+
+
+def test_network_none_has_only_a_loopback_and_the_same_ids(tmp_path: Path) -> None:
+    """A user namespace (IDs mapped one to one) holding a network namespace: only lo, uid 0 stays 0, and a
+    file the step writes is owned by the real root. Reads /proc and writes below tmp_path only."""
+    script = f"tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' '; id -u; touch {tmp_path}/made"
+    got = run(argv=["/bin/sh", "-c", script], network="none", workdir=str(tmp_path))
+    assert got.get("status") == 0, got
+    assert str(got["output"]).split() == ["lo", "0"]
+    st = os.stat(tmp_path / "made")
+    assert (st.st_uid, st.st_gid) == (0, 0)

@@ -39,24 +39,26 @@ def _remove(path: Path) -> None:
         os.unlink(path)
 
 
+def _renamed(src: Path, dst: Path) -> bool:
+    """Rename, or False when the two are on different filesystems (EXDEV)."""
+    try:
+        os.rename(src, dst)
+        return True
+    except OSError as e:
+        if e.errno != errno.EXDEV:
+            raise
+        return False
+
+
 def move(src: Path, dst: Path, siblings_ok: bool = False) -> Path:
     """Move `src` to `dst` (which must not exist): a rename, else a copy keeping owners, modes and times.
     Returns where it went. siblings_ok: when `dst` is on another filesystem, a hidden name beside `src` will do
     (still a rename, so still cheap)."""
-    try:
-        os.rename(src, dst)
+    if _renamed(src, dst):
         return dst
-    except OSError as e:
-        if e.errno != errno.EXDEV:
-            raise
-    if siblings_ok:
-        beside = src.with_name(f".kiln-aside-{uuid.uuid4().hex[:12]}")
-        try:
-            os.rename(src, beside)
-            return beside
-        except OSError as e:
-            if e.errno != errno.EXDEV:
-                raise
+    beside = src.with_name(f".kiln-aside-{uuid.uuid4().hex[:12]}")
+    if siblings_ok and _renamed(src, beside):
+        return beside
     copy_tree(src, dst, owners=True)
     _remove(src)
     return dst
@@ -136,13 +138,7 @@ class PlacedMounts:
             os.mkdir(path)
             os.chmod(path, 0o1777)  # a tmpfs's root: mode=1777, as the namespaced sandbox mounts it
         elif isinstance(mount, SecretMount):
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-            try:
-                os.write(fd, mount.value)
-                os.fchown(fd, mount.uid, mount.gid)
-                os.fchmod(fd, mount.mode)
-            finally:
-                os.close(fd)
+            mount.write_file(path)
         else:
             assert isinstance(mount, BindMount)
             if mount.movable:

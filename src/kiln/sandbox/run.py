@@ -88,14 +88,7 @@ def _secret_dir(scratch: Path, secrets: list[SecretMount]) -> Path:
     linux.mount("tmpfs", str(where), "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
                f"mode=0700,size={size}")
     for index, secret in enumerate(secrets):
-        path = where / str(index)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, secret.value)
-            os.fchown(fd, secret.uid, secret.gid)
-            os.fchmod(fd, secret.mode)
-        finally:
-            os.close(fd)
+        secret.write_file(where / str(index))
     return where
 
 

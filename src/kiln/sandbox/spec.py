@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,16 @@ class SecretMount:
     uid: int = 0
     gid: int = 0
     mode: int = 0o400
+
+    def write_file(self, path: Path) -> None:
+        """The value as a new file at `path` (never through a symlink), with the secret's owner and mode."""
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.write(fd, self.value)
+            os.fchown(fd, self.uid, self.gid)
+            os.fchmod(fd, self.mode)
+        finally:
+            os.close(fd)
 
 
 Mount = BindMount | TmpfsMount | SecretMount
