@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -316,3 +317,27 @@ def test_digest_file_is_the_pods_termination_log(
     assert proc.returncode == 0, described(proc)
     digest = json.loads(run_text(["skopeo", "inspect", "--tls-verify=false", f"docker://{pushed}"]))["Digest"]
     assert log.read_text() == digest
+
+
+def test_registry_credentials_from_a_secret_at_kaniko_docker(
+    container: Container, registry: Registry, auth_registry: Registry, busybox_ref: str, tmp_path: Path
+) -> None:
+    """The Job example's way: a docker-registry Secret mounted at /kaniko/.docker (DOCKER_CONFIG in the image)."""
+    assert auth_registry.credentials is not None
+    creds = auth_registry.credentials
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+    (secret / "config.json").write_text(json.dumps({"auths": {auth_registry.address: {"auth": token}}}))
+    context = write_context(tmp_path / "context", {"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo hi > /hi\n"})
+    pushed = auth_registry.ref("pod/secret", "one")
+    argv = executor_argv(registry, "/workspace", pushed, "--build-arg", f"BASE={busybox_ref}",
+                         "--insecure-registry", auth_registry.address)  # fmt: skip
+    proc = container.run(argv, binds=[Bind(context, "/workspace"), Bind(secret, "/kaniko/.docker")])
+    assert proc.returncode == 0, described(proc)
+    inspect = run_text(["skopeo", "inspect", *auth_registry.tool_flags(), f"docker://{pushed}"])
+    assert json.loads(inspect)["Digest"].startswith("sha256:")
+    # And without the secret, the push is refused (the credentials came from the mount, nothing else).
+    (secret / "config.json").write_text("{}")
+    proc = container.run(argv, binds=[Bind(context, "/workspace"), Bind(secret, "/kaniko/.docker")])
+    assert proc.returncode != 0, described(proc)
