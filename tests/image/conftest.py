@@ -12,12 +12,15 @@ from image_helpers import Container, KilnImage, build_kiln_image
 
 from support.mounts import mounts_under, remove_tree
 from support.procs import run
+from support.registry import Registry
 
 
 @pytest.fixture(scope="session")
-def kiln_image(tmp_path_factory: pytest.TempPathFactory) -> KilnImage:
-    """kiln's image, built by `scripts/image.sh` with kiln (an OCI layout)."""
-    return build_kiln_image(tmp_path_factory)
+def kiln_image(tmp_path_factory: pytest.TempPathFactory, registry: Registry) -> KilnImage:
+    """kiln's image, built by `scripts/image.sh` with kiln: an OCI layout, a docker-archive, and pushed to the
+    test registry (registry.ref("kiln/kiln"))."""
+    flags = ["--destination", registry.ref("kiln/kiln"), "--", "--insecure-registry", registry.address]
+    return build_kiln_image(tmp_path_factory, *flags, tar=True)
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ def only_tag(layout: Path) -> str:
 class KilnImage:
     image: OciImage
     log: str
+    tar: Path | None = None  # the docker-archive, when asked for (tar=True)
 
 
 @dataclass
@@ -112,19 +113,21 @@ def copy_tree(src: Path, dst: Path) -> Path:
     return dst
 
 
-def build_kiln_image(tmp_path_factory: pytest.TempPathFactory, *flags: str) -> KilnImage:
-    """kiln's image built by scripts/image.sh (flags: more of its flags), into a new OCI layout."""
+def build_kiln_image(tmp_path_factory: pytest.TempPathFactory, *flags: str, tar: bool = False) -> KilnImage:
+    """kiln's image built by scripts/image.sh (flags: more of its flags), into a new OCI layout (and a
+    docker-archive with tar=True)."""
     if os.geteuid() != 0:
         pytest.skip("needs root (mounts, chroot, namespaces)")
     work = tmp_path_factory.mktemp("kiln-image")
     layout = work / "layout"
+    archive = work / "kiln.tar" if tar else None
     proc = subprocess.run(
         ["bash", str(REPO / "scripts/image.sh"), "--oci-layout-path", str(layout), "--kiln-dir", str(work / "kd"),
-         *flags],
+         *(["--tar", str(archive)] if archive else []), *flags],
         capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert proc.returncode == 0, (
         f"scripts/image.sh failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     )
     remove_tree(work / "kd")
-    return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr)
+    return KilnImage(OciImage(layout, only_tag(layout)), proc.stdout + proc.stderr, archive)

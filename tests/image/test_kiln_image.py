@@ -64,7 +64,16 @@ def _tree_size(root: Path) -> int:
     return total
 
 
-def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Container) -> None:
+def test_image_as_skopeo_and_umoci_see_it(kiln_image: KilnImage, container: Container, registry: Registry) -> None:
+    # scripts/image.sh wrote one image three ways: the layout, the docker-archive, the registry.
+    where = {"layout": (kiln_image.image.ref, []), "archive": (f"docker-archive:{kiln_image.tar}", []),
+             "registry": (f"docker://{registry.ref('kiln/kiln')}", ["--tls-verify=false"])}  # fmt: skip
+    configs = {name: run_text(["skopeo", "inspect", "--raw", "--config", *flags, ref])
+               for name, (ref, flags) in where.items()}  # fmt: skip
+    assert len(set(configs.values())) == 1, configs
+    digests = {name: json.loads(run_text(["skopeo", "inspect", *flags, ref]))["Digest"]
+               for name, (ref, flags) in where.items()}  # fmt: skip
+    assert digests["layout"] == digests["registry"], digests
     inspect = json.loads(run_text(["skopeo", "inspect", "--config", kiln_image.image.ref]))
     config = inspect["config"]
     assert config["Entrypoint"] == ["/kaniko/executor"]
