@@ -3,13 +3,17 @@
 No YAML library is a dependency of kiln's tests, so the files are read with the little each needs: that they
 are YAML-shaped (spaces, no tabs, `key: value` or list items), which image they run, and the executor's
 arguments, which must parse: they are given to kiln's image's entry point (/kaniko/executor is
-`kiln build --in-place ...`) with --dry-run, on the host, with the CI system's variables filled in.
+`kiln build --in-place ...`) with --dry-run, on the host, with the CI system's variables filled in. Where a
+Python with a YAML library is at hand (Debian's python3-yaml), it parses each file too, and the arguments it
+reads must be the ones the little readers here read.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -69,6 +73,28 @@ def _gitlab_args(text: str) -> list[str]:
     return shlex.split(" ".join(words))
 
 
+def _yaml_args(path: Path, name: str) -> list[str] | None:
+    """The same arguments as a YAML library reads them, where a Python with one is at hand (Debian's
+    python3-yaml), to check the readers above; None without one."""
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    code = (
+        "import json, sys, yaml\n"
+        "d = yaml.safe_load(open(sys.argv[1]))\n"
+        "if sys.argv[2] == 'gitlab-ci':\n"
+        "    args = [s for s in d['build']['script'] if s.startswith('/kaniko/executor')][0]\n"
+        "elif sys.argv[2] == 'kubernetes':\n"
+        "    args = d['spec']['template']['spec']['containers'][0]['args']\n"
+        "else:\n"
+        "    args = d['spec']['steps'][0]['args']\n"
+        "print(json.dumps(args))\n"
+    )
+    if python is None or subprocess.run([python, "-c", "import yaml"], capture_output=True).returncode != 0:
+        return None
+    out = subprocess.run([python, "-c", code, str(path), name], capture_output=True, text=True, check=True).stdout
+    args = json.loads(out)
+    return shlex.split(args)[1:] if isinstance(args, str) else args
+
+
 def _fill(args: list[str], context: Path, out: Path) -> list[str]:
     filled = []
     for arg in args:
@@ -92,6 +118,9 @@ def test_example_runs_kilns_image_with_arguments_that_parse(name: str, tmp_path:
         args = _kubernetes_args(text)
         args = [a for a in args if a != "$(params.EXTRA_ARGS)"]
     assert any(a.startswith("--destination") for a in args), args
+    parsed = _yaml_args(FILES[name], name)
+    if parsed is not None:
+        assert [a for a in parsed if a != "$(params.EXTRA_ARGS)"] == args
     context = tmp_path / "context"
     context.mkdir()
     (context / "Dockerfile").write_text("ARG VERSION\nFROM scratch\nENV V=$VERSION\n")
