@@ -172,3 +172,27 @@ def test_kiln_build_from_a_silent_registry_is_one_line(silent: SilentServer, tmp
     assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
     assert len(errors) == 1 and f"registry {silent.address} did not answer within 2 s" in errors[0], proc.stderr
     assert seconds < 30, seconds
+
+
+def test_writes_may_take_longer_to_be_answered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A registry may check or copy a big blob before it answers the PUT that ends an upload: writes wait
+    WRITE_READ_TIMEOUT (300 s) for an answer, reads and the connection REGISTRY_TIMEOUT."""
+    monkeypatch.setenv(TIMEOUT_ENV, "2")
+    client = client_module.RegistryClient("127.0.0.1:1", RegistryOptions(insecure=True))
+    try:
+        assert [client.read_timeout(m) for m in ("GET", "HEAD", "PUT", "PATCH", "POST")] == [2, 2, 300, 300, 300]
+    finally:
+        client.close()
+
+
+def test_a_silent_write_is_reported_with_its_own_limit(silent: SilentServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TIMEOUT_ENV, "1")
+    monkeypatch.setattr(client_module, "WRITE_READ_TIMEOUT", 1.5)
+    client = client_module.RegistryClient(silent.address, RegistryOptions(insecure=True))
+    started = time.monotonic()
+    try:
+        with pytest.raises(RegistryError, match=r"did not answer within 1\.5 s \(PUT /v2/x/blobs/uploads/u\)"):
+            client.request("PUT", "/v2/x/blobs/uploads/u", scopes=[], reference="ref", body=b"data")
+    finally:
+        client.close()
+    assert 1.4 < time.monotonic() - started < 4

@@ -5,9 +5,10 @@ Every request names the image reference it serves, so every error does too.
 Timeouts: a registry that accepts a connection and then says nothing must not hold a build. Every request has a
 connect timeout and a read timeout (the longest silence allowed between bytes) of REGISTRY_TIMEOUT seconds (30,
 go-containerregistry's dial timeout, which kaniko uses; the environment variable KILN_REGISTRY_TIMEOUT sets
-another), and silence is not retried: the build fails with one line naming the registry. Requests that carry
-a body (blob uploads) get at least UPLOAD_READ_TIMEOUT to answer, since a registry may check a large blob's
-digest before it answers the final PUT.
+another), and silence is not retried: the build fails with one line naming the registry. Requests that
+write (PUT, PATCH, POST, DELETE: uploads, their final PUT, mounts, manifests) get at least WRITE_READ_TIMEOUT to
+answer, since a registry may check or copy a large blob before it answers; a silent registry still fails on
+its first GET or HEAD, which every pull and push begins with.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ _MAX_UNAUTHORIZED = 2
 
 TIMEOUT_ENV = "KILN_REGISTRY_TIMEOUT"
 REGISTRY_TIMEOUT = 30.0  # seconds to connect, and of silence while waiting for an answer
-UPLOAD_READ_TIMEOUT = 300.0  # seconds a registry may take to answer a request that sent it a body
+WRITE_READ_TIMEOUT = 300.0  # seconds a registry may take to answer a request that writes
 
 
 def registry_timeout(opts: RegistryOptions) -> float:
@@ -187,7 +188,7 @@ class RegistryClient:
                     params=params,
                     data=data,
                     stream=stream,
-                    timeout=(self.timeout, self.timeout if data is None else max(self.timeout, UPLOAD_READ_TIMEOUT)),
+                    timeout=(self.timeout, self.read_timeout(method)),
                     allow_redirects=True,
                 )
             except requests.exceptions.SSLError as e:
@@ -223,13 +224,19 @@ class RegistryClient:
                 continue
             return resp
 
+    def read_timeout(self, method: str) -> float:
+        writes = method in ("PUT", "PATCH", "POST", "DELETE")
+        return max(self.timeout, WRITE_READ_TIMEOUT) if writes else self.timeout
+
     def silent(self, e: BaseException, what: str, reference: str) -> RegistryError:
         """The error for a registry that did not connect or answer in time (never retried: silence is no
         transient fault, and three waits made a dead registry cost minutes)."""
         kind = "accept the connection" if isinstance(e, requests.ConnectTimeout) else "answer"
+        # (``what`` starts with the method for a request; body reads after a GET say "reading ...")
+        seconds = self.read_timeout(what.split(" ", 1)[0]) if kind == "answer" else self.timeout
         path = what if len(what) <= 120 else what[:120] + "..."
         return RegistryError(
-            f"registry {self.registry} did not {kind} within {self.timeout:g} s ({path}); "
+            f"registry {self.registry} did not {kind} within {seconds:g} s ({path}); "
             f"{TIMEOUT_ENV}=SECONDS waits longer",
             reference,
         )
