@@ -11,6 +11,11 @@ of an entry name is dropped; names whose ".." climbs out are refused. Its entry 
 paths ("lnk/usr/x" below "lnk -> /" lands in DEST/usr/x); what the step declares, and chowns, is where each
 entry really landed, found the same way.
 
+A ``.wh.*`` file an archive brings is kept by the step as a file, but the image's layer then holds an entry
+of that name, which whoever applies the layer (Docker, containerd, buildah, kiln's own flat roots) takes for a
+whiteout: BuildKit's images carry the same. buildah cannot build such an archive at all (its layer store takes
+the file for a whiteout and then fails to write the image).
+
 The destination's missing directories are made 0755 (owned by --chown's user), whatever --chmod says, and
 --chmod does not touch what the archive holds: BuildKit's unpack makes them with copy.MkdirAll(dest, 0755)
 and applies no mode to the archive's entries. Every failure is a BuildError at the ADD's line, naming the
