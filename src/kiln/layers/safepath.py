@@ -15,7 +15,11 @@ where its directory is visible (whiteouts and opaque directories hide what is be
 there is followed, and a directory found there is "copied up": made in the layer's directory with the lower
 one's owner, mode, xattrs and mtime (containerd's mkparent with parents does the same), so that the stacked
 result is the one the flat extraction gives. Without this, ``var/run/app.pid`` over a lower ``var/run -> /run``
-made ``var/run`` a directory in the layer, hiding the symlink, in the overlay mode only.
+made ``var/run`` a directory in the layer, hiding the symlink, in the overlay mode only. (Not Docker's
+overlay2 nor buildah's storage, which apply a layer into its own directory and so make that directory; the
+flat apply, containerd's naive applier, kiln's full mode and kaniko follow the symlink.) One difference is
+left: a hardlink to a lower file that other lower paths share copies that file up alone, as overlayfs copies
+up one link, so those paths stay linked to each other but not to the new link.
 """
 
 from __future__ import annotations
