@@ -338,7 +338,10 @@ def test_registry_credentials_from_a_secret_at_kaniko_docker(
     secret.mkdir()
     token = base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
     (secret / "config.json").write_text(json.dumps({"auths": {auth_registry.address: {"auth": token}}}))
-    context = write_context(tmp_path / "context", {"Dockerfile": "ARG BASE\nFROM ${BASE}\nRUN echo hi > /hi\n"})
+    # Several layers: their first requests go out side by side, before the registry's challenge is known (each
+    # gets a 401 with the same challenge, which must not be taken for refused credentials).
+    runs = "".join(f"RUN echo {i} > /f{i}\n" for i in range(5))
+    context = write_context(tmp_path / "context", {"Dockerfile": "ARG BASE\nFROM ${BASE}\n" + runs})
     pushed = auth_registry.ref("pod/secret", "one")
     argv = executor_argv(registry, "/workspace", pushed, "--build-arg", f"BASE={busybox_ref}",
                          "--insecure-registry", auth_registry.address)  # fmt: skip
