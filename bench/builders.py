@@ -125,7 +125,7 @@ class KilnBuilder:
         else:
             argv += ["--destination", dest, "--insecure", "--insecure-registry", self.registry_address]
         if "--cache" in flags:
-            argv += ["--cache-dir", where(self.cache_dir)]
+            argv += [f"--cache-repo=oci:{where(self.cache_dir)}"]  # kiln's local layer cache (kaniko's spelling)
         return [*argv, *flags]
 
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
@@ -186,7 +186,8 @@ class BuildahBuilder:
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
         tag = "localhost/bench/output:latest"
         layers = [] if any(f.startswith("--layers") for f in case.buildah_flags) else ["--layers=false"]
-        build = self.buildah.argv("build", *layers, "--pull=never", "--format", "oci", "--quiet",
+        # --network=host, as kiln's RUN steps have: the same work, and no bridge set up on the host per step.
+        build = self.buildah.argv("build", *layers, "--pull=never", "--format", "oci", "--quiet", "--network=host",
                                   "-f", str(dockerfile), "-t", tag, *case.buildah_flags, str(context))  # fmt: skip
         push = self.buildah.argv("push", "--quiet", "--tls-verify=false", tag, f"docker://{dest}")
         t = timed_commands([(build, self.buildah.env), (push, self.buildah.env)], self.sampler_interval)

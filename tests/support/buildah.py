@@ -86,8 +86,10 @@ class Buildah:
         """
         self._built += 1
         iidfile = self.tmp / f"iid-{self._built}"
+        # --network=host: kiln's default too, and buildah's own (a bridge) would turn on the host's ip_forward and
+        # add interfaces, which the session's check that the host is untouched rightly reports.
         argv = ["build", f"--layers={'true' if layers else 'false'}", "--format", "oci", "-f", str(dockerfile),
-                "--iidfile", str(iidfile)]  # fmt: skip
+                "--iidfile", str(iidfile), "--network=host"]  # fmt: skip
         for key, value in (build_args or {}).items():
             argv += ["--build-arg", f"{key}={value}"]
         if target:
