@@ -34,10 +34,6 @@ pytestmark = pytest.mark.root
 # The layer store extracts a layer onto the layers below only when the engine names them: engine/rootfs.py's
 # OverlayRoot.add_layer must call store.ensure_layer(..., diff_id=diff_id, lowers=self.lowers). Until it does,
 # the overlay mode still differs here; once it does, these pass and the marker must go (strict).
-_NEEDS_ENGINE_LOWERS = pytest.mark.xfail(
-    strict=True, reason="engine/rootfs.py OverlayRoot.add_layer does not pass lowers=self.lowers to ensure_layer yet"
-)
-
 _TIMEOUT = 300
 
 
@@ -97,7 +93,6 @@ RUN echo 43 > /var/run/app.pid && mkdir -p /var/run/made && echo t > /opt/new &&
 """
 
 
-@_NEEDS_ENGINE_LOWERS
 def test_a_lower_symlink_and_a_lower_hardlink_target_in_both_modes(
     kiln: Kiln, tmp_path: Path, busybox_image: OciImage
 ) -> None:
@@ -132,7 +127,6 @@ _LINKS = st.builds(lambda a, b: f"ln -f {a} {b}", st.sampled_from(_P), st.sample
 _UPPER_NO_LINK = _layer([("dir", "var", None), ("file", "var/run/app.pid", b"42\n")])
 
 
-@_NEEDS_ENGINE_LOWERS
 # No shrinking: a case is two builds (seconds each), and the failing Dockerfile is shown as generated.
 @settings(max_examples=6, deadline=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])  # fmt: skip

@@ -83,7 +83,10 @@ class OverlayRoot(StageRoot):
 
     def add_layer(self, diff_id: str, open_blob: LayerOpener) -> None:
         self._unmount()
-        self._push(self.store.ensure_layer(self._chain_id_with(diff_id), open_blob, diff_id=diff_id), diff_id)
+        # The layers below go along: a layer written through a lower symlink or hardlinking a lower file unpacks
+        # as it would onto them (the flat root's result), not as a tree of its own.
+        layer = self.store.ensure_layer(self._chain_id_with(diff_id), open_blob, diff_id=diff_id, lowers=self.lowers)
+        self._push(layer, diff_id)
 
     def _mount(self) -> None:
         if self._mounted:
@@ -154,6 +157,7 @@ class FlatRoot(StageRoot):
         self.ignore = ignore
         self.mode = mode
         self._snap: WalkSnapshotter | None = None
+        self._walker: WalkSnapshotter | None = None
 
     def add_layer(self, diff_id: str, open_blob: LayerOpener) -> None:
         with open_blob() as blob:
@@ -166,8 +170,11 @@ class FlatRoot(StageRoot):
         self._snap = None
 
     def begin_discovery(self) -> None:
-        """Before a RUN: record the tree, so its changes can be found afterwards."""
-        self._snap = WalkSnapshotter(self.path, mode=self.mode, ignore=self.ignore)
+        """Before a RUN: record the tree, so its changes can be found afterwards. One walker for the root's
+        life: its content hashes carry over, so a step's walks read only the files that changed since."""
+        if self._walker is None:
+            self._walker = WalkSnapshotter(self.path, mode=self.mode, ignore=self.ignore)
+        self._snap = self._walker
         self._snap.begin()
 
     def finish_step(self, declared: Iterable[str] | None, make_layer: Callable[[Changes], T]) -> T | None:
