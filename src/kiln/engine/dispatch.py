@@ -222,7 +222,9 @@ class StepRunner:
             return None
         root.begin_step()
         if discover:
-            begin_discovery(root)
+            started = time.monotonic()
+            begin_discovery(root)  # a walking root records the tree before the step (overlay roots: nothing)
+            env.reporter.phase("scan", time.monotonic() - started, None)
         started = time.monotonic()
         declared = execute()
         env.reporter.phase("execute", time.monotonic() - started, None, instruction=instr.keyword)

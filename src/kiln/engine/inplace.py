@@ -152,6 +152,7 @@ class InPlaceRoot(FlatRoot):
         self.ignore = ignore
         self.mode = mode
         self._snap = None
+        self._walker = None
         self._above = _ancestors_of(ignore.paths)
 
     def skip(self, path: str) -> bool:
