@@ -2,8 +2,10 @@
 
 `run_in_pod(rootfs, argv, env, binds)` runs argv with `rootfs` as its root, as a pod's container would be:
 
-- root (uid 0) inside, with Docker's default capability bounding set (no CAP_SYS_ADMIN: no mount, no unshare,
-  no new namespaces), none inheritable, set by `setpriv`;
+- root (uid 0) inside, with Docker's default capability bounding set (no CAP_SYS_ADMIN: no mount, no
+  namespaces but a user namespace where the kernel allows one), none inheritable or ambient;
+- a root entered with pivot_root, the old root detached, as runc does (a chroot would differ: the kernel
+  refuses a user namespace to a chrooted process);
 - its own mount namespace (private propagation: nothing reaches the host) and PID namespace, the command
   being PID 1 as an entry point is; a fresh /proc, a read-only /sys, a runtime's /dev (a tmpfs with null,
   zero, full, random, urandom and tty bound from the host's, its own pts and shm);
@@ -25,6 +27,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -84,14 +87,16 @@ def _mount_point(rootfs: Path, target: str, is_file: bool) -> Path:
 
 def _tool(name: str) -> str:
     found = shutil.which(name, path=_HOST_PATH)
-    assert found, f"{name} (util-linux/coreutils) is missing"
+    assert found, f"{name} (coreutils) is missing"
     return found
 
 
 def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds: Iterable[Bind], cwd: str,
                kubelet_dir: Path) -> str:  # fmt: skip
     r = shlex.quote(str(rootfs))
-    lines = ["set -e", f"mount -t proc proc {r}/proc", f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {r}/sys",
+    # The root is a mount of its own first (pivot_root needs one), then everything is mounted into it.
+    lines = ["set -e", f"mount --bind {r} {r}", f"mount -t proc proc {r}/proc",
+             f"mount -t sysfs -o ro,nosuid,nodev,noexec sysfs {r}/sys",
              # A runtime's /dev: a tmpfs with the standard devices (bound from the host's), pts, shm, fd links.
              f"mount -t tmpfs -o nosuid,mode=755,size=64k tmpfs {r}/dev"]  # fmt: skip
     for dev in _DEVICES:
@@ -112,14 +117,41 @@ def pod_script(rootfs: Path, argv: Sequence[str], env: Mapping[str, str], binds:
         lines.append(f"mount --bind {shlex.quote(str(b.source))} {target}")
         if b.readonly:
             lines.append(f"mount -o remount,bind,ro {target}")
-    caps = ",".join(["-all", *(f"+{c}" for c in DOCKER_DEFAULT_CAPS)])
     environment = [f"{k}={v}" for k, v in {**env, **POD_ENV}.items()]
     lines.append(" ".join(shlex.quote(w) for w in [
-        "exec", _tool("env"), "-i", *environment,
-        _tool("setpriv"), f"--bounding-set={caps}", "--inh-caps=-all", "--",
-        _tool("unshare"), f"--root={rootfs}", f"--wd={cwd}", "--", *argv,
+        "exec", _tool("env"), "-i", *environment, sys.executable, "-I", "-S", "-c", _ENTER, str(rootfs), cwd,
+        ",".join(DOCKER_DEFAULT_CAPS), *argv,
     ]))  # fmt: skip
     return "\n".join(lines)
+
+
+# What a runtime does last, in the process that becomes the container's PID 1: pivot_root into the root (not a
+# chroot: the kernel refuses a user namespace to a chrooted process, and a runtime's container may make one),
+# detach the old root, drop every capability outside the set from the bounding set, execute the entry point.
+# It runs in this machine's Python, loaded before the old root goes; it writes nothing.
+_ENTER = """
+import ctypes, os, sys
+root, cwd, keep, argv = sys.argv[1], sys.argv[2], sys.argv[3].split(","), sys.argv[4:]
+libc = ctypes.CDLL(None, use_errno=True)
+def check(ret, what):
+    if ret != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, what + ": " + os.strerror(e))
+os.chdir(root)
+check(libc.syscall(155, b".", b"."), "pivot_root")  # SYS_pivot_root: the old root now lies on top of the new
+check(libc.umount2(b".", 2), "umount2 old root")  # MNT_DETACH
+os.chdir("/")
+names = {"chown": 0, "dac_override": 1, "fowner": 3, "fsetid": 4, "kill": 5, "setgid": 6, "setuid": 7,
+         "setpcap": 8, "net_bind_service": 10, "net_raw": 13, "sys_chroot": 18, "mknod": 27, "audit_write": 29,
+         "setfcap": 31}
+kept = {names[k] for k in keep}
+last = int(open("/proc/sys/kernel/cap_last_cap").read())
+for cap in range(last + 1):
+    if cap not in kept:
+        check(libc.prctl(24, cap, 0, 0, 0), "PR_CAPBSET_DROP")
+os.chdir(cwd)
+os.execv(argv[0], argv)
+"""
 
 
 def run_in_pod(

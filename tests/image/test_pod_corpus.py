@@ -88,7 +88,8 @@ def test_corpus_case_in_pod_equals_namespaced_build(
 
 def _buildah_build(buildah: Buildah, context: Path, out: Path, build_args: list[str], flags: list[str]) -> Path:
     iidfile = out.with_suffix(".iid")
-    buildah("build", "--layers=false", "--format", "docker", "-f", str(context / "Dockerfile"),
+    # --network=host: kiln's default too; buildah's own (a bridge) would turn on the host's ip_forward.
+    buildah("build", "--layers=false", "--format", "docker", "-f", str(context / "Dockerfile"), "--network=host",
             "--iidfile", str(iidfile), "--tls-verify=false", *build_args, *flags, str(context))  # fmt: skip
     buildah("push", "--quiet", iidfile.read_text().strip().removeprefix("sha256:"), f"docker-archive:{out}")
     return out
