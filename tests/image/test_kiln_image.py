@@ -187,10 +187,12 @@ status = dict(l.split(":", 1) for l in open("/proc/self/status"))
 libc = ctypes.CDLL(None, use_errno=True)
 mounted = libc.mount(b"none", b"/workspace", b"tmpfs", 0, None)
 print(os.getpid(), os.getuid(), status["CapEff"].strip(), status["CapBnd"].strip(), mounted, ctypes.get_errno(),
-      os.environ.get("KUBERNETES_SERVICE_HOST"), os.getcwd())
+      os.environ.get("KUBERNETES_SERVICE_HOST"), os.getcwd(), sorted(os.listdir("/")) == sorted(
+      ["kiln", "kaniko", "workspace", ".kiln-in-place", "proc", "dev", "sys", "etc", "var"]))
 """])  # fmt: skip
     assert proc.returncode == 0, described(proc)
-    pid, uid, eff, bnd, mounted, errno, k8s, cwd = proc.stdout.split()
+    pid, uid, eff, bnd, mounted, errno, k8s, cwd, own_root = proc.stdout.split()
+    assert own_root == "True", proc.stdout  # the image's root and the runtime's mount points, no host
     assert (pid, uid) == ("1", "0")
     assert int(eff, 16) == int(bnd, 16) == DOCKER_DEFAULT_CAPS_MASK
     assert (mounted, errno) == ("-1", "1")  # EPERM
