@@ -33,6 +33,8 @@ from kiln.cli_flags import (
     rewrite_go_bools,
     shared_registry_flags,
 )
+from kiln.context.git import GitOptions
+from kiln.context.opener import ContextSpec, is_remote_spec
 from kiln.engine.options import BuildOptions
 from kiln.errors import KilnError, NotSupportedYet, UsageError
 from kiln.oci.platform import Platform
@@ -64,8 +66,12 @@ def cli() -> None:
 
 @cli.command("build")
 @click.argument("positional_context", required=False, metavar="[CONTEXT]")
-@click.option("-c", "--context", help="Build context: a directory, a tar (.tar, .tar.gz), or tar://stdin (-).")
-@click.option("--context-sub-path", default=None, help="A subdirectory of a directory context to build from.")
+@click.option("-c", "--context", help="Build context: a directory, a tar (.tar, .tar.gz), tar://stdin (-), an "
+              "http(s) URL of a tarball, or a git repository (git://HOST/REPO#REF, https://HOST/REPO.git#REF:DIR, "
+              "git@HOST:REPO.git#REF:DIR).")
+@click.option("--context-sub-path", default=None, help="A subdirectory of a directory or git context to build from.")
+@click.option("--git", "git", default=None,
+              help="A git:// context's options: branch=NAME,depth=N,recurse-submodules=BOOL,insecure-skip-tls=BOOL.")
 @click.option("-f", "--dockerfile", default=None, help="Path to the Dockerfile (default: CONTEXT/Dockerfile).")
 @multi("-d", "--destination", "-t", "--tag", help="Image reference to push to (repeatable).")
 @multi("--build-arg", help="Build argument KEY=VALUE, or KEY to take it from the environment (repeatable).")
@@ -149,12 +155,11 @@ def build_command(**kw: Any) -> None:
 
 
 def _context_sub_path(context: str, sub: str) -> str:
-    """kaniko's --context-sub-path for a directory context: the subdirectory is the context."""
+    """kaniko's --context-sub-path for a directory context: the subdirectory is the context (a remote context
+    takes it with it: see _remote_context)."""
     base = context.removeprefix("dir://")
     if context.startswith("tar://") or Path(base).is_file():
         raise NotSupportedYet("--context-sub-path", f"with a tarball context ({context})")
-    if "://" in base:
-        return context  # a remote context: refused as such when it is opened
     if not Path(base).is_dir():
         raise UsageError(f"{context}: the build context is not a directory", "--context")
     if Path(sub).is_absolute():
@@ -166,6 +171,15 @@ def _context_sub_path(context: str, sub: str) -> str:
     if not path.is_dir():
         raise UsageError(f"{sub!r} is not a directory in the context {context}", "--context-sub-path")
     return str(path)
+
+
+def _remote_context(context: str, git: GitOptions | None, sub: str | None) -> str:
+    """A remote context with kaniko's --git options and --context-sub-path, fetched when the build opens it."""
+    if sub is not None:
+        sub = sub.strip()
+        if Path(sub).is_absolute() or ".." in Path(sub).parts:
+            raise UsageError(f"{sub!r} must be a path inside the context", "--context-sub-path")
+    return ContextSpec(context, git, sub or None)
 
 
 def _kiln_dir(kw: dict[str, Any]) -> Path | None:
@@ -191,7 +205,10 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         raise UsageError("give the context once: as --context or as the argument", "--context")
     if context == "-":
         context = "tar://stdin"
-    if kw.get("context_sub_path"):
+    git = GitOptions.parse(kw["git"]) if kw.get("git") else None
+    if is_remote_spec(context) and not Path(context).exists():
+        context = _remote_context(context, git, kw.get("context_sub_path"))
+    elif kw.get("context_sub_path"):
         context = _context_sub_path(context, kw["context_sub_path"])
     dockerfile = kw["dockerfile"]
     if dockerfile is None:

@@ -58,12 +58,13 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "kiln needs no container to build in (RUN steps run in a sandbox of their own); there is nothing to force"),
     _f("--dockerfile", "value", "implemented", "the Dockerfile, looked up in the context first, then from the "
        "working directory; - reads standard input", short="-f", example="Dockerfile"),
-    _f("--context", "value", "implemented", "a directory (PATH, dir://PATH) or a tarball (PATH, tar://PATH, "
-       "tar://stdin); git://, s3://, gs://, https:// and other remote contexts: not supported yet",
+    _f("--context", "value", "implemented", "a directory (PATH, dir://PATH), a tarball (PATH, tar://PATH, "
+       "tar://stdin, or an http(s):// URL), or a git repository: kaniko's git://HOST/REPO[#REF[#COMMIT]] (over "
+       "https; http with GIT_PULL_METHOD=http) and BuildKit's https://HOST/REPO.git#REF:DIR and "
+       "git@HOST:REPO.git#REF:DIR; s3:// and gs:// buckets: not supported yet",
        short="-c", example="."),
-    _f("--context-sub-path", "value", "implemented", "a subdirectory of a directory context becomes the "
-       "context (kiln has no remote contexts to apply it to); with a tarball context: not supported yet",
-       example="."),
+    _f("--context-sub-path", "value", "implemented", "a subdirectory of a directory or git context becomes "
+       "the context; with a tarball context: not supported yet", example="."),
     _f("--bucket", "value", "refused", "build contexts in a GCS bucket", short="-b"),
     _f("--destination", "values", "implemented", "an image reference to push to (repeatable)", short="-d",
        example="registry.invalid/app:1"),
@@ -139,8 +140,9 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "--skip-unused-stages=true); the others are never built"),
     _f("--use-new-run", "bool", "notice", "kiln has one RUN implementation: what a step changed comes from an "
        "overlay upper dir, or a walk of the tree with --snapshot-mode"),
-    _f("--git", "value", "refused", "git build contexts and their options (branch, depth, submodules)",
-       example="branch=main"),
+    _f("--git", "value", "implemented", "options of a git:// context: branch=NAME (a branch or tag), depth=N "
+       "(commits of history, default 1), recurse-submodules=BOOL, insecure-skip-tls=BOOL, single-branch=BOOL "
+       "(kiln always fetches the one commit it builds)", example="branch=main"),
     _f("--cache-copy-layers", "bool", "implemented", "cache COPY/ADD layers too"),
     _f("--cache-run-layers", "bool", "implemented", "cache RUN layers", default=True),
     _f("--ignore-path", "values", "implemented", "a path left out of every snapshot (repeatable)",

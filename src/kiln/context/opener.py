@@ -5,6 +5,13 @@ or ``tar://PATH`` for a tarball, plain or compressed with gzip, zstd, xz or bzip
 a tarball on standard input. A tarball is unpacked into a fresh directory under the work directory, removed
 again by ``close()``.
 
+Remote contexts are fetched into the work directory the same way: kaniko's ``git://HOST/REPO[#REF[#COMMIT]]``
+(over https, or http with ``GIT_PULL_METHOD=http``; shaped by ``--git`` and ``--context-sub-path``), BuildKit's
+git URLs (``https://HOST/REPO.git#REF:SUBDIR``, ``git@HOST:REPO.git#REF:SUBDIR``, ``ssh://``), see
+kiln.context.git; and a tarball served over http(s) (``https://HOST/ctx.tar.gz``). The ``.dockerignore`` is
+the one of the directory that becomes the context (a git URL's subdirectory). Cloud buckets (``s3://``,
+``gs://``, kaniko's ``--bucket``) are refused.
+
 kiln's own work directory (``--kiln-dir``) may lie inside a directory context; it is then hidden from COPY and
 ADD as if .dockerignore'd, without a way back: it holds the stage roots being built, so copying it copies a
 build into itself.
@@ -17,12 +24,13 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
 from kiln.context.dockerignore import DockerIgnore
+from kiln.context.git import GitOptions, fetch, is_git_url, parse_git_url, parse_kaniko_context, scrub, subdir_of
 from kiln.context.special import special_kind
 from kiln.context.tarball import extract_tarball
 from kiln.errors import ContextError, NotSupportedYet, UsageError
@@ -30,6 +38,27 @@ from kiln.errors import ContextError, NotSupportedYet, UsageError
 DOCKERIGNORE = ".dockerignore"
 _STDIN_SPECS = ("-", "tar://stdin")
 _SCHEME = re.compile(r"([a-z][a-z0-9+.-]*)://")
+_BUCKETS = ("s3", "gs", "azblob", "https+azure")
+
+
+class ContextSpec(str):
+    """A ``--context`` value (the user's text) with the flags that shape a remote context: kaniko's ``--git``
+    options and ``--context-sub-path``. open_context reads them from here unless given explicitly, so that
+    whatever passes the context along as a string passes them too."""
+
+    git: GitOptions | None
+    sub_path: str | None
+
+    def __new__(cls, value: str, git: GitOptions | None = None, sub_path: str | None = None) -> ContextSpec:
+        self = super().__new__(cls, value)
+        self.git = git
+        self.sub_path = sub_path
+        return self
+
+
+def is_remote_spec(spec: str) -> bool:
+    """Whether a context value names something to fetch (a URL, a git repository) rather than a local path."""
+    return bool(_SCHEME.match(spec)) and not spec.startswith(("dir://", "tar://")) or spec.startswith("git@")
 
 
 @dataclass
@@ -105,10 +134,20 @@ def open_context(
     stdin: BinaryIO | None = None,
     dockerfile: Path | None = None,
     kiln_dir: Path | None = None,
+    *,
+    git: GitOptions | None = None,
+    sub_path: str | None = None,
 ) -> BuildContext:
     """The build context named by ``spec`` (see the module doc). With ``dockerfile``, its own
     ``<Dockerfile>.dockerignore`` takes precedence over the context's. ``kiln_dir`` and ``work_dir`` are
-    hidden from a directory context that holds them. ContextError names the context."""
+    hidden from a directory context that holds them. ``git`` and ``sub_path`` (kaniko's --git and
+    --context-sub-path) shape a remote context; by default a ContextSpec's own. ContextError names the
+    context."""
+    if isinstance(spec, ContextSpec):
+        git = git if git is not None else spec.git
+        sub_path = sub_path if sub_path is not None else spec.sub_path
+    if is_remote_spec(spec) and not Path(spec).exists():
+        return open_remote(str(spec), work_dir, dockerfile, git=git, sub_path=sub_path)
     if spec in _STDIN_SPECS:
         if stdin is None:
             raise ContextError(f"{spec}: the build context is standard input, but none was given")
@@ -120,9 +159,6 @@ def open_context(
         if not path.is_dir():
             raise ContextError(f"{spec}: the build context is not a directory")
         return _from_dir(spec, path, dockerfile, kiln_dir, work_dir)
-    scheme = _SCHEME.match(spec)
-    if scheme and not Path(spec).exists():
-        raise NotSupportedYet("--context", f"{scheme.group(1)}:// build contexts ({spec})")
     path = Path(spec)
     if path.is_dir():
         return _from_dir(spec, path, dockerfile, kiln_dir, work_dir)
@@ -181,3 +217,70 @@ def _unpacked(name: str, archive: Path, work_dir: Path, dockerfile: Path | None)
         shutil.rmtree(root, ignore_errors=True)
         raise
     return ctx
+
+
+def open_remote(
+    spec: str,
+    work_dir: Path,
+    dockerfile: Path | None = None,
+    *,
+    git: GitOptions | None = None,
+    sub_path: str | None = None,
+    flag: str = "--context",
+    kaniko_git: bool = True,
+) -> BuildContext:
+    """A context fetched into ``work_dir``: a git repository or a tarball over http(s) (see the module doc).
+    ``kaniko_git``: ``git://`` is kaniko's (over https) rather than git's own protocol (BuildKit's, named
+    contexts)."""
+    scheme = _SCHEME.match(spec)
+    name = scrub(spec)
+    if scheme and scheme.group(1) in _BUCKETS:
+        raise NotSupportedYet(flag, f"{scheme.group(1)}:// bucket contexts ({name}); download the archive and "
+                              "give it as a tarball context (tar://PATH)")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    if spec.startswith("git://") and kaniko_git:
+        source = parse_kaniko_context(spec, git, sub_path)
+    elif is_git_url(spec):
+        source = parse_git_url(spec)
+        if sub_path:
+            source = replace(source, subdir="/".join(p for p in (source.subdir, sub_path.strip("/")) if p))
+    elif spec.startswith(("http://", "https://")):
+        if sub_path:
+            raise NotSupportedYet("--context-sub-path", f"with a tarball context ({name})")
+        return _from_url(spec, name, work_dir, dockerfile)
+    else:
+        what = f"{scheme.group(1)}://" if scheme else "this kind of"
+        raise NotSupportedYet(flag, f"{what} build contexts ({name})")
+    opts = git or GitOptions()
+    checkout_dir = Path(tempfile.mkdtemp(prefix="context-git-", dir=work_dir))
+    try:
+        checkout = fetch(source, checkout_dir / "tree", depth=opts.depth, insecure_skip_tls=opts.insecure_skip_tls)
+        root = subdir_of(checkout.path, source.subdir, source.display)
+        ctx = BuildContext(root=root, ignore=DockerIgnore(), name=source.display, owned_dir=checkout_dir)
+        ctx.ignore = ctx.dockerignore_for(dockerfile)
+    except BaseException:
+        shutil.rmtree(checkout_dir, ignore_errors=True)
+        raise
+    return ctx
+
+
+def _from_url(url: str, name: str, work_dir: Path, dockerfile: Path | None) -> BuildContext:
+    """A tarball served over http(s), downloaded (user information in the URL is used, never shown) and
+    unpacked as a local one."""
+    import requests
+
+    fd, spool_name = tempfile.mkstemp(prefix="context-url-", suffix=".tar", dir=work_dir)
+    spool = Path(spool_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            try:
+                with requests.get(url, stream=True, timeout=60) as resp:
+                    if resp.status_code >= 400:
+                        raise ContextError(f"{name}: HTTP {resp.status_code} {resp.reason}")
+                    for chunk in resp.iter_content(1 << 20):
+                        out.write(chunk)
+            except requests.RequestException as e:
+                raise ContextError(f"{name}: cannot download the build context: {scrub(str(e))}") from None
+        return _unpacked(name, spool, work_dir, dockerfile)
+    finally:
+        spool.unlink(missing_ok=True)
