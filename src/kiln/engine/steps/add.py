@@ -1,4 +1,5 @@
-"""ADD: COPY plus two things: local tar archives are unpacked, and http(s) URLs are fetched.
+"""ADD: COPY plus three things: local tar archives are unpacked, http(s) URLs are fetched, and git repositories
+are checked out.
 
 Docker's rules: an archive is recognised by its content (tar, plain or gzip/bzip2/xz/zstd compressed), not its
 name, and unpacked into the destination directory; a remote file is never unpacked (unless --unpack), gets mode
@@ -20,6 +21,15 @@ The destination's missing directories are made 0755 (owned by --chown's user), w
 --chmod does not touch what the archive holds: BuildKit's unpack makes them with copy.MkdirAll(dest, 0755)
 and applies no mode to the archive's entries. Every failure is a BuildError at the ADD's line, naming the
 archive.
+
+A git source (BuildKit's rule for what is one: kiln.context.git.is_git_url — ``https://…/REPO.git[#REF[:DIR]]``,
+``git@HOST:REPO``, ``ssh://``, ``git://``) is fetched as a build context is: one commit, shallow, submodules
+included, and its tree (or DIR of it) is copied into the destination as a directory, owned 0:0 unless
+--chown. As in BuildKit 1.x: without ``--keep-git-dir`` there is no ``.git``; with it, ``.git`` is kept (the
+branch checked out when the ref is one, ``origin`` the URL without user information); files keep the times of
+the checkout and git's modes; ``--checksum=COMMIT`` (a full commit id or a prefix of at least 7 hex digits)
+must name the commit the ref resolves to, else the step fails before anything is written. The layer cache
+keys such a step by the resolved commit (``remote_cache_inputs``, asked of the server with ``git ls-remote``).
 """
 
 from __future__ import annotations
@@ -28,19 +38,21 @@ import email.utils
 import hashlib
 import os
 import posixpath
+import re
 import stat
 import tarfile
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import requests
 
+from kiln.context.git import GitSource, fetch, is_git_url, parse_git_url, resolve_commit, scrub, subdir_of
 from kiln.dockerfile.instructions import Add
 from kiln.engine.steps.copy import Source, SourceTree, destination, run_copy
 from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
 from kiln.engine.steps.owners import resolve_chown
-from kiln.errors import BuildError, ImageFormatError, NotSupportedYet, SourceLocation
+from kiln.errors import BuildError, ContextError, ImageFormatError, SourceLocation
 from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer, member_names
 from kiln.layers.paths import split_image_path
@@ -51,11 +63,33 @@ _URL_SCHEMES = ("http://", "https://")
 
 
 def _is_url(src: str) -> bool:
-    return src.startswith(_URL_SCHEMES)
+    return src.startswith(_URL_SCHEMES) and not is_git_url(src)
 
 
 def _is_git(src: str) -> bool:
-    return src.startswith("git@") or src.endswith(".git") or "://" in src and not _is_url(src)
+    return is_git_url(src)
+
+
+def remote_cache_inputs(instr: Add) -> dict[str, str] | None:
+    """What the layer cache keys an ADD's remote sources by, or None when one of them can only be known by
+    fetching it (a plain URL without --checksum). A git source is its resolved commit (``git ls-remote``: no
+    fetch) and whether .git is kept; a URL with --checksum is that checksum. Local sources are not included:
+    they are keyed by content as COPY's are. Raises ContextError when a repository cannot be listed (the
+    step itself then reports it at its line)."""
+    out: dict[str, str] = {}
+    for i, src in enumerate(instr.sources):
+        if _is_git(src):
+            source = parse_git_url(src)
+            commit = resolve_commit(source)
+            if commit is None:
+                return None  # an abbreviated id: only the fetch knows the commit
+            out[f"git{i}"] = f"{source.url}#{commit}:{source.subdir or ''}"
+        elif _is_url(src):
+            if not instr.checksum:
+                return None
+            out[f"url{i}"] = f"{scrub(src)}@{instr.checksum}"
+    out["keep_git_dir"] = str(bool(instr.keep_git_dir))
+    return out
 
 
 def is_archive(path: Path) -> bool:
@@ -93,14 +127,16 @@ def run_add(
     extra: Sequence[Source],
     scratch: Path,
 ) -> list[str]:
-    if instr.keep_git_dir or any(_is_git(s) for s in instr.sources):
-        raise NotSupportedYet("ADD <git repository>", "git sources")
+    gits = [s for s in instr.sources if _is_git(s)]
+    if instr.keep_git_dir and not gits:
+        raise BuildError("ADD --keep-git-dir applies to git sources only", where)
     urls = [s for s in instr.sources if _is_url(s)]
-    local = [s for s in instr.sources if not _is_url(s)]
+    local = [s for s in instr.sources if not _is_url(s) and not _is_git(s)]
+    checkouts = [_checkout(g, instr, scratch, where) for g in gits]
     fetched = [_fetch(u, instr, scratch, where) for u in urls]
     written: set[str] = set()
     unpack_local = instr.unpack is not False
-    plain: list[Source] = list(extra) + fetched
+    plain: list[Source] = list(extra) + checkouts + fetched
     archives: list[Source] = []
     if local:
         for src in tree.resolve(local):
@@ -114,7 +150,7 @@ def run_add(
         plain = [s for s in plain if s not in archives]
     if plain:
         as_copy = _only_sources(instr)
-        written.update(run_copy(as_copy, _Fixed(plain, tree), root, workdir, where))
+        written.update(run_copy(as_copy, _Fixed(plain, tree, checkouts), root, workdir, where))
     if archives:
         dest, _ = destination(instr.dest, workdir)
         owner = resolve_chown(root, instr.chown) if instr.chown else None
@@ -167,18 +203,49 @@ def _landed(dest_host: Path, members: list[str]) -> list[str]:
 
 
 class _Fixed:
-    """A SourceTree over sources that are already resolved (fetched URLs, plain local files)."""
+    """A SourceTree over sources that are already resolved (fetched URLs, git checkouts, plain local files).
+    A checkout is walked as it is (no .dockerignore: it is no part of the context)."""
 
-    def __init__(self, sources: list[Source], inner: SourceTree) -> None:
+    def __init__(self, sources: list[Source], inner: SourceTree, own: Sequence[Source] = ()) -> None:
         self.sources = sources
         self.inner = inner
+        self.own = list(own)
         self.keep_owners = inner.keep_owners
 
     def resolve(self, patterns: Sequence[str]) -> list[Source]:
         return list(self.sources)
 
-    def walk(self, source: Source):  # type: ignore[no-untyped-def]
+    def walk(self, source: Source) -> Iterator[str]:
+        if source in self.own:
+            return _walk_plain(source.path)
         return self.inner.walk(source)
+
+
+def _walk_plain(top: Path) -> Iterator[str]:
+    for dirpath, dirnames, filenames in os.walk(top):
+        dirnames.sort()
+        base = os.path.relpath(dirpath, top)
+        for name in sorted(dirnames + filenames):
+            yield name if base == "." else f"{base}/{name}"
+
+
+def _checkout(src: str, instr: Add, scratch: Path, where: SourceLocation) -> Source:
+    """A git source fetched into ``scratch`` and checked against --checksum: the directory to copy."""
+    try:
+        source: GitSource = parse_git_url(src)
+        checksum = instr.checksum
+        if checksum is not None and not re.fullmatch(r"[0-9a-f]{7,64}", checksum):
+            raise BuildError(f"ADD {source.display}: --checksum of a git source is a commit id, got {checksum}",
+                             where)
+        target = scratch / f"git{len(os.listdir(scratch))}"
+        checkout = fetch(source, target, keep_git_dir=instr.keep_git_dir)
+        if checksum is not None and not checkout.commit.startswith(checksum):
+            raise BuildError(f"ADD {source.display}: checksum mismatch: expected commit {checksum}, got "
+                             f"{checkout.commit}", where)
+        path = subdir_of(checkout.path, source.subdir, source.display)
+    except ContextError as e:
+        raise BuildError(f"ADD {e}", where) from None
+    return Source(posixpath.basename(path), path, True)
 
 
 def _only_sources(instr: Add) -> Add:
