@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from kiln.errors import UsageError
 from kiln.oci import mediatypes as mt
 from kiln.oci.platform import Platform
 from kiln.sandbox import reaper
+from kiln.store.inuse import TrackedBlobStore
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
 from kiln.transports.blobstore import BlobStore
@@ -118,6 +118,10 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     check_output_paths(opts)
     tmp_root = kiln_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
+    # What this build uses is recorded (kiln.store.inuse): a concurrent `kiln prune` or another build's --cleanup
+    # keeps it until the stores are closed at the end.
+    blobs = TrackedBlobStore(kiln_dir / "blobs")
+    layers = LayerStore(kiln_dir / "layers")
     for swept in sweep_dead_builds(tmp_root):
         reporter.debug(f"removed what a dead build left: {swept}")
     build_dir = Path(tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{uuid.uuid4().hex[:8]}-", dir=tmp_root))
@@ -131,14 +135,13 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             ctx.ignore = ctx.dockerignore_for(df_path)
             plan = make_plan(df, opts)
             modes = choose_modes(opts, build_dir, reporter.warning)
-            blobs = BlobStore(kiln_dir / "blobs")
             resolver = ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts)
             env = BuildEnv(
                 opts=opts,
                 plan=plan,
                 reporter=reporter,
                 blobs=blobs,
-                layers=LayerStore(kiln_dir / "layers"),
+                layers=layers,
                 context=ctx,
                 work_dir=build_dir,
                 resolve_image=resolver,
@@ -178,8 +181,13 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
         remove_tree(build_dir)
         os.close(lock)
         reaper.untrack("remove", str(build_dir))
-        if opts.cleanup:
-            shutil.rmtree(kiln_dir / "layers", ignore_errors=True)
+        blobs.close()
+        # --cleanup: the layers this build extracted or adopted go, unless another build uses them too.
+        try:
+            for removed in layers.close(cleanup=opts.cleanup):
+                reporter.debug(f"--cleanup: removed the unpacked layer {removed}")
+        except OSError as e:  # the build's own outcome (or error) is what counts
+            reporter.warning(f"--cleanup: cannot remove the unpacked layers: {e}")
 
 
 def _check_kiln_dir(kiln_dir: Path) -> None:

@@ -9,16 +9,21 @@ Layout under the store root (one filesystem, so that renames are atomic):
     sha256/<hex>/     one layer, extracted in overlay mode (whiteouts as 0/0 devices, opaque xattrs) on the
                       layers below it (its chain id names them): paths resolved through their symlinks,
                       their directories and hardlinked files copied up (kiln.layers.safepath)
-    tmp/              extractions in progress, and layers being removed
-    locks/<hex>.lock  flock per chain id
+    tmp/              extractions in progress (extract-<hex>-*), and layers being removed (remove-*)
+    locks/<hex>.lock  flock per chain id, held while the layer is extracted or adopted; its mtime is the
+                      layer's last use (a build touches it when it starts and stops using the layer)
+    inuse/            what running builds use (kiln.store.inuse): a build records a chain id before it looks
+                      for the layer, so prune and another build's --cleanup never take a layer it has mounted
 A layer directory exists only once complete: it is filled under tmp/ and renamed into place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -26,6 +31,7 @@ from typing import BinaryIO
 from kiln.errors import DigestMismatch, ImageFormatError
 from kiln.layers.extract import extract_layer, remove_tree
 from kiln.oci.config import chain_ids
+from kiln.store.inuse import UseRecord, live_keys, pruning
 from kiln.store.locking import exclusive_lock
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -45,8 +51,12 @@ class LayerStore:
         self._layers = self.root / "sha256"
         self._tmp = self.root / "tmp"
         self._locks = self.root / "locks"
-        for d in (self._layers, self._tmp, self._locks):
+        self.records = self.root / "inuse"
+        for d in (self._layers, self._tmp, self._locks, self.records):
             d.mkdir(parents=True, exist_ok=True)
+        self.record = UseRecord(self.records)
+        self._made: set[str] = set()  # extracted or adopted by this store: what --cleanup may remove
+        self._mutex = threading.Lock()
 
     def path(self, chain_id: str) -> Path:
         """Where the layer with this chain id lives (whether or not it is there yet)."""
@@ -62,6 +72,28 @@ class LayerStore:
 
     def _lock(self, chain_id: str) -> Path:
         return self._locks / (chain_id.removeprefix("sha256:") + ".lock")
+
+    def _use(self, chain_id: str) -> None:
+        """Record the layer as this build's before looking for it; its lock file's mtime is its last use."""
+        if self.record.add(_check_digest(chain_id, "chain id")):
+            self._touch(chain_id)
+
+    def _touch(self, chain_id: str) -> None:
+        lock = self._lock(chain_id)
+        with contextlib.suppress(OSError):
+            os.close(os.open(lock, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600))
+            os.utime(lock)
+
+    def last_used(self, chain_id: str) -> float:
+        """When a build last started or stopped using the layer (its directory's time for older stores)."""
+        for p in (self._lock(chain_id), self.path(chain_id)):
+            with contextlib.suppress(OSError):
+                return p.stat().st_mtime
+        return 0.0
+
+    def chain_ids(self) -> list[str]:
+        """Every layer in the store."""
+        return sorted("sha256:" + n for n in os.listdir(self._layers) if _DIGEST.match("sha256:" + n))
 
     def ensure_layer(
         self,
@@ -80,19 +112,23 @@ class LayerStore:
         gives (a path below a lower symlink lands where the symlink leads, a hardlink may name a lower
         file); without them (None) the layer is read on its own, which differs for such layers.
         """
+        self._use(chain_id)
         dest = self.path(chain_id)
         if dest.is_dir():
             return dest
         with exclusive_lock(self._lock(chain_id)):
             if dest.is_dir():
                 return dest
-            work = self.scratch_dir("extract-")
+            # The chain id in the name: prune removes an extraction left behind only when its lock is free.
+            work = self.scratch_dir(f"extract-{chain_id.removeprefix('sha256:')}-")
             try:
                 with open_blob() as src:
                     stats = extract_layer(src, work, mode="overlay", label=chain_id, lowers=lowers)
                 if diff_id is not None and stats.diff_id != diff_id:
                     raise DigestMismatch(f"layer {chain_id}", diff_id, stats.diff_id)
                 os.rename(work, dest)
+                with self._mutex:
+                    self._made.add(chain_id)
             except BaseException:
                 try:
                     remove_tree(work)  # (a layer can nest directories deeper than shutil.rmtree recurses)
@@ -104,6 +140,7 @@ class LayerStore:
     def adopt(self, chain_id: str, upper_dir: Path) -> Path:
         """Move a finished step's upper dir (unmounted, on the store's filesystem) into the store as the layer
         with this chain id, without copying. If another process stored it first, upper_dir is discarded."""
+        self._use(chain_id)
         dest = self.path(chain_id)
         with exclusive_lock(self._lock(chain_id)):
             if dest.is_dir():
@@ -116,17 +153,52 @@ class LayerStore:
                 raise ImageFormatError(
                     f"cannot move a step's upper dir into the store ({where}): {exc.strerror}"
                 ) from None
+            with self._mutex:
+                self._made.add(chain_id)
         return dest
 
-    def remove(self, chain_id: str) -> None:
-        """Delete a layer. Its directory vanishes atomically first, so no one sees it half deleted."""
-        dest = self.path(chain_id)
-        with exclusive_lock(self._lock(chain_id)):
-            if not dest.is_dir():
-                return
-            doomed = Path(tempfile.mkdtemp(prefix="remove-", dir=self._tmp))
-            os.rename(dest, doomed / "layer")
-        remove_tree(doomed)
+    def made(self) -> frozenset[str]:
+        """The layers this store extracted or adopted (not those it found there)."""
+        with self._mutex:
+            return frozenset(self._made)
+
+    def remove(self, chain_id: str) -> bool:
+        """Delete a layer unless another build uses it; True if it was there and went."""
+        return chain_id in self.remove_unused([chain_id])
+
+    def remove_unused(self, chain_ids: Iterable[str], *, dry_run: bool = False) -> list[str]:
+        """Delete the layers no other build uses (this store's own use does not count); return those removed
+        (with dry_run: those that would be). Each directory vanishes atomically first (renamed under tmp/,
+        while builds are kept from recording new uses), so no one sees a layer half deleted."""
+        own = self.record.recorded()
+        removed: list[str] = []
+        doomed: list[Path] = []
+        with pruning(self.records) as used:
+            others = used if not own else live_keys(self.records, skip=self.record.path)
+            for cid in chain_ids:
+                dest = self.path(cid)
+                if cid in others or not dest.is_dir():
+                    continue
+                removed.append(cid)
+                if dry_run:
+                    continue
+                trash = Path(tempfile.mkdtemp(prefix="remove-", dir=self._tmp))
+                os.rename(dest, trash / "layer")
+                doomed.append(trash)
+                # No one holds the lock: a build locks it only after recording its use, which the gate holds off.
+                self._lock(cid).unlink(missing_ok=True)
+        for trash in doomed:
+            remove_tree(trash)
+        return removed
+
+    def close(self, *, cleanup: bool = False) -> list[str]:
+        """The build is done with its layers: they become prunable (their last use now). With cleanup, the layers
+        it made that no other build uses are removed (kaniko's --cleanup); returns those."""
+        for cid in self.record.recorded():
+            self._touch(cid)
+        made = sorted(self.made())
+        self.record.close()
+        return self.remove_unused(made) if cleanup else []
 
     def chain(self, diff_ids: Sequence[str], open_blobs: Sequence[OpenBlob]) -> list[Path]:
         """Every layer of an image present in the store, bottom first (diff_ids checked); lowerdirs are these

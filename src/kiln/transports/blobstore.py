@@ -2,12 +2,14 @@
 
 It backs the blobs/ directory of an OCI layout and kiln's own cache of pulled and built blobs. Blobs are written
 to a unique temporary name and renamed into place, so two kiln processes can fill the same store at once and a
-reader never sees half a blob; bytes are verified against their digest while they stream in.
+reader never sees half a blob; bytes are verified against their digest while they stream in. A temporary file
+is flocked while it is written, so `kiln prune` can tell one being written from one a dead process left.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
@@ -28,6 +30,7 @@ class BlobWriter:
     def __init__(self, store: BlobStore) -> None:
         self._store = store
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=store.tmp_dir())
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed: it is being written
         self.tmp_path = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "wb")
         self.hash = DigestingHash()
@@ -70,6 +73,19 @@ class BlobStore:
 
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
+
+    def digests(self) -> list[str]:
+        """Every blob in the store (temporary files left out)."""
+        found: list[str] = []
+        with contextlib.suppress(FileNotFoundError):
+            for algo in sorted(os.listdir(self.root)):
+                if algo.startswith(".") or not (self.root / algo).is_dir():
+                    continue
+                found += [f"{algo}:{h}" for h in sorted(os.listdir(self.root / algo)) if not h.startswith(".")]
+        return found
+
+    def close(self) -> None:
+        """Done with the store (a store that records its use, kiln.store.inuse, forgets it here)."""
 
     def size(self, digest: str) -> int:
         return self.path(digest).stat().st_size
@@ -117,6 +133,7 @@ class BlobStore:
         hasher = new_hasher(digest)
         n = 0
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=self.tmp_dir())
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed: it is being written
         tmp = Path(name)
         try:
             with os.fdopen(fd, "wb") as f:

@@ -4,18 +4,23 @@ BuildKit's semantics: the id is a name, never a path (each id gets a directory o
 `sharing=shared` (the default) lets concurrent steps use one directory at once, `locked` makes a step wait
 until no other step uses it, `private` gives a step that finds it in use a directory of its own. `from=` (a
 stage or image) and `source=` (a path in it) seed a new cache directory with that content.
+
+Every step using a directory also holds `<dir>.use` shared (kiln.store.inuse), so `kiln prune` — which takes it
+exclusively, without waiting — never removes a directory a RUN has mounted; its mtime is the directory's last use.
+The use lock is taken before the sharing mode's own lock, so a pruner holding it knows no step is between the two.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import os
 from pathlib import Path
 
 from kiln.rootfs.copy import copy_tree
+from kiln.store.inuse import cache_mount_use_lock
+from kiln.store.locking import lock_fd
 
 _LOCK_SUFFIX = ".lock"
 _MAX_PRIVATE = 64
@@ -30,16 +35,24 @@ def cache_mount_dir(cache_root: Path, cache_id: str) -> Path:
 
 
 def _lock(path: Path, blocking: bool) -> int | None:
-    """An exclusive lock on `path` (created if need be), held while the fd is open; None if busy."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-    except OSError as e:
+    """An exclusive lock on `path` (created if need be), held while the fd is open; None if busy. (prune may
+    delete the lock file of a directory it removes: lock_fd makes sure the lock is on the file at the path.)"""
+    return lock_fd(path, shared=False, blocking=blocking)
+
+
+def _use(directory: Path, hold: contextlib.ExitStack) -> None:
+    """Hold the directory's use lock (shared) until `hold` closes, its mtime set now and at the end."""
+    lock = cache_mount_use_lock(directory)
+    fd = lock_fd(lock, shared=True)
+    assert fd is not None
+
+    def release() -> None:
+        with contextlib.suppress(OSError):
+            os.utime(fd)
         os.close(fd)
-        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return None
-        raise
-    return fd
+
+    os.utime(fd)
+    hold.callback(release)
 
 
 def acquire_cache_dir(base: Path, sharing: str | None, hold: contextlib.ExitStack) -> tuple[Path, bool]:
@@ -47,6 +60,7 @@ def acquire_cache_dir(base: Path, sharing: str | None, hold: contextlib.ExitStac
     until `hold` closes; and whether the directory is new (to be seeded)."""
     base.parent.mkdir(parents=True, exist_ok=True)
     if sharing == "locked":
+        _use(base, hold)
         fd = _lock(base.with_name(base.name + _LOCK_SUFFIX), blocking=True)
         assert fd is not None
         hold.callback(os.close, fd)
@@ -55,14 +69,19 @@ def acquire_cache_dir(base: Path, sharing: str | None, hold: contextlib.ExitStac
         chosen = base
         for n in range(_MAX_PRIVATE):
             candidate = base if n == 0 else base.with_name(f"{base.name}.private{n}")
+            attempt = contextlib.ExitStack()
+            _use(candidate, attempt)
             got = _lock(candidate.with_name(candidate.name + _LOCK_SUFFIX), blocking=False)
             if got is not None:
-                hold.callback(os.close, got)
+                attempt.callback(os.close, got)
+                hold.enter_context(attempt)
                 chosen = candidate
                 break
+            attempt.close()
         else:
             raise OSError(errno.EBUSY, f"more than {_MAX_PRIVATE} steps use the private cache {base.name}")
     else:
+        _use(base, hold)
         chosen = base
     new = not chosen.exists()
     if new:
