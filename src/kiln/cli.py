@@ -44,7 +44,8 @@ class _LazyGroup(click.Group):
     """Commands other than build are imported when asked for: `kiln build` and `kiln --version` do not pay for
     the diff engine's or the warmer's imports."""
 
-    _LAZY = {"diff": ("kiln.diff_cli", "diff_command"), "warm": ("kiln.warm_cli", "warm_command")}
+    _LAZY = {"diff": ("kiln.diff_cli", "diff_command"), "warm": ("kiln.warm_cli", "warm_command"),
+             "prune": ("kiln.prune_cli", "prune_command")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
