@@ -131,6 +131,8 @@ def cli() -> None:
 @click.option("--kaniko-dir", type=click.Path(path_type=Path), default=None, help="Same as --kiln-dir.")
 @multi("--build-context",
         help="NAME=oci-layout://PATH[:TAG], NAME=docker-archive://PATH or NAME=docker-image://REF (repeatable).")
+@multi("--ssh", help="default|ID[=SOCKET|KEY[,KEY]]: an SSH agent (default: $SSH_AUTH_SOCK) or keys for RUN "
+       "--mount=type=ssh (repeatable).")
 @multi("--secret", help="id=ID,src=PATH or id=ID,env=VAR: a secret for RUN --mount=type=secret (repeatable).")
 @click.option("--network", type=click.Choice(["host", "none"]), default="host",
               help="RUN's network unless the instruction sets one: the host's (kaniko's default) or none.")
@@ -282,6 +284,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         log_format=kw["log_format"],
         build_contexts=pairs(kw["build_context"], "--build-context"),
         secrets=tuple(kw["secret"]),
+        ssh=tuple(kw["ssh"]),
         in_place=kw["in_place"],
         pre_cleanup=bool(kw.get("pre_cleanup")),
         materialize=bool(kw.get("materialize")),

@@ -132,8 +132,12 @@ def scrub(text: str) -> str:
 
 def is_git_url(src: str) -> bool:
     """Whether an ADD source or a named build context is a git repository, as BuildKit tells: ``git://``,
-    ``ssh://``, ``git@HOST:PATH``, ``git+https://`` or ``http(s)://`` whose path ends with ``.git``."""
+    ``ssh://``, ``git@HOST:PATH``, ``git+https://`` or ``http(s)://`` whose path ends with ``.git``; and an
+    scp-like ``USER@HOST:PATH.git`` for another login name."""
     if src.startswith(("git://", "ssh://", "git+ssh://", "git+https://", "git+http://", "git@")):
+        return True
+    scp = _SCP_LIKE.match(src)
+    if scp and "://" not in src and scp.group("path").partition("#")[0].endswith((".git", ".git/")):
         return True
     if src.startswith(("http://", "https://")):
         path = urllib.parse.urlsplit(src.partition("#")[0]).path

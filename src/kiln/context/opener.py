@@ -58,7 +58,7 @@ class ContextSpec(str):
 
 def is_remote_spec(spec: str) -> bool:
     """Whether a context value names something to fetch (a URL, a git repository) rather than a local path."""
-    return bool(_SCHEME.match(spec)) and not spec.startswith(("dir://", "tar://")) or spec.startswith("git@")
+    return bool(_SCHEME.match(spec)) and not spec.startswith(("dir://", "tar://")) or is_git_url(spec)
 
 
 @dataclass

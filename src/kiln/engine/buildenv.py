@@ -149,6 +149,7 @@ def run_context(env: BuildEnv) -> RunContext:
     opts = env.opts
     return RunContext(
         secrets=opts.secret_sources(),
+        ssh=opts.ssh_sources(),
         cache_root=opts.kiln_dir / "cache-mounts",
         network=opts.network,
         allow=opts.allow,

@@ -8,6 +8,7 @@ refused in ``validate`` with a message naming the flag, never ignored.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -75,6 +76,33 @@ def parse_secret(spec: str) -> SecretSource:
 
 
 @dataclass(frozen=True)
+class SshSource:
+    """What ``RUN --mount=type=ssh,id=ID`` forwards: an agent's socket, or private key files that kiln loads into
+    an ssh-agent of its own for the step. Messages name the id, never the socket's path."""
+
+    id: str
+    socket: Path | None = None
+    keys: tuple[Path, ...] = ()
+
+
+def parse_ssh(spec: str) -> SshSource:
+    """BuildKit's ``--ssh default|ID[=SOCKET|KEY[,KEY...]]``; without a path, the agent of SSH_AUTH_SOCK."""
+    ssh_id, eq, paths = spec.partition("=")
+    ssh_id = ssh_id.strip()
+    if not ssh_id or "," in ssh_id:
+        raise UsageError(f"expected default|ID[=SOCKET|KEY[,KEY]], got {spec!r}", "--ssh")
+    if not eq or not paths:
+        agent = os.environ.get("SSH_AUTH_SOCK")
+        if not agent:
+            raise UsageError(f"{ssh_id}: no socket or key given, and SSH_AUTH_SOCK is not set", "--ssh")
+        return SshSource(ssh_id, socket=Path(agent))
+    items = [Path(p) for p in paths.split(",") if p]
+    if len(items) == 1 and items[0].exists() and stat.S_ISSOCK(items[0].stat().st_mode):
+        return SshSource(ssh_id, socket=items[0])
+    return SshSource(ssh_id, keys=tuple(items))
+
+
+@dataclass(frozen=True)
 class BuildOptions:
     context: str = "."
     dockerfile: str = "Dockerfile"
@@ -112,6 +140,7 @@ class BuildOptions:
     kiln_dir: Path = field(default_factory=default_kiln_dir)
     build_contexts: dict[str, str] = field(default_factory=dict)
     secrets: tuple[str, ...] = ()
+    ssh: tuple[str, ...] = ()  # --ssh: agents (or keys) RUN --mount=type=ssh forwards
     in_place: bool = False
     pre_cleanup: bool = False  # in place: clear / of what an earlier build left before the first stage
     materialize: bool = False  # in place: / holds the target's files after the build (refused with cleanup)
@@ -119,6 +148,10 @@ class BuildOptions:
     allow: tuple[str, ...] = ()  # entitlements, as BuildKit's --allow
     dry_run: bool = False
     dry_run_format: Literal["text", "json"] = "text"
+
+    def ssh_sources(self) -> dict[str, SshSource]:
+        """The --ssh values by id (the last one of an id wins)."""
+        return {s.id: s for s in (parse_ssh(spec) for spec in self.ssh)}
 
     def secret_sources(self) -> dict[str, SecretSource]:
         """The --secret values by id (the last one of an id wins, as in buildx)."""
@@ -169,6 +202,13 @@ class BuildOptions:
                 raise UsageError(f"secret {secret.id}: {secret.path} is not a readable file", "--secret")
             if secret.env is not None and secret.env not in os.environ:
                 raise UsageError(f"secret {secret.id}: environment variable {secret.env} is not set", "--secret")
+        for ssh in self.ssh_sources().values():
+            if ssh.socket is not None and not (ssh.socket.exists() and stat.S_ISSOCK(ssh.socket.stat().st_mode)):
+                # The path itself stays out of the message: it is the host's agent.
+                raise UsageError(f"{ssh.id}: the agent's socket does not exist or is not a socket", "--ssh")
+            for key in ssh.keys:
+                if not key.is_file():
+                    raise UsageError(f"{ssh.id}: {key} is neither an agent's socket nor a readable key file", "--ssh")
         for is_set, flag, what in unsupported:
             if is_set:
                 raise NotSupportedYet(flag, what)

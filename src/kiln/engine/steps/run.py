@@ -7,7 +7,7 @@ import os
 import posixpath
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, Literal
 
@@ -23,7 +23,7 @@ from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
 
 if TYPE_CHECKING:
     from kiln.engine.modes import RunFunction
-    from kiln.engine.options import SecretSource
+    from kiln.engine.options import SecretSource, SshSource
     from kiln.engine.rootfs import StageRoot
 
 _HEREDOC_TOKEN_CHARS = set("<-'\"")
@@ -42,6 +42,7 @@ class RunContext:
     runner: RunFunction  # the sandbox, or kiln's own process in place
     output: BinaryIO | None  # where the step's output goes
     mount_root: Callable[[str | None], Path]  # the root a mount's from= names (None: the build context)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)  # --ssh, by id
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,15 @@ def _mounts(
     the step runs (cache sharing modes) are held until `hold` closes."""
     out: list[Mount] = []
     secret_env: dict[str, str] = {}
+    ssh_count = 0
     for mount in instr.mounts:
+        if mount.type == "ssh":
+            got_ssh = _ssh(ctx, mount, ssh_count, scratch, hold, where)
+            ssh_count += 1
+            if got_ssh is not None:
+                out.append(got_ssh)
+                secret_env.setdefault("SSH_AUTH_SOCK", got_ssh.target)  # the first one, as BuildKit
+            continue
         if mount.type == "secret":
             got = _secret(ctx, mount, where)
             if isinstance(got, tuple):
@@ -125,11 +134,50 @@ def _secret(ctx: RunContext, mount: MountFlag, where: SourceLocation) -> SecretM
     return SecretMount(value, target, mount.uid or 0, mount.gid or 0, mount.mode if mount.mode is not None else 0o400)
 
 
+def _ssh(
+    ctx: RunContext, mount: MountFlag, index: int, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
+) -> BindMount | None:
+    """RUN --mount=type=ssh: the agent given with ``--ssh ID`` (default id: default), reached through a socket
+    of kiln's own (kiln.sandbox.sshproxy) bind-mounted at the target (default /run/buildkit/ssh_agent.N),
+    owned uid:gid with mode (default 0:0, 0600). The agent's own path never enters the step; the mount point is
+    a stub the sandbox removes, so nothing of it reaches a layer; the history holds only the instruction."""
+    from kiln.sandbox.sshproxy import AgentProxy, KeyAgent
+
+    ssh_id = mount.id or "default"
+    source = ctx.ssh.get(ssh_id)
+    if source is None:
+        if mount.required:
+            raise BuildError(f"RUN --mount=type=ssh: ssh agent {ssh_id} is required but was not given "
+                             f"(--ssh {ssh_id}[=SOCKET|KEY])", where)
+        return None  # BuildKit: an optional agent that is not forwarded is simply not mounted
+    if ctx.in_place:
+        raise BuildError("RUN --mount=type=ssh cannot be honoured in --in-place mode (a socket cannot be placed "
+                         "into / by copying); fetch with credentials from --secret instead", where)
+    target = mount.target or f"/run/buildkit/ssh_agent.{index}"
+    if not posixpath.isabs(target):
+        target = "/" + target
+    directory = scratch / f"ssh{index}"
+    directory.mkdir(mode=0o700)
+    try:
+        upstream = source.socket
+        if upstream is None:
+            agent = KeyAgent(source.keys, directory, ssh_id)
+            hold.callback(agent.close)
+            upstream = agent.socket
+        mode = mount.mode if mount.mode is not None else 0o600
+        proxy = AgentProxy(directory / "proxy.sock", upstream, uid=mount.uid or 0, gid=mount.gid or 0, mode=mode)
+    except SandboxError as e:
+        raise BuildError(f"RUN --mount=type=ssh: {e}", where) from None
+    hold.callback(proxy.close)
+    proxy.start()
+    return BindMount(proxy.listen, target, readonly=False)
+
+
 def _one_mount(
     ctx: RunContext, mount: MountFlag, scratch: Path, hold: contextlib.ExitStack, where: SourceLocation
 ) -> Mount:
     if mount.type not in ("tmpfs", "cache", "bind"):
-        raise NotSupportedYet(f"RUN --mount=type={mount.type}", "ssh agent forwarding")
+        raise NotSupportedYet(f"RUN --mount=type={mount.type}")
     target = mount.target or ""
     if not target:
         raise BuildError("RUN --mount needs a target", where)
