@@ -226,3 +226,30 @@ def test_ssh_url_uses_the_environments_ssh(tmp_path: Path, monkeypatch: pytest.M
         open_context("git@example.invalid:org/repo.git#main", tmp_path / "work")
     assert "git@example.invalid:org/repo.git#main" in str(err.value)
     assert "git@example.invalid" in log.read_text() and "org/repo.git" in log.read_text()
+
+
+def test_named_contexts_of_files_directory_git_and_tarball(servers: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    from kiln.context.opener import names_files, open_named_context
+
+    assert names_files("/src/lib") and names_files("https://h/r.git") and not names_files("oci-layout:///x:1")
+    assert not names_files("docker-image://alpine:3") and not names_files("docker-archive:///a.tar")
+    local = tmp_path / "lib"
+    (local / "sub").mkdir(parents=True)
+    (local / "sub" / "f.txt").write_text("f\n")
+    (local / ".dockerignore").write_text("*.log\n")
+    with open_named_context("lib", str(local), tmp_path / "work") as ctx:
+        assert ctx.root == local and ctx.owned_dir is None and ctx.ignore.matches("x.log")
+    assert local.is_dir()  # used where it is, never removed
+    with open_named_context("app", f"{servers['daemon']}/app.git#v2.0", tmp_path / "work") as ctx:
+        assert files_of(ctx.root) == dict(servers["app"].trees["v2"])
+        owned = ctx.owned_dir
+    assert owned is not None and not owned.exists()
+    with open_named_context("t", servers["auth"].url.replace("http://", f"http://{USER}:{PASSWORD}@") + "/ctx.tar.gz",
+                            tmp_path / "work") as ctx:
+        assert (ctx.root / "f").read_text() == "from a tarball\n"
+    with pytest.raises(ContextError) as err:
+        open_named_context("app", f"{servers['daemon']}/app.git#nope", tmp_path / "work")
+    assert str(err.value).startswith("--build-context app: ") and "nope" in str(err.value)
+    with pytest.raises(UsageError) as uerr:
+        open_named_context("x", str(tmp_path / "missing"), tmp_path / "work")
+    assert uerr.value.flag == "--build-context x"

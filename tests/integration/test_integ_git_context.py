@@ -96,3 +96,16 @@ def test_bucket_context_is_refused_with_one_line(kiln: Kiln) -> None:
     out = kiln.build("s3://bucket/ctx.tar.gz").failed()
     assert out.returncode == 2
     assert out.stderr.startswith("error: --context: not supported yet: s3:// bucket contexts"), out.stderr
+
+
+def test_a_named_context_that_is_no_directory_is_refused_before_building(kiln: Kiln, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY --from=lib f /f\n")
+    out = kiln.build(ctx, "--build-context", f"lib={tmp_path / 'missing'}").failed()
+    assert out.returncode == 2
+    assert [ln for ln in out.stderr.splitlines() if ln.startswith("error:")] == [
+        f"error: --build-context lib: '{tmp_path / 'missing'}' is not a directory (nor an image address: "
+        "oci-layout://, docker-archive://, docker-image://)"]
+    out = kiln.build(ctx, "--build-context", "lib=s3://bucket/lib.tar.gz").failed()
+    assert out.returncode == 2 and "--build-context lib: not supported yet: bucket contexts" in out.stderr

@@ -284,3 +284,37 @@ def _from_url(url: str, name: str, work_dir: Path, dockerfile: Path | None) -> B
         return _unpacked(name, spool, work_dir, dockerfile)
     finally:
         spool.unlink(missing_ok=True)
+
+
+# What --build-context NAME=VALUE names when it is an image (kiln.transports.address's spellings).
+IMAGE_PREFIXES = ("oci-layout:", "docker-archive:", "docker-image://", "docker://", "oci:")
+
+
+def names_files(spec: str) -> bool:
+    """Whether a --build-context value names files (a directory, a git repository, a tarball URL) rather than
+    an image (oci-layout://, docker-archive://, docker-image://)."""
+    return not spec.startswith(IMAGE_PREFIXES)
+
+
+def open_named_context(name: str, spec: str, work_dir: Path) -> BuildContext:
+    """A named build context that names files (BuildKit's ``--build-context NAME=/dir``, ``NAME=https://…/ctx.tar
+    .gz``, ``NAME=https://…/REPO.git#REF:DIR``, ``NAME=git@HOST:REPO.git``), for ``COPY --from=NAME`` and
+    ``RUN --mount=from=NAME``: a directory is used where it is (its own .dockerignore applies), the others are
+    fetched into ``work_dir`` and removed by ``close()``. ``git://`` is git's own protocol here, as in BuildKit.
+    Errors name the flag and the context."""
+    flag = f"--build-context {name}"
+    if not names_files(spec):
+        raise UsageError(f"{spec!r} names an image, not files", flag)
+    if is_remote_spec(spec) and not Path(spec).exists():
+        try:
+            return open_remote(spec, work_dir / f"named-{len(os.listdir(work_dir)) if work_dir.is_dir() else 0}",
+                               flag=flag, kaniko_git=False)
+        except ContextError as e:
+            raise ContextError(f"{flag}: {e}") from None
+    path = Path(spec.removeprefix("dir://"))
+    if not path.is_dir():
+        raise UsageError(f"{spec!r} is not a directory (a named context of files is a directory, a git URL or an "
+                         "http(s) URL of a tarball)", flag)
+    ctx = BuildContext(root=path.resolve(), ignore=DockerIgnore(), name=spec)
+    ctx.ignore = ctx.dockerignore_for(None)
+    return ctx

@@ -202,6 +202,8 @@ class BuildOptions:
                 raise UsageError(f"secret {secret.id}: {secret.path} is not a readable file", "--secret")
             if secret.env is not None and secret.env not in os.environ:
                 raise UsageError(f"secret {secret.id}: environment variable {secret.env} is not set", "--secret")
+        for name, spec in self.build_contexts.items():
+            _check_named_context(name, spec)
         for ssh in self.ssh_sources().values():
             if ssh.socket is not None and not (ssh.socket.exists() and stat.S_ISSOCK(ssh.socket.stat().st_mode)):
                 # The path itself stays out of the message: it is the host's agent.
@@ -213,6 +215,24 @@ class BuildOptions:
             if is_set:
                 raise NotSupportedYet(flag, what)
         return self
+
+
+def _check_named_context(name: str, spec: str) -> None:
+    """A --build-context of files (BuildKit's NAME=DIR, NAME=URL, NAME=GIT-URL): a local one must be a directory
+    (checked now, before anything is built); remote ones are fetched when a step reads them."""
+    from kiln.context.opener import is_remote_spec, names_files
+
+    flag = f"--build-context {name}"
+    if not spec:
+        raise UsageError("empty value", flag)
+    if not names_files(spec) or is_remote_spec(spec):
+        if spec.startswith(("s3://", "gs://")):
+            raise NotSupportedYet(flag, "bucket contexts")
+        return
+    path = Path(spec.removeprefix("dir://"))
+    if not path.is_dir():
+        raise UsageError(f"{spec!r} is not a directory (nor an image address: oci-layout://, docker-archive://, "
+                         "docker-image://)", flag)
 
 
 def local_cache_path(repo: str | None) -> Path | None:
