@@ -47,6 +47,20 @@ def test_htpasswd_basic_auth(auth_registry, tmp_path: Path, store) -> None:
     assert pull_image(ref, AMD64, store, opts).digest == made.image.digest
 
 
+def test_layers_pushed_side_by_side_before_the_first_challenge(auth_registry, tmp_path: Path, store) -> None:
+    """Six layers start at once, each meets a 401 before any challenge is known: none of those 401s carried
+    credentials, so none is a refusal of them (they were taken for one, now and then, before)."""
+    creds = auth_registry.credentials
+    config = write_config(
+        tmp_path / "config.json", {auth_registry.address: basic_entry(creds.username, creds.password)}
+    )
+    for attempt in range(3):
+        opts = RegistryOptions(insecure=True, docker_config=config, retry_backoff=0.01)
+        made = make_image({f"layer{attempt}.txt": f"{attempt}\n".encode()}, layers=6)
+        ref = auth_registry.ref("kiln/parallel", f"t{attempt}")
+        assert push_image(made.image, [ref], opts) == made.image.digest
+
+
 def test_wrong_password_never_shows_it(auth_registry, tmp_path: Path, store, caplog) -> None:
     secret = "wrong-Pa55-d0n7-l34k"
     config = write_config(tmp_path / "config.json", {auth_registry.address: basic_entry("kiln", secret)})

@@ -134,10 +134,14 @@ class Authenticator:
             return {"Authorization": "Bearer " + self._token(tuple(sorted(set(scopes))), challenge).secret}
         return {}
 
-    def unauthorized(self, response: requests.Response, scopes: Iterable[str], reference: str) -> None:
+    def unauthorized(
+        self, response: requests.Response, scopes: Iterable[str], reference: str, sent: bool = True
+    ) -> None:
         """Take in a 401 so that the next try can succeed; raise AuthError when no further try can.
 
-        The caller retries once after this; a second 401 for the same request is final.
+        The caller retries once after this; a second 401 for the same request is final. sent: the request
+        carried credentials. One that did not (sent side by side with others before the first challenge was
+        known) is no sign that the credentials were refused, however many such 401s arrive.
         """
         challenge = parse_challenge(response.headers.get("WWW-Authenticate", ""))
         if challenge is None or challenge.scheme not in ("basic", "bearer"):
@@ -154,7 +158,9 @@ class Authenticator:
             creds = self.credentials()
             if creds.empty:
                 raise AuthError(f"{self.registry} requires authentication; no credentials found", reference, 401)
-            raise AuthError(f"{self.registry} refused the credentials of user {creds.username!r}", reference, 401)
+            if sent:
+                raise AuthError(f"{self.registry} refused the credentials of user {creds.username!r}", reference,
+                                401)
 
     def _token(self, key: tuple[str, ...], challenge: Challenge) -> _Token:
         with self._lock:

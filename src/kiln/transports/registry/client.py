@@ -214,7 +214,7 @@ class RegistryClient:
                 if unauthorized > _MAX_UNAUTHORIZED:
                     resp.close()
                     raise AuthError(f"{self.registry} refused the credentials (401)", reference, 401)
-                self.auth.unauthorized(resp, scopes, reference)
+                self.auth.unauthorized(resp, scopes, reference, sent="Authorization" in hdrs)
                 resp.close()
                 continue
             if is_retryable_status(resp.status_code) and attempt + 1 < attempts:
