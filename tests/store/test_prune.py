@@ -316,3 +316,89 @@ def test_cache_mount_lock_files_without_a_directory_go(tmp_path: Path) -> None:
     add_cache_mounts(inv, root)
     prune(inv, Policy(), dry_run=False)
     assert os.listdir(root) == []
+
+
+def test_a_build_never_loses_what_it_recorded_while_prunes_run(tmp_path: Path) -> None:
+    """Another process uses a layer and a blob over and over (a new store each time, as a new build), checking
+    each time that what it found is whole until it closes the store; meanwhile this one prunes without pause."""
+    layers, blobs = tmp_path / "layers", tmp_path / "blobs"
+    blob = make_tar([("d/", None), *((f"d/f{i}", b"x" * 100) for i in range(50))])
+    cid = diff_id_of(blob)
+    (tmp_path / "layer.tar").write_bytes(blob)
+    code = f"""
+        import io, os, time
+        from pathlib import Path
+        from kiln.store.inuse import TrackedBlobStore
+        from kiln.store.layerstore import LayerStore
+        blob = Path({str(tmp_path / "layer.tar")!r}).read_bytes()
+        for _ in range(150):
+            layers, blobs = LayerStore(Path({str(layers)!r})), TrackedBlobStore(Path({str(blobs)!r}))
+            path = layers.ensure_layer({cid!r}, lambda: io.BytesIO(blob), diff_id={cid!r})
+            digest = blobs.put_bytes(blob) if not blobs.has({cid!r}) else {cid!r}
+            for _ in range(3):
+                assert len(os.listdir(path / "d")) == 50, "a recorded layer lost files"
+                assert blobs.read_bytes(digest) == blob, "a recorded blob went"
+            blobs.close()
+            layers.close()
+            time.sleep(0.01)  # unused for a moment: a prune may take them now
+    """
+    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    removed = 0
+    while proc.poll() is None:
+        if layers.is_dir() and blobs.is_dir():
+            inv = Inventory()
+            add_layers(inv, layers)
+            add_blobs(inv, blobs)
+            removed += sum(len(r.removed) for r in prune(inv, Policy(), dry_run=False))
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert removed > 10  # the prunes did take them, between uses
+
+
+def test_a_build_looks_for_a_layer_only_after_recording_it(tmp_path: Path) -> None:
+    """The order that makes it safe: while a pruner holds the gate (it has read the records and is removing what
+    they do not name), a build asking for a layer waits; once the gate is free it finds the layer gone and
+    extracts it again, rather than using a directory that was being taken away."""
+    import select as select_fd
+
+    store = LayerStore(tmp_path)
+    cid = _layer(store, b"content")
+    store.close()
+    (tmp_path / "layer.tar").write_bytes(make_tar([("f", b"content")]))
+    code = f"""
+        import io, sys
+        from pathlib import Path
+        from kiln.store.layerstore import LayerStore
+        blob = Path({str(tmp_path / "layer.tar")!r}).read_bytes()
+        path = LayerStore(Path({str(tmp_path)!r})).ensure_layer({cid!r}, lambda: io.BytesIO(blob))
+        print((path / "f").read_text(), flush=True)
+    """
+    with pruning(store.records) as used:
+        assert cid not in used
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        assert proc.stdout is not None
+        ready, _, _ = select_fd.select([proc.stdout], [], [], 2.0)
+        assert not ready, "the build went on to use the layer while a prune held the gate"
+        os.rename(store.path(cid), tmp_path / "tmp" / "taken")  # what the pruner does with it
+    assert proc.stdout.read() == "content\n" and proc.wait(timeout=30) == 0
+    assert store.has(cid)
+
+
+def test_a_build_looks_for_a_blob_only_after_recording_it(tmp_path: Path) -> None:
+    import select as select_fd
+
+    digest = BlobStore(tmp_path).put_bytes(b"blob")
+    code = f"""
+        from pathlib import Path
+        from kiln.store.inuse import TrackedBlobStore
+        print(TrackedBlobStore(Path({str(tmp_path)!r})).has({digest!r}), flush=True)
+    """
+    with pruning(tmp_path / ".inuse"):
+        proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdout=subprocess.PIPE, text=True,
+                                env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+        assert proc.stdout is not None
+        ready, _, _ = select_fd.select([proc.stdout], [], [], 2.0)
+        assert not ready, "the build looked for the blob while a prune held the gate"
+        BlobStore(tmp_path).path(digest).unlink()  # the pruner took it
+    assert proc.stdout.read() == "False\n" and proc.wait(timeout=30) == 0  # so it fetches it again
