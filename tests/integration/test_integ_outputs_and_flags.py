@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,19 @@ def test_annotations_are_on_the_manifest_as_skopeo_reads_it(kiln_bb: Kiln, tmp_p
     bad.failed()
     assert "--annotation" in bad.stderr and "--format oci" in bad.stderr and "Traceback" not in bad.stderr
     assert "LABEL" not in bad.stderr  # refused before any step ran
+
+
+def test_a_digest_file_that_is_a_mount_point_is_written_in_place(kiln_bb: Kiln, tmp_path: Path) -> None:
+    """kaniko's recipe --digest-file=/dev/termination-log: the kubelet bind-mounts that file, so a rename over it
+    fails (EBUSY); the digest is written into it instead. The mount lives in a namespace that dies with kiln."""
+    context = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nENV A=1\n"})
+    log, backing = tmp_path / "termination-log", tmp_path / "backing"
+    log.write_text("")
+    backing.write_text("")
+    mount = f'mount --bind {backing} {log} && exec "$@"'
+    out = kiln_bb.build(context, "--digest-file", str(log),
+                        wrapper=("unshare", "--mount", "--propagation", "private", "sh", "-c", mount, "sh"))
+    out.ok()
+    digest = backing.read_text()
+    assert digest.startswith("sha256:") and len(digest) == 71, digest
+    assert digest == json.loads((out.layout / "index.json").read_text())["manifests"][0]["digest"]

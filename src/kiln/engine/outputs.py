@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 from pathlib import Path
@@ -53,6 +54,20 @@ def check_output_paths(opts: BuildOptions) -> None:
             raise UsageError(f"{parent} is not writable, so {path} cannot be written", flag)
 
 
+def _write_small(path: Path, data: bytes) -> None:
+    """A digest file, written atomically; but a file something else mounted (kaniko's documented
+    --digest-file=/dev/termination-log, bind-mounted by the kubelet) cannot be replaced by a rename (EBUSY),
+    and is written in place, as kaniko does."""
+    try:
+        write_atomically(path, data)
+    except OSError as e:
+        if e.errno not in (errno.EBUSY, errno.EXDEV) or not path.is_file():
+            raise
+        with open(path, "r+b") as f:
+            f.truncate(0)
+            f.write(data)
+
+
 def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> list[str]:
     done: list[str] = []
     if opts.oci_layout_path is not None:
@@ -76,13 +91,13 @@ def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> li
         done.extend(f"pushed {d}" for d in pushed)
     digest = image.digest
     if opts.digest_file is not None:
-        write_atomically(opts.digest_file, digest.encode())
+        _write_small(opts.digest_file, digest.encode())
     names = pushed or list(opts.destinations)
     if opts.image_name_with_digest_file is not None:
         lines = [f"{_name_as_written(d)}@{digest}" for d in names]
-        write_atomically(opts.image_name_with_digest_file, "".join(line + "\n" for line in lines).encode())
+        _write_small(opts.image_name_with_digest_file, "".join(line + "\n" for line in lines).encode())
     if opts.image_name_tag_with_digest_file is not None:
         lines = [f"{d.split('@')[0]}@{digest}" for d in names]
-        write_atomically(opts.image_name_tag_with_digest_file, "".join(line + "\n" for line in lines).encode())
+        _write_small(opts.image_name_tag_with_digest_file, "".join(line + "\n" for line in lines).encode())
     return done
 
