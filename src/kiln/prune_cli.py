@@ -44,6 +44,13 @@ def _policy(filters: tuple[str, ...], keep_storage: str | None, all_: bool, now:
     return Policy(until=until, keep_storage=keep, now=now)
 
 
+def _duration(seconds: float) -> str:
+    for unit, scale in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * scale:
+            return f"{seconds / scale:.0f}{unit}"
+    return f"{max(seconds, 0):.0f}s"
+
+
 def _line(r: KindResult, dry_run: bool) -> str:
     verb = "would remove" if dry_run else "removed"
     freed = "would free" if dry_run else "freed"
@@ -116,7 +123,6 @@ def prune_command(**kw: Any) -> None:
     for r in results:
         if kw["dry_run"] or kw["verbose"]:
             for e in r.removed:
-                idle = now - e.last_used
-                since = "never used" if e.last_used == 0 else f"unused for {idle / 3600:.1f}h"
+                since = "never used" if e.last_used == 0 else f"unused for {_duration(now - e.last_used)}"
                 click.echo(f"  {r.kind}: {e.name} ({e.freed} bytes, {since})")
         click.echo(_line(r, kw["dry_run"]))
