@@ -21,13 +21,12 @@ from integ_helpers import Kiln, write_context
 
 from support.gitserver import Repo, make_repo
 from support.images import read_layer_file
-from support.sshd import Sshd, have_sshd, ssh_agent, sshd
-
-pytestmark = pytest.mark.skipif(not have_sshd(), reason="needs openssh-server (scripts/install-deps.sh)")
+from support.sshd import Sshd, require_sshd, ssh_agent, sshd
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd, Repo]]:
+    require_sshd()
     base = tmp_path_factory.mktemp("ssh")
     repo = make_repo(base / "srv", "app.git", [("v1", {"a.txt": "over ssh\n", "d/Dockerfile": "FROM scratch\n"
                                                        "COPY . /ctx/\n"})])

@@ -7,7 +7,6 @@ daemon runs in a mount namespace of its own (unshare) with a private tmpfs on /r
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,13 +15,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.gitserver import free_port, wait_port
-from support.procs import run
+from support.procs import ToolError, require_tool, run
 
 SSHD = "/usr/sbin/sshd"
 
 
-def have_sshd() -> bool:
-    return os.path.exists(SSHD) and shutil.which("ssh-agent") is not None and shutil.which("unshare") is not None
+def require_sshd() -> None:
+    """The tools these servers need (Debian: openssh-server, openssh-client, util-linux), or a ToolError saying
+    what to install: a test that needs them fails rather than being skipped."""
+    if not os.path.exists(SSHD):
+        raise ToolError(f"{SSHD} is not installed (Debian: openssh-server); run scripts/install-deps.sh as root")
+    for tool in ("ssh", "ssh-agent", "ssh-add", "ssh-keygen", "unshare", "ldd"):
+        require_tool(tool)
 
 
 @dataclass
