@@ -43,6 +43,7 @@ if [[ $mode == test ]]; then
     apache2-utils     # htpasswd for the auth registry
     openssl ca-certificates
     zstd xz-utils tar attr git
+    patchelf binutils   # scripts/image.sh: kiln's image (a self-contained Python under /kiln; strip)
   )
 fi
 
