@@ -402,3 +402,26 @@ def test_a_build_looks_for_a_blob_only_after_recording_it(tmp_path: Path) -> Non
         assert not ready, "the build looked for the blob while a prune held the gate"
         BlobStore(tmp_path).path(digest).unlink()  # the pruner took it
     assert proc.stdout.read() == "False\n" and proc.wait(timeout=30) == 0  # so it fetches it again
+
+
+def test_lock_files_of_layers_not_there_go(tmp_path: Path) -> None:
+    store = LayerStore(tmp_path)
+    blob = make_tar([("f", b"f")])
+    wrong = "sha256:" + "6" * 64
+    with pytest.raises(Exception, match="digest mismatch"):
+        store.ensure_layer(wrong, lambda: io.BytesIO(blob), diff_id=wrong)  # fails: its lock file stays
+    store.close()
+    assert os.listdir(tmp_path / "locks") == ["6" * 64 + ".lock"]
+    with other_process(f"""
+        from pathlib import Path
+        from kiln.store.inuse import UseRecord
+        UseRecord(Path({str(tmp_path / "inuse")!r})).add({wrong!r})  # a build about to extract it
+    """):
+        inv = Inventory()
+        add_layers(inv, tmp_path)
+        prune(inv, Policy(), dry_run=False)
+        assert os.listdir(tmp_path / "locks") == ["6" * 64 + ".lock"]
+    inv = Inventory()
+    add_layers(inv, tmp_path)
+    [result] = prune(inv, Policy(), dry_run=False)
+    assert len(result.removed) == 1 and os.listdir(tmp_path / "locks") == []

@@ -191,6 +191,22 @@ class LayerStore:
             remove_tree(trash)
         return removed
 
+    def orphan_locks(self) -> list[str]:
+        """Chain ids with a lock file but no layer (an extraction that failed, a layer removed by hand)."""
+        names = [n.removesuffix(".lock") for n in os.listdir(self._locks) if n.endswith(".lock")]
+        return sorted("sha256:" + n for n in names if _DIGEST.match("sha256:" + n) and not (self._layers / n).exists())
+
+    def drop_lock(self, chain_id: str) -> bool:
+        """Remove the lock file of a layer that is not there, unless a build uses that chain id."""
+        with pruning(self.records) as used:
+            if chain_id in used or self.path(chain_id).exists():
+                return False
+            try:
+                self._lock(chain_id).unlink()
+            except FileNotFoundError:
+                return False
+        return True
+
     def close(self, *, cleanup: bool = False) -> list[str]:
         """The build is done with its layers: they become prunable (their last use now). With cleanup, the layers
         it made that no other build uses are removed (kaniko's --cleanup); returns those."""

@@ -214,6 +214,10 @@ def add_layers(inv: Inventory, root: Path) -> None:
     for cid in store.chain_ids():
         inv.add("unpacked layers", cid, [store.path(cid)], store.last_used(cid),
                 partial(store.remove, cid), busy=cid in busy)
+    for cid in store.orphan_locks():
+        orphan = root / "locks" / f"{cid.removeprefix('sha256:')}.lock"
+        inv.add("unpacked layers", f"leftover {orphan}", [orphan], 0.0, partial(store.drop_lock, cid),
+                busy=cid in busy)
     tmp = root / "tmp"
     for name in sorted(os.listdir(tmp)):
         path = tmp / name
