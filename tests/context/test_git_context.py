@@ -253,3 +253,28 @@ def test_named_contexts_of_files_directory_git_and_tarball(servers: dict, tmp_pa
     with pytest.raises(UsageError) as uerr:
         open_named_context("x", str(tmp_path / "missing"), tmp_path / "work")
     assert uerr.value.flag == "--build-context x"
+
+
+def test_gits_own_credential_helpers_answer_without_kiln(
+    servers: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[type-arg]
+) -> None:
+    auth = servers["auth"]
+    store = tmp_path / "git-credentials"
+    store.write_text(auth.url.replace("http://", f"http://{USER}:{PASSWORD}@") + "\n")
+    config = tmp_path / "gitconfig"
+    config.write_text(f"[credential]\n\thelper = store --file={store}\n")
+    for var in ("GIT_AUTH_TOKEN", "GIT_AUTH_HEADER", "GIT_TOKEN", "GIT_USERNAME", "GIT_PASSWORD"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(config))
+    with open_context(f"{auth.url}/app.git#v1.0", tmp_path / "work") as ctx:
+        assert files_of(ctx.root) == dict(servers["app"].trees["v1"])
+
+
+def test_kanikos_commit_part_must_be_a_commit_id(
+    servers: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch  # type: ignore[type-arg]
+) -> None:
+    monkeypatch.setenv("GIT_PULL_METHOD", "http")
+    spec = servers["http"].replace("http://", "git://") + "/app.git#main#--output=/tmp/x"
+    with pytest.raises(ContextError) as err:
+        open_context(spec, tmp_path / "work")
+    assert "'--output=/tmp/x' is not a commit id" in str(err.value)

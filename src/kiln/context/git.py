@@ -203,10 +203,10 @@ class _Git:
     def __init__(self, source: GitSource, environ: Mapping[str, str], insecure_skip_tls: bool = False) -> None:
         self.source = source
         self.secrets: list[str] = []
-        self.env = {k: v for k, v in environ.items() if not k.startswith(("GIT_CONFIG_", "KILN_GIT_"))}
+        # The user's git settings stay (credential helpers, GIT_SSH_COMMAND, GIT_CONFIG_GLOBAL); what would make
+        # git work on another repository than the one kiln made does not.
+        self.env = {k: v for k, v in environ.items() if not k.startswith("KILN_GIT_") and k not in _REPO_VARS}
         self.env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PROTOCOL_FROM_USER": "0"})
-        self.env.pop("GIT_DIR", None)
-        self.env.pop("GIT_WORK_TREE", None)
         self.config: list[str] = ["-c", "core.hooksPath=/dev/null", "-c", "advice.detachedHead=false",
                                   "-c", "protocol.file.allow=never"]
         if insecure_skip_tls:
@@ -244,6 +244,8 @@ class _Git:
         return text
 
 
+_REPO_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+              "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_CEILING_DIRECTORIES")
 _SECRET_VARS = ("GIT_AUTH_TOKEN", "GIT_AUTH_HEADER", "GIT_TOKEN", "GIT_PASSWORD")
 
 
@@ -337,6 +339,10 @@ def fetch(
 ) -> Checkout:
     """Fetch ``source`` into the new directory ``dest`` (its parent must exist) and check it out; the commit.
     Without ``keep_git_dir`` the tree holds no ``.git`` (nor its submodules'). ContextError names the source."""
+    if source.url.startswith("-"):
+        raise ContextError(f"{source.display}: not a repository URL")
+    if source.commit is not None and not _HEX_PART.fullmatch(source.commit):
+        raise ContextError(f"{source.display}: {source.commit!r} is not a commit id")
     env = os.environ if environ is None else environ
     git = _Git(source, env, insecure_skip_tls)
     refs = _ls_remote(git)
