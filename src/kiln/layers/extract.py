@@ -18,7 +18,7 @@ archive's root); a symlink's ".." at that root stays there (a chroot's rule) rat
 whose own ".." climb out of the destination are still refused, as Docker refuses them.
 
 Safety: entry names and hardlink targets that are absolute or climb out with ".." are refused, and every
-parent path is resolved inside the root the way a chrooted process would see it (see safepath), so nothing
+parent path is resolved inside the root the way a chrooted process would see it (see kiln.rootfs.resolver), so nothing
 outside the root is ever created, written, linked or removed. overlayfs' own xattrs in a layer are ignored,
 so a layer cannot steer the overlay mount (redirects, metacopy).
 
@@ -58,8 +58,8 @@ from kiln.layers.paths import (
     is_layer_xattr,
     split_image_path,
 )
-from kiln.layers.safepath import Parts, RootResolver, copy_xattrs, is_whiteout_device
 from kiln.layers.tarreader import Member, TarReader
+from kiln.rootfs.resolver import Parts, RootResolver, copy_xattrs, is_whiteout_device
 
 ExtractMode = Literal["apply", "overlay", "archive"]
 _CHUNK = 1 << 20
@@ -571,7 +571,7 @@ def extract_layer(
     ``lowers`` (overlay mode): the directories of the layers this one will be stacked on, top first. Paths are
     then resolved in the view they make with this layer (symlinks of lower layers followed, their directories
     copied up, a hardlink to a lower layer's file copying it up), so the stacked result is the one apply mode
-    gives on the whole root (see kiln.layers.safepath); ``[]`` for a bottom layer. Without them (None), a
+    gives on the whole root (see kiln.rootfs.resolver); ``[]`` for a bottom layer. Without them (None), a
     layer is read on its own.
     """
     if mode not in ("apply", "overlay", "archive"):

@@ -8,7 +8,7 @@ store keys by the OCI chain id (image-spec config.md):
 Layout under the store root (one filesystem, so that renames are atomic):
     sha256/<hex>/     one layer, extracted in overlay mode (whiteouts as 0/0 devices, opaque xattrs) on the
                       layers below it (its chain id names them): paths resolved through their symlinks,
-                      their directories and hardlinked files copied up (kiln.layers.safepath)
+                      their directories and hardlinked files copied up (kiln.rootfs.resolver)
     tmp/              extractions in progress (extract-<hex>-*), and layers being removed (remove-*)
     locks/<hex>.lock  flock per chain id, held while the layer is extracted or adopted; its mtime is the
                       layer's last use (a build touches it when it starts and stops using the layer)

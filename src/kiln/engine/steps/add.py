@@ -56,8 +56,8 @@ from kiln.errors import BuildError, ContextError, ImageFormatError, SourceLocati
 from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer, member_names
 from kiln.layers.paths import split_image_path
-from kiln.layers.safepath import RootResolver
 from kiln.rootfs.paths import resolve_in_root
+from kiln.rootfs.resolver import RootResolver
 
 _URL_SCHEMES = ("http://", "https://")
 
