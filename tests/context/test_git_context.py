@@ -278,3 +278,22 @@ def test_kanikos_commit_part_must_be_a_commit_id(
     with pytest.raises(ContextError) as err:
         open_context(spec, tmp_path / "work")
     assert "'--output=/tmp/x' is not a commit id" in str(err.value)
+
+
+def test_buildkit_query_form(servers: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    app: Repo = servers["app"]
+    s = parse_git_url("https://example.com/r.git?tag=v1&subdir=app&checksum=abcdef12")
+    assert (s.url, s.ref, s.subdir, s.checksum) == ("https://example.com/r.git", "refs/tags/v1", "app", "abcdef12")
+    s = parse_git_url("https://example.com/r.git?private_token=x#main")  # not BuildKit's keys: the URL's own
+    assert (s.url, s.ref) == ("https://example.com/r.git?private_token=x", "main")
+    with pytest.raises(ContextError):
+        parse_git_url("https://example.com/r.git?tag=a&branch=b")
+    base = f"{servers['http']}/app.git"
+    with open_context(f"{base}?branch=stable&subdir=app&checksum={app.commits['v1'][:12]}", tmp_path / "w") as ctx:
+        assert set(files_of(ctx.root)) == {"Dockerfile", "x.txt", ".dockerignore", "debug.log"}
+    with open_context(f"{base}?submodules=false", tmp_path / "w") as ctx:
+        assert not (ctx.root / "vendor/lib/lib.txt").exists() and (ctx.root / "c.txt").exists()
+    with pytest.raises(ContextError) as err:
+        open_context(f"{base}?tag=v2.0&checksum={app.commits['v1']}", tmp_path / "w")
+    assert f"checksum mismatch: expected commit {app.commits['v1']}, got {app.commits['v2']}" in str(err.value)
+    assert not any((tmp_path / "w").iterdir())

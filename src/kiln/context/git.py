@@ -107,6 +107,7 @@ class GitSource:
     subdir: str | None = None
     userinfo: tuple[str, str] | None = field(default=None, repr=False)
     submodules: bool = True  # BuildKit's forms check submodules out; kaniko's only with recurse-submodules
+    checksum: str | None = None  # BuildKit's ?checksum=: the resolved commit must start with it
 
     @property
     def display(self) -> str:
@@ -145,15 +146,46 @@ def is_git_url(src: str) -> bool:
     return False
 
 
+_QUERY_KEYS = {"ref", "tag", "branch", "subdir", "checksum", "commit", "submodules"}
+
+
 def parse_git_url(src: str) -> GitSource:
-    """A BuildKit git URL: ``URL[#REF][:SUBDIR]``. ``git://`` is git's own protocol here (BuildKit's meaning)."""
+    """A BuildKit git URL: ``URL[#REF][:SUBDIR]``, or with BuildKit 0.24's query instead of the fragment
+    (``URL?tag=T|branch=B|ref=R&subdir=D&checksum=COMMIT&submodules=false``; a query with other keys is the
+    URL's own). ``git://`` is git's own protocol here (BuildKit's meaning)."""
     base, _, fragment = src.partition("#")
     ref, _, subdir = fragment.partition(":")
     for prefix in ("git+https://", "git+http://", "git+ssh://"):
         if base.startswith(prefix):
             base = base.removeprefix("git+")
+    checksum: str | None = None
+    submodules = True
+    if "?" in base and "://" in base:
+        head, _, query = base.partition("?")
+        pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+        if pairs and all(k in _QUERY_KEYS for k, _ in pairs):
+            base = head
+            given = dict(pairs)
+            if sum(k in given for k in ("ref", "tag", "branch")) > 1 or (fragment and given.keys() & {
+                    "ref", "tag", "branch", "subdir"}):
+                raise ContextError(f"{scrub(src)}: give the ref once (ref=, tag=, branch= or the #fragment)")
+            if "tag" in given:
+                ref = "refs/tags/" + given["tag"]
+            elif "branch" in given:
+                ref = "refs/heads/" + given["branch"]
+            elif "ref" in given:
+                ref = given["ref"]
+            subdir = given.get("subdir", subdir)
+            checksum = given.get("checksum") or given.get("commit") or None
+            if checksum is not None and not _HEX_PART.fullmatch(checksum):
+                raise ContextError(f"{scrub(src)}: checksum={checksum!r} is not a commit id")
+            if "submodules" in given:
+                try:
+                    submodules = _go_bool(given["submodules"], "submodules")
+                except UsageError:
+                    raise ContextError(f"{scrub(src)}: submodules= takes true or false") from None
     url, userinfo = _split_userinfo(base)
-    return GitSource(url, ref or None, None, _clean_subdir(subdir, src), userinfo)
+    return GitSource(url, ref or None, None, _clean_subdir(subdir, src), userinfo, submodules, checksum)
 
 
 def parse_kaniko_context(spec: str, options: GitOptions | None = None, sub_path: str | None = None) -> GitSource:
@@ -362,6 +394,8 @@ def fetch(
         commit = _fetch_commit(git, dest, want, deepen)
         if source.commit is not None:
             commit = _fetch_commit(git, dest, source.commit, [])
+        if source.checksum is not None and not commit.startswith(source.checksum):
+            raise ContextError(f"{source.display}: checksum mismatch: expected commit {source.checksum}, got {commit}")
         git.run(["checkout", "-q", "--detach", commit], cwd=dest, what=f"checking out {commit[:12]}")
         if source.submodules and (dest / ".gitmodules").exists():
             git.run(["submodule", "update", "--init", "--recursive", "--depth", "1"], cwd=dest,
