@@ -19,6 +19,7 @@ import calendar
 import contextlib
 import io
 import json
+import os
 import re
 import threading
 import time
@@ -133,6 +134,9 @@ class LocalLayerCache:
             return None
         if (now if now is not None else time.time()) - entry.created > self.ttl:
             return None
+        # A hit is a use: `kiln prune --filter until=` ages entries by their file's mtime (the TTL by `created`).
+        with contextlib.suppress(OSError):
+            os.utime(self._entry_path(key))
         return entry
 
     def fetch(self, entry: CacheEntry, into: BlobStore) -> bool:
