@@ -31,7 +31,7 @@ def _kiln(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[st
 
 
 def test_unimplemented_flag_value_is_refused_loudly() -> None:
-    r = _kiln("build", "--no-push", "--context", "git://example.invalid/repo.git")
+    r = _kiln("build", "--no-push", "--context", "s3://bucket/context.tar.gz")
     assert r.returncode == 2
     assert "--context: not supported yet" in r.stderr
 

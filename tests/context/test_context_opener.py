@@ -139,8 +139,8 @@ def test_missing_context(work: Path, tmp_path: Path) -> None:
 
 
 def test_unsupported_scheme(work: Path) -> None:
-    with pytest.raises(NotSupportedYet, match="git://"):
-        open_context("git://example.invalid/repo.git", work, None)
+    with pytest.raises(NotSupportedYet, match="s3://"):
+        open_context("s3://bucket/context.tar.gz", work, None)
 
 
 @pytest.mark.parametrize(

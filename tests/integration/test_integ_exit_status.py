@@ -23,14 +23,15 @@ def test_a_run_killed_by_a_signal_exits_128_plus_it(kiln_bb: Kiln, tmp_path: Pat
     assert kiln_bb.build(ctx).returncode == 137
 
 
-def test_what_kiln_does_not_support_yet_is_status_2_at_its_line(kiln_bb: Kiln, tmp_path: Path) -> None:
+def test_a_missing_required_ssh_agent_is_one_error_at_its_line(kiln_bb: Kiln, tmp_path: Path) -> None:
     # No target, as users write it: the message names ssh, not the missing target.
-    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\nRUN --mount=type=ssh true\n"})
-    out = kiln_bb.build(ctx)
-    assert out.returncode == 2, out.describe()
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN true\n"
+                                                         "RUN --mount=type=ssh,required=true true\n"})
+    out = kiln_bb.build(ctx, env={"SSH_AUTH_SOCK": ""})
+    assert out.returncode == 1, out.describe()
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors[0].startswith("error: Dockerfile:3: ") and "type=ssh" in errors[0], out.stderr
-    assert "not supported yet" in errors[0] and "Traceback" not in out.stderr
+    assert "Traceback" not in out.stderr
 
 
 def test_without_the_privilege_to_make_containers_run_says_to_build_in_place(kiln_bb: Kiln, tmp_path: Path) -> None:

@@ -4,13 +4,14 @@ a build lays images out in: stage roots, roots of images read by COPY --from, an
 from __future__ import annotations
 
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
-from kiln.context.opener import BuildContext
+from kiln.context.opener import BuildContext, names_files, open_named_context
 from kiln.dockerfile.instructions import Add, Copy
 from kiln.dockerfile.plan import BuildPlan
 from kiln.dockerfile.scope import StageScope
@@ -58,6 +59,8 @@ class BuildEnv:
     modes: BuildModes = field(default_factory=lambda: BuildModes("overlay", SnapshotMode.FULL, False))
     timestamp: int | None = None
     cache_store: LayerCacheStore | None = None  # opened by the first stage that uses it, shared by the rest
+    named: dict[str, BuildContext] = field(default_factory=dict)  # --build-context NAME=files, opened when read
+    named_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def created(self) -> str:
         t = self.timestamp if self.timestamp is not None else time.time()
@@ -116,6 +119,9 @@ def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:
         index = int(ref)
     if index is not None:
         return RootfsTree(stage_root_view(env, index), f"stage {ref}")
+    named = named_context(env, ref)
+    if named is not None:
+        return ContextTree(named)
     image = env.resolve_image(ref)
     return RootfsTree(image_root(env, image), f"image {ref}")
 
@@ -142,7 +148,22 @@ def mount_root(env: BuildEnv, name: str | None) -> Path:
     index = env.plan.names.get(name.lower())
     if index is not None:
         return stage_root_view(env, index)
+    named = named_context(env, name)
+    if named is not None:
+        return named.root
     return image_root(env, env.resolve_image(name))
+
+
+def named_context(env: BuildEnv, name: str) -> BuildContext | None:
+    """A --build-context NAME=DIR|URL|GIT-URL (files, not an image), opened the first time a step reads it and
+    closed with the build; None when NAME is no such context."""
+    spec = env.opts.build_contexts.get(name)
+    if spec is None or not names_files(spec):
+        return None
+    with env.named_lock:
+        if name not in env.named:
+            env.named[name] = open_named_context(name, spec, env.work_dir)
+        return env.named[name]
 
 
 def run_context(env: BuildEnv) -> RunContext:

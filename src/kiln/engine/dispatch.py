@@ -15,15 +15,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from kiln.context.git import is_git_url
 from kiln.dockerfile.expand import Expander
 from kiln.dockerfile.instructions import Add, Arg, Copy, Instruction, Run, Workdir
 from kiln.dockerfile.plan import StagePlan
 from kiln.dockerfile.scope import StageScope
-from kiln.engine.buildenv import BuildEnv, blob_opener, run_context, source_tree
+from kiln.engine.buildenv import BuildEnv, blob_opener, named_context, run_context, source_tree
 from kiln.engine.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
 from kiln.engine.layer import BuiltLayer, write_layer_blob
 from kiln.engine.rootfs import FlatRoot, StageRoot
-from kiln.engine.steps.add import run_add
+from kiln.engine.steps.add import remote_cache_inputs, run_add
 from kiln.engine.steps.copy import ContextTree, heredoc_sources, run_copy
 from kiln.engine.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.engine.steps.run import run_step
@@ -108,7 +109,7 @@ def join_workdir(current: str, path: str) -> str:
 
 
 def _is_remote(source: str) -> bool:
-    return "://" in source or source.startswith("git@")
+    return "://" in source or is_git_url(source)
 
 
 @dataclass
@@ -189,9 +190,15 @@ class StepRunner:
 
         def key() -> str | None:
             assert self.cache is not None
+            local = list(instr.sources)
+            extra: dict[str, str] = {}
             if isinstance(instr, Add) and any(_is_remote(s) for s in instr.sources):
-                return None  # what a URL serves is only known by fetching it
-            extra = {"sources": sources_digest(source_tree(env, instr), instr.sources, instr.excludes)}
+                remote = remote_cache_inputs(instr)  # git: the resolved commit; a URL: only with --checksum
+                if remote is None:
+                    return None  # what a URL serves is only known by fetching it
+                extra.update(remote)
+                local = [s for s in instr.sources if not _is_remote(s)]
+            extra["sources"] = sources_digest(source_tree(env, instr), local, instr.excludes) if local else ""
             if any(doc.expand for doc in instr.heredocs):  # heredoc bodies are expanded with the stage's variables
                 extra["env"] = json.dumps(sorted(self.scope.run_env().items()))
             return step_key(self.cache.key, instruction_text(instr), extra)
@@ -309,9 +316,12 @@ class StepRunner:
                 out[f"mount{i}"] = sources_digest(ContextTree(env.context), [m.source or "."])
                 continue
             index = env.plan.names.get(m.from_.lower())
+            named = named_context(env, m.from_) if index is None else None
             if index is not None:
                 parent = env.results[index]
                 out[f"mount{i}"] = parent.cache_key or parent.image.digest
+            elif named is not None:
+                out[f"mount{i}"] = sources_digest(ContextTree(named), [m.source or "."])
             else:
                 out[f"mount{i}"] = env.resolve_image(m.from_).digest
         return out

@@ -174,6 +174,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             return BuildResult(image, outputs)
     finally:
         if env is not None:
+            for named in env.named.values():
+                named.close()
             for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
                 root.close()
                 if opts.cleanup and isinstance(root, InPlaceRoot):

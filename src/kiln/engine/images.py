@@ -47,6 +47,11 @@ class ImageResolver:
         return self._pull(ref)
 
     def _from_spec(self, spec: str, flag: str) -> Image:
+        from kiln.context.opener import names_files
+
+        if names_files(spec):
+            raise UsageError(f"{spec!r} is a context of files: COPY --from and RUN --mount=from= read it, FROM cannot "
+                             "build on it yet", flag)
         if "://" not in spec:
             raise UsageError(f"expected oci-layout://, docker-image:// or docker-archive://, got {spec!r}", flag)
         address = ImageAddress.parse(spec, flag)
