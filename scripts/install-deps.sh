@@ -44,6 +44,7 @@ if [[ $mode == test ]]; then
     openssl ca-certificates
     zstd xz-utils tar attr git
     patchelf binutils   # scripts/image.sh: kiln's image (a self-contained Python under /kiln; strip)
+    openssh-client openssh-server   # RUN --mount=type=ssh and git@ contexts, against a test-owned sshd
   )
 fi
 
@@ -61,7 +62,17 @@ if ((${#missing[@]})); then
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
   quietly "apt-get update" apt-get update -q
-  quietly "apt-get install" apt-get install -y -q "${missing[@]}"
+  # No service may start from a package's postinst (openssh-server would listen on every address): a
+  # policy-rc.d that says no, for the length of the install, unless the machine has one of its own.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+  fi
+  status=0
+  quietly "apt-get install" apt-get install -y -q "${missing[@]}" || status=$?
+  if [[ -n $made_policy ]]; then rm -f "$policy"; fi
+  ((status == 0)) || exit "$status"
 fi
 
 # --- Python virtualenv ----------------------------------------------------------------------------------
