@@ -119,7 +119,8 @@ def cli() -> None:
 @click.option("--format", "manifest_format", type=click.Choice(["auto", "oci", "docker"]), default="auto",
               help="Manifest media types: follow the base image (auto), OCI, or Docker schema 2.")
 @click.option("--cleanup", is_flag=True,
-              help="After the build, also remove the unpacked layers under --kiln-dir (blobs stay).")
+              help="After the build, also remove the unpacked layers this build made (not those another build is "
+                   "using; blobs stay); in place, empty / of the build.")
 @click.option("--push-retry", type=int, default=0)
 @click.option("--push-ignore-immutable-tag-errors", is_flag=True,
               help="Leave a tag the registry refuses to overwrite (immutable) as it is, with a warning.")
@@ -191,7 +192,9 @@ def _kiln_dir(kw: dict[str, Any]) -> Path | None:
         raise UsageError("--kaniko-dir and --kiln-dir name different directories", "--kaniko-dir")
     # kaniko's KANIKO_DIR, below both flags; kiln's own KILN_DIR is default_kiln_dir's.
     env = os.environ.get("KANIKO_DIR")
-    return kiln_dir or kaniko_dir or (Path(env) if env and "KILN_DIR" not in os.environ else None)
+    chosen = kiln_dir or kaniko_dir or (Path(env) if env and "KILN_DIR" not in os.environ else None)
+    # Absolute: the sandbox hands paths under it to runc, which runs in another directory.
+    return Path(chosen).absolute() if chosen else None
 
 
 def _image_cache_ttl(kw: dict[str, Any]) -> float:

@@ -117,7 +117,8 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
        "uncompressed variant to choose", default=True),
     _f("--pre-cleanup", "bool", "implemented", "in place, / is cleared of what an earlier build left before the "
        "first stage; other builds start in fresh directories of their own anyway", origin="fork"),
-    _f("--cleanup", "bool", "implemented", "after the build, also remove the unpacked layers under --kiln-dir"),
+    _f("--cleanup", "bool", "implemented", "after the build, also remove the unpacked layers this build made "
+       "under --kiln-dir (never those a concurrent build uses); in place, empty / of the build"),
     _f("--cache-ttl", "value", "implemented", "layer-cache and --cache-dir entries older than this Go duration "
        "are misses (default 336h)", example="6h"),
     _f("--insecure-registry", "values", "implemented", "a registry reached over plain HTTP (repeatable)",

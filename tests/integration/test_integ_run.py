@@ -244,3 +244,19 @@ def test_resolv_conf_and_hosts_stay_out_of_layers(base: Base, tmp_path: Path) ->
     tree = flatten_layout(out.layout, out.tag, tmp_path)
     for path in SANDBOX_PATHS:
         assert f"/{path}" not in tree, f"/{path} is in the image"
+
+
+def test_a_relative_kiln_dir_works_for_run(tmp_path: Path, busybox_image: OciImage) -> None:
+    """--kiln-dir given relative to the working directory: runc runs elsewhere, so kiln hands it absolute paths."""
+    import subprocess
+
+    from integ_helpers import KILN
+
+    write_context(tmp_path / "ctx", {"Dockerfile": "FROM busybox\nRUN echo hi > /x\n"})
+    proc = subprocess.run(
+        [str(KILN), "build", "ctx", "--kiln-dir", "kd", "--no-push", "--oci-layout-path", "out",
+         "--build-context", f"busybox=oci-layout://{busybox_image.layout}:{busybox_image.tag}"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "kd" / "blobs").is_dir() and (tmp_path / "out" / "index.json").is_file()

@@ -31,7 +31,7 @@ ENTITLEMENTS = ("security.insecure", "network.host")
 def default_kiln_dir() -> Path:
     """Where kiln keeps its blobs, unpacked layers and stage roots: never the host's / itself."""
     if env := os.environ.get("KILN_DIR"):
-        return Path(env)
+        return Path(env).absolute()
     if os.geteuid() == 0:
         return Path("/var/lib/kiln")
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
