@@ -293,7 +293,8 @@ def buildah_build(case: Case, ctx: Path, out: Path, buildah: Any, *, layers: boo
 
     iidfile = out.with_suffix(".iid")
     argv = ["build", f"--layers={'true' if layers else 'false'}", "--format", "docker", "-f", str(ctx / "Dockerfile"),
-            "--iidfile", str(iidfile), "--tls-verify=false"]  # fmt: skip
+            "--iidfile", str(iidfile), "--tls-verify=false", "--network=host"]  # fmt: skip
+    # --network=host: kiln's RUN default too; buildah's own bridge would turn on the host's ip_forward.
     for key, value in (case.meta.get("build_args") or {}).items():
         argv += ["--build-arg", f"{key}={value}"]
     if case.meta.get("target"):
