@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Protocol
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.gomatch import glob_regex
+from kiln.context.gomatch import glob_regex, has_wildcards
 from kiln.context.opener import BuildContext
 from kiln.context.sources import iter_tree, resolve_sources
 from kiln.dockerfile.flags import Chmod
@@ -70,6 +70,10 @@ class ContextTree:
             for r in resolve_sources(self.ctx, patterns)
         ]
 
+    def host_path(self, rel: str) -> Path:
+        """Where the context path ``rel`` is, symlinks in it not followed (COPY --parents' directories)."""
+        return self.ctx.root / rel
+
     def walk(self, source: Source) -> Iterator[str]:
         # iter_tree's paths are already relative to the directory walked: stripping its name from them again
         # would turn "a/k" (in a directory a) into "k".
@@ -93,6 +97,11 @@ class RootfsTree:
                 raise ContextError(f"{pattern}: not found in {self.what}")
             out.extend(found)
         return out
+
+    def host_path(self, rel: str) -> Path:
+        """Where ``rel`` is in this root: its directory resolved inside the root, its last name not followed."""
+        head, name = posixpath.split(rel)
+        return resolve_in_root(self.root, head) / name if head else self.root / name
 
     def _glob(self, pattern: str) -> list[Source]:
         parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
@@ -121,6 +130,10 @@ class RootfsTree:
             host = resolve_in_root(self.root, rel)
             if os.path.lexists(host):
                 out.append(Source(posixpath.basename(rel), host, host.is_dir(), rel.lstrip("/")))
+            elif os.path.islink(self.host_path(rel.lstrip("/"))):
+                # BuildKit follows what a wildcard matched and fails on a dangling symlink ("not found"), as
+                # it does for one named; skipping it would copy less than the Dockerfile says.
+                raise ContextError(f"{pattern}: {rel}: symlink to a path that does not exist in {self.what}")
         return out
 
     def walk(self, source: Source) -> Iterator[str]:
@@ -160,9 +173,14 @@ def run_copy(
         sources = [*tree.resolve(instr.sources), *extra_sources] if instr.sources else list(extra_sources)
     except ContextError as e:
         raise BuildError(str(e), where) from None
+    named = _named(instr.sources)
     excludes = _excludes(instr, where)
     if excludes:
-        sources = [src for src in sources if not excludes.matches(src.rel or src.name)]
+        # --exclude patterns are matched against paths relative to each source: BuildKit's copy matches what
+        # lies below a source, never the source itself (its relative path is empty), so a source named without
+        # a wildcard is always copied. What a wildcard matched is filtered by its name, as the reference's
+        # `COPY --exclude=*.txt hom* /mydir/` shows.
+        sources = [src for src in sources if _norm(src.rel) in named or not excludes.matches(src.rel or src.name)]
     if not dest_dir_syntax and _several_sources(instr, sources):
         raise BuildError(
             f"When using {instr.keyword} with more than one source file, the destination must be a directory "
@@ -180,9 +198,22 @@ def run_copy(
     try:
         dest_host = resolve_in_root(root, dest)
         into_dir = dest_dir_syntax or len(sources) > 1 or (dest_host.is_dir() and not dest_host.is_symlink())
-        for src in sources:
+        for i, src in enumerate(sources):
+            if i and (_norm(src.rel) in named or _norm(sources[i - 1].rel) in named):
+                # BuildKit copies each source of the instruction in an action of its own: files are hardlinked
+                # to each other within one source (a wildcard's matches included), never across two.
+                log.links.clear()
             # --parents keeps the source's own directories under the destination, as `cp --parents` does.
             base = dest_host / posixpath.dirname(src.rel) if parents and src.rel else dest_host
+            host_path = getattr(tree, "host_path", None)
+            if parents and src.rel and host_path is not None:
+                base = _parent_dirs(root, dest_host, src.rel, host_path, attrs, log, dir_mode)
+                unfollowed = host_path(src.rel)
+                if unfollowed.is_symlink():
+                    # BuildKit copies --parents sources from the source root with an include pattern: a
+                    # symlink named is copied as the link, not followed as a plain source is.
+                    copy_entry(unfollowed, base / src.name, attrs, log)
+                    continue
             if src.is_dir:
                 # make_dirs gives the real directory: the image may have a symlink anywhere on the way.
                 top = base / src.name if parents and src.rel else dest_host
@@ -198,6 +229,44 @@ def run_copy(
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None
     return sorted(log.written)
+
+
+def _parent_dirs(
+    root: Path,
+    dest_host: Path,
+    rel: str,
+    host_path: Callable[[str], Path],
+    attrs: CopyAttrs,
+    log: WriteLog,
+    dir_mode: int,
+) -> Path:
+    """The directories of ``rel`` (COPY --parents) under the destination; the real directory of its parent.
+
+    BuildKit copies them from the source like everything else (fsutil's createParentDirs: mode, and owner by
+    the copy's rules, of the source's directory) when it creates them; existing ones are left as they are.
+    A component that is not a real directory in the source (a symlink) is made as a plain new directory.
+    """
+    current = make_dirs(root, dest_host, attrs.owner, log, dir_mode)
+    prefix = ""
+    for name in [p for p in posixpath.dirname(rel).split("/") if p]:
+        prefix = f"{prefix}/{name}" if prefix else name
+        target = current / name
+        source = host_path(prefix)
+        if not os.path.lexists(target) and source.is_dir() and not source.is_symlink():
+            copy_entry(source, target, attrs, log)
+            current = target
+        else:
+            current = make_dirs(root, target, attrs.owner, log, dir_mode)
+    return current
+
+
+def _norm(rel: str) -> str:
+    return posixpath.normpath("/" + rel).lstrip("/")
+
+
+def _named(patterns: Sequence[str]) -> set[str]:
+    """The sources named without a wildcard, as paths relative to the source root ("" for the root)."""
+    return {_norm(p) for p in patterns if not has_wildcards(p)}
 
 
 def _several_sources(instr: Copy | Add, found: Sequence[Source]) -> bool:

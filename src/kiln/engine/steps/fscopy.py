@@ -104,6 +104,11 @@ def copy_entry(src: Path, dst: Path, attrs: CopyAttrs, log: WriteLog, src_st: os
         _apply_meta(st, dst, attrs, False)
         log.add(dst)
         return
+    if dst.is_dir() and not dst.is_symlink():
+        # BuildKit refuses ("cannot replace to directory ... with file"): a copy never deletes a directory's
+        # contents, which earlier entries of this very copy may have written.
+        image_path = "/" + os.path.relpath(dst, log.root)
+        raise IsADirectoryError(errno.EISDIR, "cannot replace a directory with a non-directory", image_path)
     if os.path.lexists(dst):
         _remove(dst)
     key = (st.st_dev, st.st_ino)
