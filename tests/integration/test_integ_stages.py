@@ -126,3 +126,33 @@ def test_reproducible_builds_have_identical_digests(kiln_bb: Kiln, tmp_path: Pat
     assert one.manifest["config"]["digest"] == two.manifest["config"]["digest"]
     assert one.manifest_digest == two.manifest_digest
     assert len(one.manifest["layers"]) == layer_count(kiln_bb.contexts["busybox"]) + 4
+
+
+PARALLEL_STAGES = """\
+FROM busybox AS a
+RUN date > /date && sleep 0.05
+FROM busybox AS b
+COPY --from=0 /date /copied
+RUN cat /copied > /again
+FROM busybox AS c
+RUN echo c > /c
+FROM scratch
+COPY --from=b /again /again
+COPY --from=c /c /c
+"""
+
+
+@pytest.mark.slow
+def test_parallel_stages_on_an_empty_kiln_dir_in_a_loop(kiln_bb: Kiln, tmp_path: Path) -> None:
+    """Independent stages run side by side (a stage's RUN while another copies from a finished one); once, about
+    one build in 20 failed unmounting a stage root ("Device or resource busy": a step inheriting another stage's
+    descriptors or mounts). Each build starts from an empty kiln dir, as in CI."""
+    import shutil
+
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": PARALLEL_STAGES})
+    for i in range(40):
+        shutil.rmtree(kiln_bb.kiln_dir, ignore_errors=True)
+        out = kiln_bb.build(ctx, layout=tmp_path / f"out{i % 2}")
+        assert out.returncode == 0, f"build {i}: {out.describe()}"
+        kiln_bb.assert_clean()
+        shutil.rmtree(tmp_path / f"out{i % 2}")
