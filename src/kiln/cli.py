@@ -23,7 +23,6 @@ from kiln import __version__
 from kiln.cli_flags import (
     build_args,
     flag_names,
-    go_bool,
     kaniko_notices,
     kaniko_table_options,
     multi,
@@ -37,6 +36,7 @@ from kiln.context.git import GitOptions
 from kiln.context.opener import ContextSpec, is_remote_spec
 from kiln.engine.options import BuildOptions
 from kiln.errors import KilnError, NotSupportedYet, UsageError
+from kiln.gotext import go_bool
 from kiln.oci.platform import Platform
 
 

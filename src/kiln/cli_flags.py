@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 
 from kiln.errors import NotSupportedYet, UsageError
+from kiln.gotext import go_bool
 from kiln.kaniko_flags import Command, aliases_of, bool_defaults, flags_for
 from kiln.transports.registry.settings import RegistrySettings
 
@@ -37,11 +38,7 @@ def rewrite_go_bools(args: Sequence[str]) -> list[str]:
     for arg in args:
         name, eq, value = arg.partition("=")
         if eq and name in bools:
-            truth = value.strip().lower()
-            if truth not in ("true", "false", "1", "0", "t", "f"):
-                raise UsageError(f"expected true or false, got {value!r}", name)
-            on = truth in ("true", "1", "t")
-            if on:
+            if go_bool(value, name):
                 out.append(name)
             elif name in negatable or bools[name]:
                 out.append("--no-" + name[2:])
@@ -185,16 +182,6 @@ def _env(name: str) -> tuple[str, ...]:
     """A kaniko environment variable that adds one value to a repeatable flag (none when unset or empty)."""
     value = os.environ.get(name, "")
     return (value,) if value else ()
-
-
-def go_bool(text: str, what: str) -> bool:
-    """A Go boolean (strconv.ParseBool's spellings)."""
-    truth = text.strip()
-    if truth in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if truth in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise UsageError(f"expected true or false, got {text!r}", what)
 
 
 def registry_settings(kw: dict[str, Any], **extra: Any) -> RegistrySettings:

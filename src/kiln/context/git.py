@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kiln.errors import ContextError, UsageError
+from kiln.gotext import go_bool
 
 _HEX_FULL = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 _HEX_PART = re.compile(r"[0-9a-f]{7,64}")
@@ -74,7 +75,7 @@ class GitOptions:
                 fields["depth"] = depth or None
             elif key in ("single-branch", "recurse-submodules", "insecure-skip-tls"):
                 try:
-                    fields[key.replace("-", "_")] = _go_bool(val, flag)
+                    fields[key.replace("-", "_")] = go_bool(val, flag)
                 except UsageError:
                     raise UsageError(f"{key}: expected true or false, got {val!r}", flag) from None
             else:
@@ -82,15 +83,6 @@ class GitOptions:
                     f"unknown option {key!r} (known: branch, single-branch, recurse-submodules, depth, "
                     "insecure-skip-tls)", flag)
         return cls(**fields)  # type: ignore[arg-type]
-
-
-def _go_bool(text: str, what: str) -> bool:
-    truth = text.strip()
-    if truth in ("1", "t", "T", "true", "TRUE", "True"):
-        return True
-    if truth in ("0", "f", "F", "false", "FALSE", "False"):
-        return False
-    raise UsageError(f"expected true or false, got {text!r}", what)
 
 
 @dataclass(frozen=True)
@@ -181,7 +173,7 @@ def parse_git_url(src: str) -> GitSource:
                 raise ContextError(f"{scrub(src)}: checksum={checksum!r} is not a commit id")
             if "submodules" in given:
                 try:
-                    submodules = _go_bool(given["submodules"], "submodules")
+                    submodules = go_bool(given["submodules"], "submodules")
                 except UsageError:
                     raise ContextError(f"{scrub(src)}: submodules= takes true or false") from None
     url, userinfo = _split_userinfo(base)
