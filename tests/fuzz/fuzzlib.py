@@ -221,6 +221,10 @@ def _glob_of(path: str, how: int) -> str:
     return posixpath.join(head, pattern)
 
 
+def _wild(name: str) -> bool:
+    return "*" in name or "?" in name
+
+
 def _matches(pattern: str, names: Iterable[str]) -> list[str]:
     """Context paths a Dockerfile source pattern matches (Go's filepath.Match, component by component)."""
     parts = pattern.split("/")
@@ -345,7 +349,10 @@ def copy_like(draw: st.DrawFn, gen: _Gen, stage_names: list[str]) -> tuple[str, 
     if from_stage:
         flags.insert(0, "--from=s0")
     kiln_line = f"{kind} {' '.join([*flags, *src, dest])}".replace("  ", " ")
-    buildah_line = kiln_line
+    # buildah's context also holds the trees made for --exclude and --parents (_x1, _p1, ...), which a wildcard
+    # of the first level would match: buildah gets the context paths the wildcard matches, spelled out.
+    spelled = [m for s in src for m in (_matches(s, names) if not from_stage and _wild(s.split("/")[0]) else [s])]
+    buildah_line = f"{kind} {' '.join([*flags, *spelled, dest])}".replace("  ", " ")
     # --exclude (both COPY and ADD, local sources): buildah copies a filtered tree instead.
     if not from_stage and len(src) == 1 and "*" not in src[0] and "?" not in src[0] and draw(st.integers(0, 4)) == 0:
         patterns = [draw(st.sampled_from(["a", "*.txt", "f", "a/*", "?"]))]
@@ -594,8 +601,9 @@ def _chmod_created_dir(case: Case, d: Any) -> bool:
 
 
 def _setid_lost(case: Case, d: Any) -> bool:
-    """A copied file's setuid/setgid bits, which buildah 1.28 loses (it chowns the file after setting its mode,
-    and chown clears them); BuildKit's copy chowns first, then sets the mode."""
+    """A copied file's setuid/setgid bits, which buildah 1.28 strips from the context's files (copier
+    StripSetuidBit/StripSetgidBit, to match the legacy builder's lchown bug, moby/moby#36239); BuildKit keeps
+    them (fsutil chowns first, then sets the mode)."""
     if not (d.section == "files" and d.change == "changed" and d.attribute == "mode"):
         return False
     a, b = int(d.a, 8), int(d.b, 8)

@@ -217,6 +217,10 @@ def run_copy(
             if src.is_dir:
                 # make_dirs gives the real directory: the image may have a symlink anywhere on the way.
                 top = base / src.name if parents and src.rel else dest_host
+                if parents and src.rel and host_path is not None:
+                    # With --parents the directory itself is copied below its parents, its mode and owner with it
+                    # (BuildKit copies it as an entry of the source root); without, only its contents are.
+                    copy_entry(src.path, top, attrs, log)
                 dir_dest = make_dirs(root, top, owner, log, dir_mode)
                 if not dir_dest.is_dir():
                     raise BuildError(f"cannot copy directory {src.name} onto file {dest}", where)
