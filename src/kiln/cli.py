@@ -198,10 +198,10 @@ def _kiln_dir(kw: dict[str, Any]) -> Path | None:
 
 
 def _image_cache_ttl(kw: dict[str, Any]) -> float:
-    from kiln.engine.cache import parse_duration
+    from kiln.gotext import go_duration_flag
     from kiln.transports.imagecache import DEFAULT_TTL
 
-    return parse_duration(kw["cache_ttl"]) if kw.get("cache_ttl") else DEFAULT_TTL
+    return go_duration_flag(kw["cache_ttl"], "--cache-ttl") if kw.get("cache_ttl") else DEFAULT_TTL
 
 
 def options_from_flags(kw: dict[str, Any]) -> BuildOptions:

@@ -19,17 +19,14 @@ from kiln.store.prune import Inventory, KindResult, Policy, describe_size, inven
 
 
 def _policy(filters: tuple[str, ...], keep_storage: str | None, all_: bool, now: float) -> Policy:
-    from kiln.engine.cache import parse_duration
+    from kiln.gotext import go_duration_flag
 
     until: float | None = None
     for f in filters:
         key, eq, value = f.partition("=")
         if key.strip() != "until" or not eq:
             raise UsageError(f"{f!r}: the filter kiln knows is until=DURATION (24h, 90m)", "--filter")
-        try:
-            until = parse_duration(value.strip())
-        except UsageError as e:
-            raise UsageError(e.msg, "--filter") from None
+        until = go_duration_flag(value, "--filter")
         if until < 0:
             raise UsageError(f"{value!r} is negative", "--filter")
     keep: int | None = None

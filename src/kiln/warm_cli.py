@@ -107,14 +107,14 @@ def warm(images: Sequence[str], cache: ImageCache, platform: Platform, opts: Reg
 @kaniko_table_options("warm")
 def warm_command(**kw: Any) -> None:
     """Store base images in a directory that `kiln build --cache-dir` reads first (kaniko's warmer)."""
-    from kiln.engine.cache import parse_duration
+    from kiln.gotext import go_duration_flag
 
     platform_text = kw["custom_platform"]
     try:
         platform = Platform.parse(platform_text) if platform_text else Platform.host()
     except UsageError as e:
         raise UsageError(e.msg, "--custom-platform") from None
-    ttl = parse_duration(kw["cache_ttl"]) if kw["cache_ttl"] else DEFAULT_TTL
+    ttl = go_duration_flag(kw["cache_ttl"], "--cache-ttl") if kw["cache_ttl"] else DEFAULT_TTL
     images = list(kw["image"])
     if kw["dockerfile"]:
         images += [i for i in dockerfile_images(kw["dockerfile"], build_args(kw["build_arg"]), platform)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from build_outputs import cached_steps, image_digest, json_events, layout_file, write_context
 
-from kiln.engine.cache import parse_duration
 from kiln.errors import UsageError
+from kiln.gotext import go_duration_flag
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.layercache import CacheEntry, LocalLayerCache
 from support.base_images import OciImage
@@ -237,15 +237,15 @@ def test_concurrent_builds_share_one_cache_dir(tmp_path: Path, busybox_image: Oc
 # -- the store and the duration parser on their own -----------------------------------------------------------
 
 
-def test_parse_duration_reads_go_durations() -> None:
-    assert parse_duration("336h") == 336 * 3600
-    assert parse_duration("1h30m") == 5400
-    assert parse_duration("1.5s") == 1.5
-    assert parse_duration("250ms") == 0.25
-    assert parse_duration("0") == 0
+def test_cache_ttl_reads_go_durations() -> None:
+    assert go_duration_flag("336h", "--cache-ttl") == 336 * 3600
+    assert go_duration_flag("1h30m", "--cache-ttl") == 5400
+    assert go_duration_flag("1.5s", "--cache-ttl") == 1.5
+    assert go_duration_flag("250ms", "--cache-ttl") == 0.25
+    assert go_duration_flag("0", "--cache-ttl") == 0
     for bad in ("", "10", "1d", "h", "1h 2m"):
         with pytest.raises(UsageError, match="--cache-ttl"):
-            parse_duration(bad)
+            go_duration_flag(bad, "--cache-ttl")
 
 
 def test_local_store_round_trip_and_ttl(tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from kiln.errors import DockerfileError
+from kiln.gotext import go_duration
 
 
 class FlagKind(enum.Enum):
@@ -65,45 +66,12 @@ def parse_flags(words: Sequence[str], spec: Mapping[str, FlagKind]) -> dict[str,
 
 # ---------------------------------------------------------------------------------------------- durations
 
-_DURATION_UNITS = {
-    "ns": 1e-9,
-    "us": 1e-6,
-    "\u00b5s": 1e-6,  # micro sign
-    "\u03bcs": 1e-6,  # greek mu
-    "ms": 1e-3,
-    "s": 1.0,
-    "m": 60.0,
-    "h": 3600.0,
-}
-_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?([^\d.]+)")
-
-
 def parse_duration(text: str) -> float:
     """A Go time.ParseDuration string ("30s", "1m30s", "1.5h", "250ms", "0") in seconds."""
-    s = text
-    sign = 1.0
-    if s[:1] in ("+", "-"):
-        sign = -1.0 if s[0] == "-" else 1.0
-        s = s[1:]
-    if s == "0":
-        return 0.0
-    if not s:
-        raise DockerfileError(f'time: invalid duration "{text}"')
-    total = 0.0
-    pos = 0
-    while pos < len(s):
-        m = _DURATION_PART.match(s, pos)
-        if m is None and re.fullmatch(r"\d*(?:\.\d*)?", s[pos:]):
-            raise DockerfileError(f'time: missing unit in duration "{text}"')
-        if m is None or (m.group(1) == "" and not m.group(2)):
-            raise DockerfileError(f'time: invalid duration "{text}"')
-        unit = m.group(3)
-        if unit not in _DURATION_UNITS:
-            raise DockerfileError(f'time: unknown unit "{unit}" in duration "{text}"')
-        number = float(f"{m.group(1) or '0'}.{m.group(2) or '0'}")
-        total += number * _DURATION_UNITS[unit]
-        pos = m.end()
-    return sign * total
+    try:
+        return go_duration(text)
+    except ValueError as e:
+        raise DockerfileError(str(e)) from None
 
 
 def parse_health_interval(name: str, text: str | None) -> float | None:

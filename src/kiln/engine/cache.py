@@ -15,7 +15,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from kiln.dockerfile.instructions import Instruction
 from kiln.engine.options import BuildOptions, local_cache_path
 from kiln.engine.steps.copy import SourceTree
 from kiln.errors import RegistryError, UsageError
+from kiln.gotext import go_duration_flag
 from kiln.transports.blobstore import CHUNK, BlobStore
 from kiln.transports.layercache import (
     DEFAULT_TTL,
@@ -36,29 +36,6 @@ from kiln.transports.layercache import (
     RegistryLayerCache,
 )
 from kiln.transports.registry import Reference, registry_options
-
-_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|μs|ms|s|m|h)")
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (``336h``, ``1h30m``, ``1.5s``) in seconds, as --cache-ttl takes it."""
-    s = text.strip()
-    if s in ("0", "+0", "-0"):
-        return 0.0
-    sign = -1.0 if s.startswith("-") else 1.0
-    body = s.lstrip("+-")
-    pos, total = 0, 0.0
-    while pos < len(body):
-        m = _DURATION_PART.match(body, pos)
-        if m is None:
-            break
-        total += float(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not body or pos != len(body):
-        raise UsageError(f"invalid duration {text!r} (examples: 336h, 90m, 1h30m)", "--cache-ttl")
-    return sign * total
-
 
 # -- keys ------------------------------------------------------------------------------------------------------
 
@@ -203,7 +180,7 @@ def open_cache(opts: BuildOptions, warn: Callable[[str], None] | None = None) ->
     the destination) or a local directory (--cache-repo=oci:PATH, else one under --kiln-dir)."""
     if not opts.cache:
         return None
-    ttl = parse_duration(opts.cache_ttl) if opts.cache_ttl else DEFAULT_TTL
+    ttl = go_duration_flag(opts.cache_ttl, "--cache-ttl") if opts.cache_ttl else DEFAULT_TTL
     repo = cache_repository(opts)
     store: LayerCacheStore
     if repo is not None:
