@@ -15,7 +15,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -32,9 +32,10 @@ from kiln.cli_flags import (
     rewrite_go_bools,
     shared_registry_flags,
 )
-from kiln.context.git import GitOptions
-from kiln.context.opener import ContextSpec, is_remote_spec
 from kiln.engine.options import BuildOptions
+
+if TYPE_CHECKING:
+    from kiln.context.git import GitOptions
 from kiln.errors import KilnError, NotSupportedYet, UsageError
 from kiln.gotext import go_bool
 from kiln.oci.platform import Platform
@@ -179,6 +180,8 @@ def _context_sub_path(context: str, sub: str) -> str:
 
 def _remote_context(context: str, git: GitOptions | None, sub: str | None) -> str:
     """A remote context with kaniko's --git options and --context-sub-path, fetched when the build opens it."""
+    from kiln.context.opener import ContextSpec
+
     if sub is not None:
         sub = sub.strip()
         if Path(sub).is_absolute() or ".." in Path(sub).parts:
@@ -211,6 +214,10 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         raise UsageError("give the context once: as --context or as the argument", "--context")
     if context == "-":
         context = "tar://stdin"
+    # The context package is imported here, not with the module: `kiln --version` and `kiln diff` need none of it.
+    from kiln.context.git import GitOptions
+    from kiln.context.opener import is_remote_spec
+
     git = GitOptions.parse(kw["git"]) if kw.get("git") else None
     if is_remote_spec(context) and not Path(context).exists():
         context = _remote_context(context, git, kw.get("context_sub_path"))

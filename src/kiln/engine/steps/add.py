@@ -45,8 +45,6 @@ import urllib.parse
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import requests
-
 from kiln.context.git import GitSource, fetch, is_git_url, parse_git_url, resolve_commit, scrub, subdir_of
 from kiln.dockerfile.instructions import Add
 from kiln.engine.steps.copy import Source, SourceTree, destination, run_copy
@@ -261,6 +259,8 @@ def _fetch(url: str, instr: Add, scratch: Path, where: SourceLocation) -> Source
     target_dir.mkdir()
     path = target_dir / name
     hasher = hashlib.sha256()
+    import requests  # the HTTP client costs every build a twentieth of a second: only ADD of a URL pays it
+
     try:
         with requests.get(url, stream=True, timeout=60) as resp:
             if resp.status_code >= 400:
