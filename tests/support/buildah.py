@@ -58,7 +58,10 @@ class Buildah:
     def argv(self, *args: str) -> list[str]:
         argv = ["buildah", "--root", str(self.root), "--runroot", str(self.runroot), "--storage-driver", "overlay"]
         if args and args[0] in _RUNTIME_COMMANDS:
-            return [*argv, args[0], "--runtime", RUNC, *args[1:]]
+            # --network=host for every command that runs something: kiln's RUN default too, and buildah's own
+            # bridge would turn on the host's ip_forward (the session's untouched-host check reports it).
+            network = [] if any(a.startswith("--network") for a in args) else ["--network=host"]
+            return [*argv, args[0], "--runtime", RUNC, *network, *args[1:]]
         return [*argv, *args]
 
     def __call__(
@@ -86,10 +89,8 @@ class Buildah:
         """
         self._built += 1
         iidfile = self.tmp / f"iid-{self._built}"
-        # --network=host: kiln's default too, and buildah's own (a bridge) would turn on the host's ip_forward and
-        # add interfaces, which the session's check that the host is untouched rightly reports.
         argv = ["build", f"--layers={'true' if layers else 'false'}", "--format", "oci", "-f", str(dockerfile),
-                "--iidfile", str(iidfile), "--network=host"]  # fmt: skip
+                "--iidfile", str(iidfile)]  # fmt: skip
         for key, value in (build_args or {}).items():
             argv += ["--build-arg", f"{key}={value}"]
         if target:
