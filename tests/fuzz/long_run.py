@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ok = {k: sum(o.status.get(k, False) for o in outcomes) for k in ("buildah", *(f"kiln-{m}" for m in builders.modes))}
     print(
         f"seed {args.seed}: {len(outcomes)} cases, {bad} with differences, {elapsed:.0f} s; "
-        f"open kiln bugs hit: {bugs or 'none'}; builds that succeeded: {ok}"
+        f"open kiln bugs hit: {bugs or 'none'}; buildah built where BuildKit fails: "
+        f"{sum(o.buildah_wrong for o in outcomes)}; builds that succeeded: {ok}"
     )
     return 1 if bad else 0
 

@@ -74,6 +74,22 @@ class ContextTree:
         """Where the context path ``rel`` is, symlinks in it not followed (COPY --parents' directories)."""
         return self.ctx.root / rel
 
+    def link_source(self, rel: str) -> Source | None:
+        """The symlink ``rel`` itself, unfollowed, if the context has it below real directories and neither
+        .dockerignore nor kiln hides it; None otherwise."""
+        head = posixpath.dirname(rel)
+        path = self.ctx.root / rel
+        real_root = os.path.realpath(self.ctx.root)
+        if (
+            not rel
+            or not path.is_symlink()
+            or os.path.realpath(self.ctx.root / head) != os.path.normpath(os.path.join(real_root, head))
+        ):
+            return None
+        if self.ctx.is_hidden(rel) or (self.ctx.ignore and self.ctx.ignore.matches(rel)):
+            return None
+        return Source(posixpath.basename(rel), path, False, rel)
+
     def walk(self, source: Source) -> Iterator[str]:
         # iter_tree's paths are already relative to the directory walked: stripping its name from them again
         # would turn "a/k" (in a directory a) into "k".
@@ -102,6 +118,11 @@ class RootfsTree:
         """Where ``rel`` is in this root: its directory resolved inside the root, its last name not followed."""
         head, name = posixpath.split(rel)
         return resolve_in_root(self.root, head) / name if head else self.root / name
+
+    def link_source(self, rel: str) -> Source | None:
+        """The symlink ``rel`` itself, unfollowed (its directory resolved inside the root); None if none."""
+        path = self.host_path(rel) if rel else self.root
+        return Source(posixpath.basename(rel), path, False, rel) if rel and path.is_symlink() else None
 
     def _glob(self, pattern: str) -> list[Source]:
         parts = [p for p in posixpath.normpath("/" + pattern).split("/") if p]
@@ -170,7 +191,10 @@ def run_copy(
     dest, dest_dir_syntax = destination(instr.dest, workdir)
     try:
         owner = resolve_chown(root, instr.chown) if instr.chown else None
-        sources = [*tree.resolve(instr.sources), *extra_sources] if instr.sources else list(extra_sources)
+        if isinstance(instr, Copy) and instr.parents:
+            sources = [*_parents_sources(tree, instr.sources), *extra_sources]
+        else:
+            sources = [*tree.resolve(instr.sources), *extra_sources] if instr.sources else list(extra_sources)
     except ContextError as e:
         raise BuildError(str(e), where) from None
     named = _named(instr.sources)
@@ -233,6 +257,22 @@ def run_copy(
     except OSError as e:
         raise BuildError(f"{instr.keyword} failed: {e.strerror}: {e.filename}", where) from None
     return sorted(log.written)
+
+
+def _parents_sources(tree: SourceTree, patterns: Sequence[str]) -> list[Source]:
+    """The sources of COPY --parents. BuildKit copies them from the source root with include patterns, so a
+    symlink named is copied as the link: one that leads nowhere is no error, as it is for a plain COPY."""
+    link_source = getattr(tree, "link_source", None)
+    out: list[Source] = []
+    for pattern in patterns:
+        try:
+            out.extend(tree.resolve([pattern]))
+        except ContextError:
+            link = None if link_source is None or has_wildcards(pattern) else link_source(_norm(pattern))
+            if link is None:
+                raise
+            out.append(link)
+    return out
 
 
 def _parent_dirs(
