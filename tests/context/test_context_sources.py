@@ -127,9 +127,19 @@ def test_paths_out_of_the_context(root: Path, source: str) -> None:
 
 
 @pytest.mark.parametrize("source", ["escape", "absolute"])
-def test_symlinks_out_of_the_context(root: Path, source: str) -> None:
-    with pytest.raises(ContextError, match=f"outside the build context \\(symlink {source} "):
+def test_symlinks_resolve_with_the_context_as_root(root: Path, source: str) -> None:
+    """BuildKit's rule: `escape -> ../outside` is ctx/outside and `absolute -> /etc/passwd` is ctx/etc/passwd,
+    neither of which exists: not found, and the file outside the context (the secret) is never read."""
+    with pytest.raises(ContextError, match=f"{source}: file not found in build context"):
         resolve_sources(ctx_of(root), [source])
+
+
+def test_an_absolute_symlink_names_a_file_of_the_context(root: Path) -> None:
+    os.symlink("/app.py", root / "src" / "abs")
+    os.symlink("../../../../app.py", root / "src" / "sub" / "far")
+    abs_, far = resolve_sources(ctx_of(root), ["src/abs", "src/sub/far"])
+    assert abs_ == ResolvedSource("src/abs", root / "app.py", False)
+    assert far == ResolvedSource("src/sub/far", root / "app.py", False)
 
 
 def test_top_level_symlinks_are_followed(root: Path) -> None:
@@ -211,3 +221,11 @@ def test_iter_tree_missing_and_file(root: Path) -> None:
     with pytest.raises(ContextError, match="nothere"):
         list(iter_tree(ctx, "nothere"))
     assert list(iter_tree(ctx, "app.py")) == []
+
+
+def test_a_wildcard_matching_a_dangling_symlink_is_an_error(root: Path) -> None:
+    """BuildKit ("failed to compute cache key: ... not found") and buildah both fail; kiln skipped the match."""
+    with pytest.raises(ContextError, match="dangling: file not found in build context"):
+        resolve_sources(ctx_of(root), ["dang*"])
+    # Excluded by .dockerignore, it is not there at all: no error.
+    assert resolve_sources(ctx_of(root, "dangling\n"), ["dang*"]) == []

@@ -68,7 +68,9 @@ class _Followed:
 
 
 def _follow(ctx: BuildContext, rel: str, pattern: str) -> _Followed | None:
-    """Resolve ``rel`` inside the context, following every symlink; None when something on the way is missing."""
+    """Resolve ``rel`` inside the context, following every symlink as BuildKit does, with the context as the root
+    (an absolute target starts again at the context, and ".." stops there): nothing outside is ever read. None
+    when something on the way is missing."""
     todo = [p for p in reversed(rel.split("/")) if p not in ("", ".")]
     current: list[str] = []
     links: list[str] = []
@@ -78,9 +80,8 @@ def _follow(ctx: BuildContext, rel: str, pattern: str) -> _Followed | None:
         if part in ("", "."):
             continue
         if part == "..":
-            if not current:
-                raise _outside(pattern, links[-1] if links else None)
-            current.pop()
+            if current:  # at the context's root, ".." stays there (a named "../x" was refused before)
+                current.pop()
             mode = stat.S_IFDIR
             continue
         candidate = [*current, part]
@@ -95,7 +96,7 @@ def _follow(ctx: BuildContext, rel: str, pattern: str) -> _Followed | None:
                 raise ContextError(f"{pattern}: too many levels of symbolic links")
             target = os.readlink(ctx.root.joinpath(*candidate))
             if target.startswith("/"):
-                raise _outside(pattern, link)
+                current = []
             todo.extend(p for p in reversed(target.split("/")) if p not in ("", "."))
             continue
         if todo and not stat.S_ISDIR(st.st_mode):
@@ -182,11 +183,29 @@ def resolve_sources(
                 raise _not_found(pattern)
             resolved.append(source)
             continue
-        matches = [s for s in (_lookup(ctx, named, pattern) for named in _expand(ctx, rel, pattern)) if s]
+        matches = []
+        for named in _expand(ctx, rel, pattern):
+            source = _lookup(ctx, named, pattern)
+            if source is not None:
+                matches.append(source)
+            elif _dangling_and_visible(ctx, named):
+                # BuildKit and buildah fail on a match that leads nowhere; skipping it would build something else.
+                raise _not_found(named)
         if not matches and not allow_empty_wildcard:
             raise ContextError(f"{pattern}: no source files were specified")
         resolved.extend(matches)
     return resolved
+
+
+def _dangling_and_visible(ctx: BuildContext, rel: str) -> bool:
+    """A symlink the context shows (not hidden, not excluded) whose target is missing."""
+    path = ctx.root / rel
+    if not os.path.islink(path) or ctx.is_hidden(rel) or (ctx.ignore and ctx.ignore.matches(rel)):
+        return False
+    try:
+        return _follow(ctx, rel, rel) is None
+    except ContextError:
+        return False
 
 
 def iter_tree(ctx: BuildContext, rel: str) -> Iterator[str]:
