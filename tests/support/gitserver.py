@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from support.procs import run, run_text
+from support.procs import run, run_text, stop
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "kiln tests", "GIT_AUTHOR_EMAIL": "tests@kiln.invalid",
@@ -120,12 +120,7 @@ def git_daemon(base: Path) -> Iterator[str]:
         wait_port(port, proc)
         yield f"git://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class _GitHttpHandler(http.server.BaseHTTPRequestHandler):

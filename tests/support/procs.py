@@ -63,3 +63,13 @@ def require_tool(path: str) -> Path:
     if found is None:
         raise ToolError(f"{path} is not installed; run scripts/install-deps.sh as root")
     return Path(found)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10) -> None:
+    """Stop a server the tests started (by its PID, through its Popen): SIGTERM, then SIGKILL after `grace`."""
+    proc.terminate()
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from support.gitserver import free_port, wait_port
-from support.procs import ToolError, require_tool, run
+from support.procs import ToolError, require_tool, run, stop
 
 SSHD = "/usr/sbin/sshd"
 
@@ -69,12 +69,7 @@ def ssh_agent(directory: Path) -> Iterator[Agent]:
         (directory / "id_ed25519.pub").unlink()
         yield Agent(sock, proc.pid, public, body)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 @contextmanager
@@ -104,10 +99,5 @@ def sshd(directory: Path, agent: Agent) -> Iterator[Sshd]:
                    "-o BatchMode=yes -o LogLevel=ERROR")
         yield Sshd(port, agent, command)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
         log.close()

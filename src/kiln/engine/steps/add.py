@@ -48,7 +48,7 @@ from pathlib import Path
 from kiln.context.git import GitSource, fetch, is_git_url, parse_git_url, resolve_commit, scrub, subdir_of
 from kiln.dockerfile.instructions import Add
 from kiln.engine.steps.copy import Source, SourceTree, destination, run_copy
-from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs
+from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs, walk_sorted
 from kiln.engine.steps.owners import resolve_chown
 from kiln.errors import BuildError, ContextError, ImageFormatError, SourceLocation
 from kiln.layers.compress import open_decompressed
@@ -215,16 +215,8 @@ class _Fixed:
 
     def walk(self, source: Source) -> Iterator[str]:
         if source in self.own:
-            return _walk_plain(source.path)
+            return walk_sorted(source.path)
         return self.inner.walk(source)
-
-
-def _walk_plain(top: Path) -> Iterator[str]:
-    for dirpath, dirnames, filenames in os.walk(top):
-        dirnames.sort()
-        base = os.path.relpath(dirpath, top)
-        for name in sorted(dirnames + filenames):
-            yield name if base == "." else f"{base}/{name}"
 
 
 def _checkout(src: str, instr: Add, scratch: Path, where: SourceLocation) -> Source:

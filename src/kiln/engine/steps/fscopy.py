@@ -154,7 +154,7 @@ def copy_tree_contents(
     """Copy what is inside src_dir into dst_dir (which exists). ``entries`` restricts and orders the relative
     paths to copy (parents before children), e.g. to honour .dockerignore; by default everything is copied."""
     if entries is None:
-        entries = _walk(src_dir)
+        entries = walk_sorted(src_dir)
     dir_times: list[tuple[Path, os.stat_result]] = []
     copied_dirs = {""}  # relative paths of the directories this copy made real, dst_dir's own ("") included
     for rel in entries:
@@ -175,7 +175,8 @@ def copy_tree_contents(
         os.utime(dst, ns=(st.st_mtime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
-def _walk(top: Path) -> Iterator[str]:
+def walk_sorted(top: Path) -> Iterator[str]:
+    """Every path below `top`, relative to it, parents before children, names sorted (symlinks not followed)."""
     for dirpath, dirnames, filenames in os.walk(top):
         dirnames.sort()
         base = os.path.relpath(dirpath, top)
