@@ -594,10 +594,9 @@ KILN_FAILS_AS_BUILDKIT = (
 )
 
 
-# kiln bugs the fuzzer found whose fix lies outside the files its author owned (docs/conformance.md, "Known kiln
-# bugs"): counted apart, as open, so that the rest of the comparison goes on. Remove an entry once it is fixed.
-# Known kiln bugs that make kiln fail where buildah builds, by a line of kiln's message; none is open now (the last
-# one, "context-symlink-scoped", is fixed: context/sources.py resolves symlinks with the context as the root).
+# Known kiln bugs that make kiln fail where buildah builds, by a line of kiln's message: counted apart, as open, so
+# that the rest of the comparison goes on; remove an entry once it is fixed. None is open now (the last one,
+# "context-symlink-scoped", is fixed: context/sources.py resolves symlinks with the context as the root).
 KILN_OPEN_BUGS: dict[str, str] = {}
 
 
