@@ -15,10 +15,8 @@ snapshotters; a walk of one directory sees every path of the inode change.
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -27,32 +25,13 @@ from hypothesis import strategies as st
 from integ_helpers import KILN, TAG, Kiln, Outcome, run_tool, write_context
 
 from support.base_images import OciImage
-from support.images import flatten_layout, read_layer_file
+from support.images import flatten_layout, layer_tar, read_layer_file
 
 pytestmark = pytest.mark.root
 
-# The layer store extracts a layer onto the layers below only when the engine names them: engine/rootfs.py's
-# OverlayRoot.add_layer must call store.ensure_layer(..., diff_id=diff_id, lowers=self.lowers). Until it does,
-# the overlay mode still differs here; once it does, these pass and the marker must go (strict).
+# The layer store extracts a layer onto the layers below when the engine names them (OverlayRoot.add_layer's
+# ensurelayer_tar(..., lowers=self.lowers)): what makes the overlay mode agree with the full one here.
 _TIMEOUT = 300
-
-
-def _layer(entries: list[tuple[str, str, str | bytes | None]]) -> bytes:
-    """A layer tar of ("dir"|"file"|"symlink"|"hardlink", name, data or link target) entries, in order."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, arg in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime, info.mode = 1_700_000_000, 0o755 if kind == "dir" else 0o644
-            if kind == "dir":
-                info.type = tarfile.DIRTYPE
-            elif kind in ("symlink", "hardlink"):
-                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                info.linkname = str(arg)
-            else:
-                info.size = len(arg or b"")
-            tf.addfile(info, io.BytesIO(arg) if isinstance(arg, bytes) else None)
-    return buf.getvalue()
 
 
 def _base_with(busybox: OciImage, tmp_path: Path, layers: list[bytes]) -> OciImage:
@@ -79,9 +58,9 @@ def _kiln_diff(a: Outcome, b: Outcome) -> subprocess.CompletedProcess[str]:
 
 # The base's extra layers: the first makes the symlink and a file, the second writes through the symlink and
 # hardlinks the first layer's file (the layer a package installing a daemon would make).
-_LOWER = _layer([("dir", "run", None), ("dir", "var", None), ("symlink", "var/run", "/run"),
+_LOWER = layer_tar([("dir", "run", None), ("dir", "var", None), ("symlink", "var/run", "/run"),
                  ("dir", "opt", None), ("file", "opt/tool", b"tool\n")])  # fmt: skip
-_UPPER = _layer([("dir", "var", None), ("dir", "var/run/app", None), ("file", "var/run/app.pid", b"42\n"),
+_UPPER = layer_tar([("dir", "var", None), ("dir", "var/run/app", None), ("file", "var/run/app.pid", b"42\n"),
                  ("dir", "usr", None), ("dir", "usr/bin", None), ("hardlink", "usr/bin/tool", "opt/tool")])  # fmt: skip
 
 DOCKERFILE = """\
@@ -124,7 +103,7 @@ _OPS = st.one_of(
 # Hardlinks only in the last step (see the module docstring: a later write through one link differs).
 _LINKS = st.builds(lambda a, b: f"ln -f {a} {b}", st.sampled_from(_P), st.sampled_from(_P))
 # The generated builds' base: the symlink layer, then a layer writing through it (no lower hardlinks).
-_UPPER_NO_LINK = _layer([("dir", "var", None), ("file", "var/run/app.pid", b"42\n")])
+_UPPER_NO_LINK = layer_tar([("dir", "var", None), ("file", "var/run/app.pid", b"42\n")])
 
 
 # No shrinking: a case is two builds (seconds each), and the failing Dockerfile is shown as generated.
@@ -159,7 +138,7 @@ def test_a_base_layer_deeper_than_path_max_is_one_line(
     """ENAMETOOLONG then a RecursionError while cleaning up, and layers/tmp/extract-* left behind; now one
     error line naming the entry and the limit (the kiln fixture checks nothing is left in tmp/ or mounted)."""
     deep = "/".join(["d"] * 2100) + "/f"  # 4200 bytes of path: no path-based call on the host can name it
-    kiln.contexts["base"] = _base_with(busybox_image, tmp_path, [_layer([("file", deep, b"x")])])
+    kiln.contexts["base"] = _base_with(busybox_image, tmp_path, [layer_tar([("file", deep, b"x")])])
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM base\nRUN true\n"})
     out = kiln.build(ctx, f"--snapshot-mode={mode}", timeout=_TIMEOUT)
     assert out.returncode == 1 and "Traceback" not in out.stderr, out.describe()

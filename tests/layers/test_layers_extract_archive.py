@@ -24,18 +24,6 @@ from kiln.layers import extract_layer
 pytestmark = pytest.mark.root
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> tuple[Path, Path]:
-    """A root to unpack onto (tmp/a/b/root, as test_layers_extract_unsafe's) and a sibling "outside" with a
-    victim file in it."""
-    root = tmp_path / "a/b/root"
-    root.mkdir(parents=True)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_text("precious")
-    return root, outside
-
-
 def unpack(root: Path, *entries: tuple[tarfile.TarInfo, bytes], mode: str = "archive") -> None:
     extract_layer(io.BytesIO(make_tar(*entries)), root, mode=mode, label="arc.tar")  # type: ignore[arg-type]
 

@@ -26,17 +26,6 @@ def snapshot(path: Path) -> dict[str, tuple[int, int, bytes | None]]:
     return out
 
 
-@pytest.fixture
-def sandbox(tmp_path: Path) -> tuple[Path, Path]:
-    """A root to extract onto and a sibling "outside" directory with a victim file in it."""
-    root = tmp_path / "a/b/root"
-    root.mkdir(parents=True)
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "victim").write_text("precious")
-    return root, outside
-
-
 def run(root: Path, *entries: tuple[tarfile.TarInfo, bytes], mode: str = "apply") -> None:
     extract_layer(io.BytesIO(make_tar(*entries)), root, mode=mode)  # type: ignore[arg-type]
 

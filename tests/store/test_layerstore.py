@@ -16,6 +16,7 @@ from kiln.errors import DigestMismatch, ImageFormatError
 from kiln.oci.config import chain_id, chain_ids
 from kiln.store.layerstore import LayerStore, materialize_flat
 from kiln.store.overlaymount import mount_overlay, unmount
+from support.images import layer_tar
 
 pytestmark = pytest.mark.root  # overlay-mode extraction makes 0/0 devices and trusted.* xattrs
 
@@ -185,21 +186,7 @@ def test_store_layers_stack_as_overlay(tmp_path: Path) -> None:
 
 
 def _symlink_tar(entries: list[tuple[str, str, str | bytes | None]]) -> bytes:
-    """A layer tar of ("dir"|"file"|"symlink"|"hardlink", name, data or link target) entries."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
-        for kind, name, arg in entries:
-            info = tarfile.TarInfo(name)
-            info.mtime, info.mode = 1_000_000_000, 0o755
-            if kind == "dir":
-                info.type = tarfile.DIRTYPE
-            elif kind in ("symlink", "hardlink"):
-                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
-                info.linkname = str(arg)
-            else:
-                info.size = len(arg or b"")
-            tf.addfile(info, io.BytesIO(arg) if isinstance(arg, bytes) else None)
-    return buf.getvalue()
+    return layer_tar(entries, mtime=1_000_000_000, file_mode=0o755)
 
 
 def test_store_layers_stack_as_the_flat_root_does(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import gzip
 import hashlib
+import io
 import json
 import os
 import stat
@@ -346,3 +347,24 @@ def assert_json_equal(expected: Any, actual: Any) -> None:
     lines = diff_json(expected, actual)
     if lines:
         raise AssertionError("JSON differs:\n" + "\n".join(lines))
+
+
+def layer_tar(
+    entries: list[tuple[str, str, str | bytes | None]], *, mtime: int = 1_700_000_000, file_mode: int = 0o644
+) -> bytes:
+    """A layer tar made with tarfile (not kiln) of ("dir"|"file"|"symlink"|"hardlink", name, data or link target)
+    entries, in order; directories 0755, the rest `file_mode`."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tf:
+        for kind, name, arg in entries:
+            info = tarfile.TarInfo(name)
+            info.mtime, info.mode = mtime, 0o755 if kind == "dir" else file_mode
+            if kind == "dir":
+                info.type = tarfile.DIRTYPE
+            elif kind in ("symlink", "hardlink"):
+                info.type = tarfile.SYMTYPE if kind == "symlink" else tarfile.LNKTYPE
+                info.linkname = str(arg)
+            else:
+                info.size = len(arg or b"")
+            tf.addfile(info, io.BytesIO(arg) if isinstance(arg, bytes) else None)
+    return buf.getvalue()
