@@ -228,9 +228,9 @@ class StepRunner:
             execute()
             return None
         root.begin_step()
-        if discover:
+        if discover and isinstance(root, FlatRoot):  # a walking root records the tree before the step
             started = time.monotonic()
-            begin_discovery(root)  # a walking root records the tree before the step (overlay roots: nothing)
+            root.begin_discovery()
             env.reporter.phase("scan", time.monotonic() - started, None)
         started = time.monotonic()
         declared = execute()
