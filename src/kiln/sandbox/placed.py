@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kiln.errors import SandboxError
 from kiln.rootfs.copy import copy_tree
-from kiln.rootfs.paths import resolve_in_root
+from kiln.sandbox.run import mount_target
 from kiln.sandbox.spec import BindMount, Mount, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
 
@@ -94,18 +94,11 @@ class PlacedMounts:
             self._place(mount)
         self.stubs.sealed()
 
-    def _target(self, target: str) -> Path:
-        if not target.startswith("/"):
-            raise SandboxError(f"mount target {target}: not an absolute path")
-        path = resolve_in_root(self.root, target)
-        if path == self.root:
-            raise SandboxError(f"mount target {target}: cannot mount over the root of the step")
-        return path
-
     def _place(self, mount: Mount) -> None:
         if isinstance(mount, BindMount) and not os.path.lexists(mount.source):
             raise SandboxError(f"bind mount source {mount.source}: does not exist")
-        path = self._target(mount.target)
+        # Checked as the namespaced sandbox checks it (absolute, not the root, of the mount's kind).
+        path = mount_target(self.root, mount.target, _is_dir_mount(mount))
         parent = path.parent
         try:
             if any(parent == p.target or parent.is_relative_to(p.target) for p in self.placed):
@@ -121,11 +114,6 @@ class PlacedMounts:
             if os.path.lexists(path):
                 if os.path.ismount(path):
                     raise SandboxError(f"mount target {mount.target}: a mount of the container itself")
-                wants_dir = _is_dir_mount(mount)
-                if os.path.isdir(path) != wants_dir:
-                    # As the namespaced sandbox says it: a mount cannot turn a file into a directory.
-                    kind = "a directory" if wants_dir else "a file"
-                    raise SandboxError(f"mount target {mount.target}: exists in the rootfs but is not {kind}")
                 aside = move(path, self.scratch / f"aside{len(self.placed)}", siblings_ok=True)
             entry = _Placed(path, aside, None)
             self.placed.append(entry)

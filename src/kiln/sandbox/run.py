@@ -61,18 +61,24 @@ def _hosts_file(directory: str, hostname: str) -> str:
     return path
 
 
-def _stub_target(root: Path, stubs: MountStubs, target: str, is_dir: bool) -> str:
-    """Resolve `target` inside the rootfs, make it exist, return it relative to the rootfs."""
+def mount_target(root: Path, target: str, is_dir: bool) -> Path:
+    """Where a mount's `target` lands in the rootfs (resolved inside it), checked: absolute, not the root itself,
+    and, when something is there already, of the mount's kind (a mount cannot turn a file into a directory)."""
     if not target.startswith("/"):
         raise SandboxError(f"mount target {target}: not an absolute path")
     path = resolve_in_root(root, target)
     if path == root:
         raise SandboxError(f"mount target {target}: cannot mount over the root of the step")
-    if os.path.lexists(path):
-        if os.path.isdir(path) != is_dir:
-            kind = "a directory" if is_dir else "a file"
-            raise SandboxError(f"mount target {target}: exists in the rootfs but is not {kind}")
-    else:
+    if os.path.lexists(path) and os.path.isdir(path) != is_dir:
+        kind = "a directory" if is_dir else "a file"
+        raise SandboxError(f"mount target {target}: exists in the rootfs but is not {kind}")
+    return path
+
+
+def _stub_target(root: Path, stubs: MountStubs, target: str, is_dir: bool) -> str:
+    """Resolve `target` inside the rootfs, make it exist, return it relative to the rootfs."""
+    path = mount_target(root, target, is_dir)
+    if not os.path.lexists(path):
         try:
             stubs.add(path, is_dir)
         except OSError as e:
