@@ -356,3 +356,17 @@ class Onbuild(Instruction):
     text: str  # the trigger as stored in the image config's OnBuild list
 
     keyword: ClassVar[str] = "ONBUILD"
+
+
+def plain_argument(instr: Instruction) -> str | None:
+    """The one string an instruction holds, for those whose whole argument is one (USER, STOPSIGNAL, MAINTAINER,
+    ONBUILD); None for the others. Renderings differ on quoting and on the rest, not on these."""
+    if isinstance(instr, User):
+        return instr.user
+    if isinstance(instr, StopSignal):
+        return instr.signal
+    if isinstance(instr, Maintainer):
+        return instr.name
+    if isinstance(instr, Onbuild):
+        return instr.text
+    return None

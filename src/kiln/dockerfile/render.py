@@ -24,15 +24,13 @@ from kiln.dockerfile.instructions import (
     Healthcheck,
     Instruction,
     Label,
-    Maintainer,
-    Onbuild,
     Run,
     Shell,
     ShellCommand,
-    StopSignal,
     User,
     Volume,
     Workdir,
+    plain_argument,
 )
 from kiln.dockerfile.plan import BuildPlan, StagePlan, expand_plan
 
@@ -125,12 +123,8 @@ def instruction_text(instr: Instruction) -> str:
         return " ".join([kw, *_copy_flags(instr), *sources, _q(instr.dest)])
     if isinstance(instr, Workdir):
         return f"{kw} {_q(instr.path)}"
-    if isinstance(instr, User):
-        return f"{kw} {_q(instr.user)}"
-    if isinstance(instr, StopSignal):
-        return f"{kw} {instr.signal}"
-    if isinstance(instr, Maintainer):
-        return f"{kw} {instr.name}"
+    if (arg := plain_argument(instr)) is not None:
+        return f"{kw} {_q(arg) if isinstance(instr, User) else arg}"
     if isinstance(instr, Volume):
         return f"{kw} {json.dumps(list(instr.paths), ensure_ascii=False)}"
     if isinstance(instr, Expose):
@@ -147,8 +141,6 @@ def instruction_text(instr: Instruction) -> str:
             opts.append(f"--retries={instr.retries}")
         test = instr.test[1] if instr.test[0] == "CMD-SHELL" else json.dumps(list(instr.test[1:]))
         return " ".join([kw, *opts, "CMD", test])
-    if isinstance(instr, Onbuild):
-        return f"{kw} {instr.text}"
     return instr.original
 
 

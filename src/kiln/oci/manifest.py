@@ -19,30 +19,17 @@ class Manifest:
     annotations: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": self.media_type,
-            "config": self.config.to_dict(),
-            "layers": [layer.to_dict() for layer in self.layers],
-        }
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        return d
+        return _envelope(self.media_type, self.annotations,
+                         config=self.config.to_dict(), layers=[layer.to_dict() for layer in self.layers])
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
     @classmethod
     def from_bytes(cls, data: bytes, media_type: str | None = None, what: str = "manifest") -> Manifest:
-        d = load_json_object(data, what)
-        if d.get("schemaVersion") != 2:
-            raise ImageFormatError(f"{what}: unsupported schemaVersion {d.get('schemaVersion')!r}")
-        mtype = str(d.get("mediaType") or media_type or mt.OCI_MANIFEST)
+        d, mtype, layers = _open_envelope(data, what, media_type or mt.OCI_MANIFEST, "layers")
         if mtype not in mt.MANIFEST_TYPES:
             raise ImageFormatError(f"{what}: not an image manifest ({mtype})")
-        layers = d.get("layers")
-        if not isinstance(layers, list):
-            raise ImageFormatError(f"{what}: 'layers' missing")
         return cls(
             Descriptor.from_dict(d.get("config"), f"{what} config"),
             tuple(Descriptor.from_dict(x, f"{what} layer {i}") for i, x in enumerate(layers)),
@@ -58,32 +45,37 @@ class Index:
     annotations: dict[str, str] = field(default_factory=dict, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {
-            "schemaVersion": 2,
-            "mediaType": self.media_type,
-            "manifests": [m.to_dict() for m in self.manifests],
-        }
-        if self.annotations:
-            d["annotations"] = dict(self.annotations)
-        return d
+        return _envelope(self.media_type, self.annotations, manifests=[m.to_dict() for m in self.manifests])
 
     def to_bytes(self) -> bytes:
         return canonical_json(self.to_dict())
 
     @classmethod
     def from_bytes(cls, data: bytes, media_type: str | None = None, what: str = "index") -> Index:
-        d = load_json_object(data, what)
-        if d.get("schemaVersion") != 2:
-            raise ImageFormatError(f"{what}: unsupported schemaVersion {d.get('schemaVersion')!r}")
-        mtype = str(d.get("mediaType") or media_type or mt.OCI_INDEX)
-        manifests = d.get("manifests")
-        if not isinstance(manifests, list):
-            raise ImageFormatError(f"{what}: 'manifests' missing")
+        d, mtype, manifests = _open_envelope(data, what, media_type or mt.OCI_INDEX, "manifests")
         return cls(
             tuple(Descriptor.from_dict(x, f"{what} entry {i}") for i, x in enumerate(manifests)),
             mtype,
             dict(d.get("annotations") or {}),
         )
+
+
+def _envelope(media_type: str, annotations: dict[str, str], **body: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"schemaVersion": 2, "mediaType": media_type, **body}
+    if annotations:
+        d["annotations"] = dict(annotations)
+    return d
+
+
+def _open_envelope(data: bytes, what: str, default_type: str, list_key: str) -> tuple[dict[str, Any], str, list[Any]]:
+    """The document, its media type and its list of descriptors, after the checks both kinds share."""
+    d = load_json_object(data, what)
+    if d.get("schemaVersion") != 2:
+        raise ImageFormatError(f"{what}: unsupported schemaVersion {d.get('schemaVersion')!r}")
+    items = d.get(list_key)
+    if not isinstance(items, list):
+        raise ImageFormatError(f"{what}: '{list_key}' missing")
+    return d, str(d.get("mediaType") or default_type), items
 
 
 def sniff_media_type(data: bytes, declared: str | None = None) -> str:

@@ -24,6 +24,7 @@ from kiln.dockerfile.instructions import (
     StopSignal,
     User,
     Volume,
+    plain_argument,
 )
 from kiln.oci.config import ContainerConfig
 from kiln.oci.config import Healthcheck as ConfigHealthcheck
@@ -121,14 +122,8 @@ def created_by(instr: Instruction, shell: tuple[str, ...], run_args: list[str] |
         return f"{kw} {json.dumps(list(instr.paths))}"
     if isinstance(instr, Shell):
         return f"{kw} {json.dumps(list(instr.argv))}"
-    if isinstance(instr, User):
-        return f"{kw} {instr.user}"
-    if isinstance(instr, StopSignal):
-        return f"{kw} {instr.signal}"
-    if isinstance(instr, Maintainer):
-        return f"{kw} {instr.name}"
-    if isinstance(instr, Onbuild):
-        return f"{kw} {instr.text}"
+    if (arg := plain_argument(instr)) is not None:
+        return f"{kw} {arg}"
     # RUN, COPY, ADD, WORKDIR, HEALTHCHECK: the source text after the keyword is what users recognise.
     body = instr.original.strip()
     first, _, rest = body.partition(" ")
