@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO, TypeVar
 
@@ -46,6 +46,11 @@ class StageRoot(ABC):
     @abstractmethod
     def add_layer(self, diff_id: str, open_blob: LayerOpener) -> None:
         """Lay one more image layer on top (a base layer, or a cached one)."""
+
+    def add_layers(self, layers: Sequence[tuple[str, LayerOpener]]) -> None:
+        """Lay a base image's layers, bottom first. A root that can unpack several at once overrides this."""
+        for diff_id, open_blob in layers:
+            self.add_layer(diff_id, open_blob)
 
     @abstractmethod
     def view(self) -> Path:

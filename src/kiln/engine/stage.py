@@ -51,8 +51,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     try:
         if base is not None:
             started = time.monotonic()
-            for desc, diff_id in base.layer_diff_ids():
-                root.add_layer(diff_id, blob_opener(env.blobs, desc.digest))
+            root.add_layers([(diff_id, blob_opener(env.blobs, desc.digest)) for desc, diff_id in base.layer_diff_ids()])
             env.reporter.phase("unpack", time.monotonic() - started, None, layers=len(base.layers))
             base_cfg = base.config
             docker_format = mt.is_docker_family(base.manifest.media_type)
