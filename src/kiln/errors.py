@@ -151,3 +151,13 @@ class SandboxError(KilnError):
 
 class SnapshotError(KilnError):
     """Finding or recording the changes of a step failed."""
+
+
+class EmulationError(KilnError):
+    """Binaries of a platform this host cannot run (no binfmt_misc interpreter usable inside a container), or a
+    failed `kiln binfmt --install`. The message says how to fix it, one line per platform."""
+
+    def __init__(self, message: str, platforms: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.msg = message
+        self.platforms = platforms
