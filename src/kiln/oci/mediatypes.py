@@ -45,6 +45,10 @@ def config_media_type(docker: bool) -> str:
     return DOCKER_CONFIG if docker else OCI_CONFIG
 
 
+def index_media_type(docker: bool) -> str:
+    return DOCKER_MANIFEST_LIST if docker else OCI_INDEX
+
+
 def manifest_media_type(docker: bool) -> str:
     return DOCKER_MANIFEST if docker else OCI_MANIFEST
 

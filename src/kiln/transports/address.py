@@ -16,7 +16,7 @@ from typing import Literal
 from kiln.errors import ImageFormatError, UsageError
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.image import Image
+from kiln.transports.image import Built, Image, ImageIndex
 from kiln.transports.registry.options import RegistryOptions
 
 Transport = Literal["oci-layout", "docker-archive", "registry"]
@@ -112,11 +112,11 @@ def open_image(
     return pull_image(address.location, platform, blobs, registry)
 
 
-def save_image(address: ImageAddress, image: Image, names: list[str]) -> ImageAddress:
+def save_image(address: ImageAddress, image: Built, names: list[str]) -> ImageAddress:
     """Write `image` to a local address and return where it went: into a layout under the address's tag (or
     "latest", so that tools needing a tag can read it), or into an archive naming `names` (the references it
-    carries; those pinned by digest left out). Registries are written by push_image, which sends the blobs
-    once for every destination of one registry."""
+    carries; those pinned by digest left out; one image, not an index). Registries are written by push_image,
+    which sends the blobs once for every destination of one registry."""
     if address.transport == "oci-layout":
         from kiln.transports.layout import write_image
 
@@ -126,6 +126,9 @@ def save_image(address: ImageAddress, image: Image, names: list[str]) -> ImageAd
     if address.transport == "docker-archive":
         from kiln.transports.archive import write_archive
 
+        if isinstance(image, ImageIndex):
+            raise UsageError(f"{address}: a docker-archive holds one platform's image, and this is an index of "
+                             f"{len(image.images)}")
         write_archive(Path(address.location), image, [n for n in names if "@" not in n])
         return address
     raise UsageError(f"{address}: images are pushed to registries, not saved")

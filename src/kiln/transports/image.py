@@ -7,7 +7,7 @@ output are the same kind of thing wherever they live.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO, Protocol
 
 from kiln.errors import ImageFormatError
@@ -15,7 +15,7 @@ from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import sha256_digest
-from kiln.oci.manifest import Manifest
+from kiln.oci.manifest import Index, Manifest
 
 
 class BlobReader(Protocol):
@@ -80,3 +80,39 @@ def assemble_image(
     if keep is not None:
         keep(manifest_bytes)
     return Image(manifest, manifest_bytes, config, config_bytes, blobs)
+
+
+@dataclass(frozen=True)
+class ImageIndex:
+    """One build's images for several platforms, and the index (or Docker manifest list) that names them."""
+
+    index: Index
+    index_bytes: bytes
+    images: tuple[Image, ...]  # in the index's order
+
+    @property
+    def digest(self) -> str:
+        return sha256_digest(self.index_bytes)
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.index.media_type, self.digest, len(self.index_bytes))
+
+
+# What a build makes: one image, or one image per platform under an index.
+Built = Image | ImageIndex
+
+
+def images_of(built: Built) -> tuple[Image, ...]:
+    return built.images if isinstance(built, ImageIndex) else (built,)
+
+
+def assemble_index(
+    images: Sequence[Image], *, docker: bool, keep: Callable[[bytes], str] | None = None
+) -> ImageIndex:
+    """An index of `images`, each entry carrying its config's platform; a Docker manifest list when `docker`."""
+    entries = tuple(replace(image.descriptor(), platform=image.config.platform) for image in images)
+    index = Index(entries, mt.index_media_type(docker))
+    data = index.to_bytes()
+    if keep is not None:
+        keep(data)
+    return ImageIndex(index, data, tuple(images))

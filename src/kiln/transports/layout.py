@@ -15,6 +15,7 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from kiln.oci.digest import new_hasher, split_digest, validate_digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.image import Image, check_config_digest
+from kiln.transports.image import Built, Image, ImageIndex, check_config_digest, images_of
 
 REF_NAME = "org.opencontainers.image.ref.name"
 # containerd's name for the full reference; read as a fallback so layouts from `ctr export` resolve.
@@ -287,8 +288,9 @@ def _index_entries(layout: Path) -> dict[str, Any]:
     return load_json_object(data, str(path))
 
 
-def write_image(layout: Path, image: Image, tag: str | None = None) -> Descriptor:
-    """Add ``image`` to the layout (created if missing) under ``tag``, replacing what that tag named.
+def write_image(layout: Path, image: Built, tag: str | None = None) -> Descriptor:
+    """Add ``image`` (an image, or an index with its images) to the layout (created if missing) under ``tag``,
+    replacing what that tag named.
 
     Blobs go in first (each verified against its digest), index.json is replaced last; on any failure the
     previous index.json is left intact. Returns the index entry written.
@@ -298,11 +300,16 @@ def write_image(layout: Path, image: Image, tag: str | None = None) -> Descripto
         _check_tag(tag)
     store = blob_store(layout)
     with _locked_layout(layout):
-        _copy_blobs(store, image)
-        index = _index_entries(layout)
+        for one in images_of(image):
+            _copy_blobs(store, one)
         annotations = {REF_NAME: tag} if tag is not None else {}
-        plat = image.config.platform if image.config.os and image.config.architecture else None
-        entry = Descriptor(image.manifest.media_type, image.digest, len(image.manifest_bytes), annotations, plat)
+        if isinstance(image, ImageIndex):
+            store.ingest([image.index_bytes], image.digest, what="image index")
+            entry = replace(image.descriptor(), annotations=annotations)
+        else:
+            plat = image.config.platform if image.config.os and image.config.architecture else None
+            entry = Descriptor(image.manifest.media_type, image.digest, len(image.manifest_bytes), annotations, plat)
+        index = _index_entries(layout)
 
         def replaced(raw: Any) -> bool:
             if not isinstance(raw, dict):

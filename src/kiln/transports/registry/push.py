@@ -1,14 +1,16 @@
-"""Pushing an image: blobs (layers, then config) that the registry lacks, then the manifest under each tag.
+"""Pushing an image: blobs (layers, then config) that the registry lacks, then the manifest under each tag. An
+index: each image's blobs and then its manifest by digest, then the index under each tag.
 
 A blob the registry already has in the repository is skipped (HEAD); one it has in another repository that kiln
 pulled it from is mounted; any other is uploaded, in one PUT or, above a threshold, in PATCH chunks. Every blob
-is in place before the first manifest is written, and any failure raises: a partial push never looks done.
+is in place before a manifest that names it is written, and any failure raises: a partial push never looks done.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -16,7 +18,7 @@ import requests
 
 from kiln.errors import RegistryError
 from kiln.oci.descriptor import Descriptor
-from kiln.transports.image import Image
+from kiln.transports.image import Built, Image, ImageIndex, images_of
 from kiln.transports.registry.client import RegistryClient, pull_scope, push_scope
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.parallel import run_all
@@ -209,15 +211,16 @@ class _UploadInterrupted(Exception):
 
 
 def push_image(
-    image: Image,
+    image: Built,
     refs: list[str],
     opts: RegistryOptions,
     *,
     origins: Mapping[str, BlobOrigin] | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> str:
-    """Push an image under each reference; returns the manifest digest, the same for every reference. `warn`
-    hears what does not stop the push (an immutable tag left as it was); default: the module's logger."""
+    """Push an image, or an index with its images, under each reference; returns the digest of what the
+    references name, the same for every one. `warn` hears what does not stop the push (an immutable tag left
+    as it was); default: the module's logger."""
     if not refs:
         raise RegistryError("no destination to push to")
     parsed = [Reference.parse(r) for r in refs]
@@ -240,33 +243,62 @@ def _push_to_repository(
     client: RegistryClient,
     repository: str,
     targets: list[Reference],
-    image: Image,
+    built: Built,
     origins: Mapping[str, BlobOrigin],
     opts: RegistryOptions,
     warn: Callable[[str], None],
 ) -> None:
     reference = str(targets[0])
-    pusher = _BlobPusher(client, repository, reference, image, origins, opts)
-    layers = list({d.digest: d for d in image.layers if not d.urls}.values())
-    run_all(pusher.push, layers, opts.max_concurrent_transfers, "kiln-push")
-    pusher.push(image.manifest.config)
+    sent: set[str] = set()  # a blob two platforms share goes up once
+    for image in images_of(built):
+        pusher = _BlobPusher(client, repository, reference, image, origins, opts)
+        layers = list({d.digest: d for d in image.layers if not d.urls and d.digest not in sent}.values())
+        run_all(pusher.push, layers, opts.max_concurrent_transfers, "kiln-push")
+        sent.update(d.digest for d in layers)
+        if image.manifest.config.digest not in sent:
+            pusher.push(image.manifest.config)
+            sent.add(image.manifest.config.digest)
+        if isinstance(built, ImageIndex):
+            # An index's manifests go in by digest before the index that names them.
+            put = _Manifest(image.manifest.media_type, image.manifest_bytes, image.digest)
+            _put_manifest(client, repository, targets[0], image.digest, put, opts, warn)
+    top = (_Manifest(built.index.media_type, built.index_bytes, built.digest) if isinstance(built, ImageIndex)
+           else _Manifest(built.manifest.media_type, built.manifest_bytes, built.digest))
     for ref in targets:
-        ident = ref.tag or ref.digest or image.digest
-        resp = client.request(
-            "PUT",
-            f"/v2/{repository}/manifests/{ident}",
-            scopes=[push_scope(repository)],
-            reference=str(ref),
-            headers={"Content-Type": image.manifest.media_type},
-            body=image.manifest_bytes,
-        )
-        if resp.status_code not in (200, 201):
-            error = client.fail(resp, f"pushing manifest {ident}", str(ref))
-            if opts.ignore_immutable_tag_errors and is_immutable_tag_error(error):
-                warn(f"{ref}: the tag is immutable and stays as it was (--push-ignore-immutable-tag-errors)")
-                continue
-            raise error
-        resp.close()
-        returned = resp.headers.get("Docker-Content-Digest")
-        if returned and returned != image.digest:
-            raise RegistryError(f"registry stored the manifest as {returned}, not {image.digest}", str(ref))
+        _put_manifest(client, repository, ref, ref.tag or ref.digest or built.digest, top, opts, warn)
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    media_type: str
+    body: bytes
+    digest: str
+
+
+def _put_manifest(
+    client: RegistryClient,
+    repository: str,
+    ref: Reference,
+    ident: str,
+    manifest: _Manifest,
+    opts: RegistryOptions,
+    warn: Callable[[str], None],
+) -> None:
+    resp = client.request(
+        "PUT",
+        f"/v2/{repository}/manifests/{ident}",
+        scopes=[push_scope(repository)],
+        reference=str(ref),
+        headers={"Content-Type": manifest.media_type},
+        body=manifest.body,
+    )
+    if resp.status_code not in (200, 201):
+        error = client.fail(resp, f"pushing manifest {ident}", str(ref))
+        if opts.ignore_immutable_tag_errors and is_immutable_tag_error(error):
+            warn(f"{ref}: the tag is immutable and stays as it was (--push-ignore-immutable-tag-errors)")
+            return
+        raise error
+    resp.close()
+    returned = resp.headers.get("Docker-Content-Digest")
+    if returned and returned != manifest.digest:
+        raise RegistryError(f"registry stored the manifest as {returned}, not {manifest.digest}", str(ref))
