@@ -46,7 +46,7 @@ class _LazyGroup(click.Group):
     the diff engine's or the warmer's imports."""
 
     _LAZY = {"diff": ("kiln.diff_cli", "diff_command"), "warm": ("kiln.warm_cli", "warm_command"),
-             "prune": ("kiln.prune_cli", "prune_command")}
+             "prune": ("kiln.prune_cli", "prune_command"), "binfmt": ("kiln.binfmt_cli", "binfmt_command")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
@@ -110,8 +110,9 @@ def cli() -> None:
 @click.option("--skip-tls-verify-pull", is_flag=True)
 @shared_registry_flags
 @click.option(*flag_names("--custom-platform"), "custom_platform", default=None,
-              help="os/arch[/variant] of the image to build.")
+              help="os/arch[/variant] of the image to build; several, comma-separated, make an index.")
 @click.option("--platform", "docker_platform", default=None, help="Same as --custom-platform.")
+@click.option("--jobs", type=int, default=None, help="Platforms built at once (default: the number of cores).")
 @multi("--ignore-path", help="A path never snapshotted (repeatable).")
 @click.option("--ignore-var-run/--no-ignore-var-run", "--whitelist-var-run/--no-whitelist-var-run",
               "ignore_var_run", default=True)
@@ -207,6 +208,21 @@ def _image_cache_ttl(kw: dict[str, Any]) -> float:
     return go_duration_flag(kw["cache_ttl"], "--cache-ttl") if kw.get("cache_ttl") else DEFAULT_TTL
 
 
+def _platforms(text: str | None, flag: str) -> tuple[Platform, ...]:
+    """--platform's comma-separated list (BuildKit's form), each platform once."""
+    if not text:
+        return (Platform.host(),)
+    found: list[Platform] = []
+    for item in text.split(","):
+        try:
+            platform = Platform.parse(item)
+        except UsageError as e:
+            raise UsageError(e.msg, flag) from None
+        if platform not in found:
+            found.append(platform)
+    return tuple(found)
+
+
 def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     refuse_unsupported(kw)
     context = kw["context"] or kw["positional_context"] or "."
@@ -229,13 +245,7 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
     platform_text = kw["custom_platform"] or kw["docker_platform"]
     if kw["custom_platform"] and kw["docker_platform"] and kw["custom_platform"] != kw["docker_platform"]:
         raise UsageError("--platform and --custom-platform disagree", "--platform")
-    if platform_text and "," in platform_text:
-        raise NotSupportedYet("--custom-platform" if kw["custom_platform"] else "--platform",
-                              f"several platforms in one build ({platform_text}); build each one on its own")
-    try:
-        platform = Platform.parse(platform_text) if platform_text else Platform.host()
-    except UsageError as e:
-        raise UsageError(e.msg, "--custom-platform" if kw["custom_platform"] else "--platform") from None
+    platforms = _platforms(platform_text, "--custom-platform" if kw["custom_platform"] else "--platform")
     args = build_args(kw["build_arg"])
     # BuildKit's SOURCE_DATE_EPOCH: a build argument (what buildx passes), else kiln's own environment.
     epoch, flag = (args["SOURCE_DATE_EPOCH"], "--build-arg") if "SOURCE_DATE_EPOCH" in args else (
@@ -283,7 +293,8 @@ def options_from_flags(kw: dict[str, Any]) -> BuildOptions:
         cache_copy_layers=kw["cache_copy_layers"],
         cache_run_layers=kw["cache_run_layers"],
         registry=registry,
-        platform=platform,
+        platforms=platforms,
+        jobs=kw.get("jobs"),
         ignore_paths=tuple(kw["ignore_path"]),
         ignore_var_run=kw["ignore_var_run"],
         compression=kw["compression"],

@@ -71,8 +71,8 @@ EXECUTOR: tuple[KanikoFlag, ...] = (
     _f("--snapshot-mode", "value", "implemented", "full, redo or time walk the tree as kaniko does; kiln's "
        "default, auto, reads an overlay upper dir where the kernel allows it (overlay asks for it)",
        example="redo"),
-    _f("--custom-platform", "value", "implemented", "the platform to build for (os/arch[/variant]); several at "
-       "once: not supported yet", example="linux/amd64"),
+    _f("--custom-platform", "value", "implemented", "the platforms to build for (os/arch[/variant], "
+       "comma-separated: several give one image each under an index)", example="linux/amd64,linux/arm64"),
     _f("--build-arg", "values", "implemented", "KEY=VALUE, or KEY to take the value from kiln's environment",
        example="A=1"),
     _f("--insecure", "bool", "implemented", "push over plain HTTP"),

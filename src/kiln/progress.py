@@ -12,7 +12,7 @@ import sys
 import time
 from typing import Any, BinaryIO, TextIO
 
-from kiln.engine.events import BuildSummary
+from kiln.engine.events import BuildSummary, LayerSummary
 
 
 def human_size(n: int) -> str:
@@ -76,10 +76,13 @@ class Reporter:
     def summary(self, s: BuildSummary) -> None:
         if self.quiet:
             return
-        self._emit(f"built {s.digest} in {s.seconds:.2f}s")
+        self._emit(f"built {'the index ' if s.platforms else ''}{s.digest} in {s.seconds:.2f}s")
         for i, layer in enumerate(s.layers):
             size = human_size(layer.size)
             self._emit(f"  layer {i + 1}: {layer.digest[:19]} {size:>10}  {_one_line(layer.created_by)}")
+        for p in s.platforms:
+            self._emit(f"  {p.platform}: {p.digest} ({len(p.layers)} layers, "
+                       f"{human_size(sum(la.size for la in p.layers))})")
         for o in s.outputs:
             self._emit(f"  -> {o}")
 
@@ -116,6 +119,9 @@ class RichReporter(Reporter):
             return
         from rich.table import Table
 
+        if s.platforms:  # one image per platform: their digests, not every layer of each
+            super().summary(s)
+            return
         table = Table(title=f"built {s.digest} in {s.seconds:.2f}s", title_justify="left")
         table.add_column("#", justify="right")
         table.add_column("digest")
@@ -191,9 +197,15 @@ class JsonReporter(Reporter):
             "summary",
             digest=s.digest,
             seconds=round(s.seconds, 3),
-            layers=[{"digest": la.digest, "size": la.size, "created_by": la.created_by} for la in s.layers],
+            layers=_layers_json(s.layers),
             outputs=s.outputs,
+            **({"platforms": [{"platform": p.platform, "digest": p.digest, "layers": _layers_json(p.layers)}
+                              for p in s.platforms]} if s.platforms else {}),
         )
+
+
+def _layers_json(layers: list[LayerSummary]) -> list[dict[str, Any]]:
+    return [{"digest": la.digest, "size": la.size, "created_by": la.created_by} for la in layers]
 
 
 def make_reporter(log_format: str, verbosity: str, out: TextIO | None = None) -> Reporter:

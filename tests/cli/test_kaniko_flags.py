@@ -115,7 +115,7 @@ def _options(*args: str) -> BuildOptions:
 
 def test_mapped_and_deprecated_spellings_set_what_they_name(tmp_path: Path) -> None:
     assert _options("--snapshotMode=redo").snapshot_mode == "redo"
-    assert _options("--customPlatform", "linux/arm64").platform == Platform.parse("linux/arm64")
+    assert _options("--customPlatform", "linux/arm64").platforms == (Platform.parse("linux/arm64"),)
     assert _options("--tarPath", "x.tar").tar_path == Path("x.tar")
     assert _options("--whitelist-var-run=false").ignore_var_run is False
     assert _options("--ignore-var-run=false").ignore_var_run is False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,13 @@ def test_chain_ids_by_hand() -> None:
 )
 def test_platform_parse(text: str, want: str) -> None:
     assert str(Platform.parse(text)) == want
+
+
+def test_an_os_alone_is_that_os_on_this_machines_architecture() -> None:
+    # containerd's rule (docker build --platform linux): not an architecture named "linux".
+    host = platform.machine().lower()
+    assert Platform.parse("linux").architecture == {"x86_64": "amd64", "aarch64": "arm64"}.get(host, host)
+    assert Platform.parse("linux").os == "linux"
 
 
 def test_platform_parse_error() -> None:

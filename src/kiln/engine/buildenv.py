@@ -13,14 +13,16 @@ from typing import BinaryIO
 
 from kiln.context.opener import BuildContext, names_files, open_named_context
 from kiln.dockerfile.instructions import Add, Copy
-from kiln.dockerfile.plan import BuildPlan
+from kiln.dockerfile.plan import BuildPlan, StagePlan
 from kiln.dockerfile.scope import StageScope
 from kiln.engine.events import BuildEvents
 from kiln.engine.modes import BuildModes
 from kiln.engine.options import BuildOptions
+from kiln.engine.platforms import SharedStages
 from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
 from kiln.engine.steps.run import RunContext
+from kiln.oci.platform import Platform
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
@@ -52,7 +54,7 @@ class BuildEnv:
     layers: LayerStore
     context: BuildContext
     work_dir: Path
-    resolve_image: Callable[[str], Image]
+    resolve_image: Callable[[str, Platform], Image]  # an image by name, for a platform
     origins: dict[str, BlobOrigin] = field(default_factory=dict)
     results: dict[int, StageResult] = field(default_factory=dict)
     extra_roots: list[StageRoot] = field(default_factory=list)
@@ -61,6 +63,13 @@ class BuildEnv:
     cache_store: LayerCacheStore | None = None  # opened by the first stage that uses it, shared by the rest
     named: dict[str, BuildContext] = field(default_factory=dict)  # --build-context NAME=files, opened when read
     named_lock: threading.Lock = field(default_factory=threading.Lock)
+    platform: Platform = field(default_factory=Platform.host)  # the target platform of this env's plan
+    shared: SharedStages | None = None  # stages built once for all the platforms of a build
+    stage_keys: dict[int, str] = field(default_factory=dict)  # what each stage's result depends on (shared)
+    label_platforms: bool = False  # several platforms: progress names each stage's platform
+
+    def stage_label(self, st: StagePlan) -> str:
+        return f"{st.platform} {st.label}" if self.label_platforms else st.label
 
     def created(self) -> str:
         t = self.timestamp if self.timestamp is not None else time.time()
@@ -122,7 +131,7 @@ def source_tree(env: BuildEnv, instr: Copy | Add) -> SourceTree:
     named = named_context(env, ref)
     if named is not None:
         return ContextTree(named)
-    image = env.resolve_image(ref)
+    image = env.resolve_image(ref, env.platform)
     return RootfsTree(image_root(env, image), f"image {ref}")
 
 
@@ -151,7 +160,7 @@ def mount_root(env: BuildEnv, name: str | None) -> Path:
     named = named_context(env, name)
     if named is not None:
         return named.root
-    return image_root(env, env.resolve_image(name))
+    return image_root(env, env.resolve_image(name, env.platform))
 
 
 def named_context(env: BuildEnv, name: str) -> BuildContext | None:

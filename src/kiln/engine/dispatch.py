@@ -323,5 +323,5 @@ class StepRunner:
             elif named is not None:
                 out[f"mount{i}"] = sources_digest(ContextTree(named), [m.source or "."])
             else:
-                out[f"mount{i}"] = env.resolve_image(m.from_).digest
+                out[f"mount{i}"] = env.resolve_image(m.from_, env.platform).digest
         return out

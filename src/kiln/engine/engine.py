@@ -9,22 +9,25 @@ import sys
 import tempfile
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
+from kiln import binfmt
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.opener import BuildContext, open_context
 from kiln.dockerfile.parse import Dockerfile, parse_dockerfile
-from kiln.dockerfile.plan import BuildPlan, expand_plan, plan_build
+from kiln.dockerfile.plan import BuildPlan, StagePlan, expand_plan, plan_build
 from kiln.dockerfile.render import plan_to_json, render_text
-from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary
+from kiln.engine.events import BuildEvents, BuildSummary, LayerSummary, PlatformSummary
 from kiln.engine.images import ImageResolver
 from kiln.engine.inplace import InPlaceRoot
 from kiln.engine.modes import choose_modes
 from kiln.engine.options import BuildOptions
 from kiln.engine.outputs import check_output_paths, write_outputs
-from kiln.engine.stage import BuildEnv, build_stage
+from kiln.engine.platforms import SharedStages, emulated_platforms, stage_key
+from kiln.engine.stage import BuildEnv, StageResult, build_stage
 from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.errors import UsageError
 from kiln.oci import mediatypes as mt
@@ -34,12 +37,14 @@ from kiln.store.inuse import TrackedBlobStore
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.image import Image, assemble_image
+from kiln.transports.image import Built, Image, ImageIndex, assemble_image, assemble_index
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
 class BuildResult:
-    image: Image | None
+    image: Built | None
     outputs: list[str]
 
 
@@ -83,8 +88,8 @@ def load_dockerfile(
     return df, path
 
 
-def make_plan(df: Dockerfile, opts: BuildOptions) -> BuildPlan:
-    return plan_build(df, opts.build_args, opts.target, opts.platform, Platform.host())
+def make_plan(df: Dockerfile, opts: BuildOptions, platform: Platform) -> BuildPlan:
+    return plan_build(df, opts.build_args, opts.target, platform, Platform.host())
 
 
 def _dry_run(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
@@ -92,12 +97,19 @@ def _dry_run(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     if not opts.context.startswith("tar://") and opts.context != "-" and Path(opts.context).is_dir():
         ctx = BuildContext(Path(opts.context), DockerIgnore(), opts.context)
     df, _ = load_dockerfile(opts, ctx, reporter)
-    plan = make_plan(df, opts)
-    expanded = expand_plan(plan)
+    plans = [make_plan(df, opts, platform) for platform in opts.platforms]
     if opts.dry_run_format == "json":
-        print(json.dumps(plan_to_json(plan, expanded), indent=2, sort_keys=True))
+        shown = [plan_to_json(plan, expand_plan(plan)) for plan in plans]
+        if opts.multi_platform:
+            print(json.dumps({"platforms": {str(p): j for p, j in zip(opts.platforms, shown, strict=True)}},
+                             indent=2, sort_keys=True))
+        else:
+            print(json.dumps(shown[0], indent=2, sort_keys=True))
     else:
-        print(render_text(plan, expanded), end="")
+        for platform, plan in zip(opts.platforms, plans, strict=True):
+            if opts.multi_platform:
+                print(f"# platform {platform}")
+            print(render_text(plan, expand_plan(plan)), end="")
     return BuildResult(None, [])
 
 
@@ -127,59 +139,56 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     build_dir = Path(tempfile.mkdtemp(prefix=f"{BUILD_PREFIX}{uuid.uuid4().hex[:8]}-", dir=tmp_root))
     lock = lock_build_dir(build_dir)
     reaper.track("remove", str(build_dir))  # if kiln is killed: its containers, mounts and files go too
-    env: BuildEnv | None = None
+    envs: list[BuildEnv] = []
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
         with open_context(opts.context, build_dir, stdin, kiln_dir=kiln_dir) as ctx:
             df, df_path = load_dockerfile(opts, ctx, reporter)
             ctx.ignore = ctx.dockerignore_for(df_path)
-            plan = make_plan(df, opts)
             modes = choose_modes(opts, build_dir, reporter.warning)
-            resolver = ImageResolver(blobs, opts.platform, opts.registry, opts.build_contexts)
-            env = BuildEnv(
-                opts=opts,
-                plan=plan,
-                reporter=reporter,
-                blobs=blobs,
-                layers=layers,
-                context=ctx,
-                work_dir=build_dir,
-                resolve_image=resolver,
-                origins=resolver.origins,
-                modes=modes,
-                timestamp=opts.timestamp,
-            )
+            if opts.multi_platform and modes.in_place:
+                raise UsageError("this build runs in place (the container cannot make namespaces), where / is one "
+                                 "root for one platform: build each platform in its own run", "--platform")
+            plans = [make_plan(df, opts, platform) for platform in opts.platforms]
+            binfmt.require_runnable(emulated_platforms(plans))
+            resolver = ImageResolver(blobs, opts.registry, opts.build_contexts)
+            shared = SharedStages() if opts.multi_platform else None
+            envs = [
+                BuildEnv(
+                    opts=opts,
+                    plan=plan,
+                    reporter=reporter,
+                    blobs=blobs,
+                    layers=layers,
+                    context=ctx,
+                    work_dir=build_dir,
+                    resolve_image=resolver,
+                    origins=resolver.origins,
+                    modes=modes,
+                    timestamp=opts.timestamp,
+                    platform=platform,
+                    shared=shared,
+                    label_platforms=opts.multi_platform,
+                )
+                for platform, plan in zip(opts.platforms, plans, strict=True)
+            ]
             reporter.debug(f"roots: {modes.describe()}")
             if opts.materialize and not modes.in_place:
                 reporter.warning("--materialize: this build runs in roots of kiln's own, not in /; the result is "
                                  "the image")
-            _build_stages(env)
-            image = _finish(env.results[plan.target].image, opts, blobs)
+            images = _build_platforms(envs, opts)
+            image = images[0] if len(images) == 1 else _index(images, opts, blobs)
             outputs = write_outputs(image, opts, reporter)
-            for name in plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]):
+            unused = [set(env.plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]))
+                      for env in envs]
+            for name in sorted(set.intersection(*unused)):
                 if name == "SOURCE_DATE_EPOCH":  # consumed by kiln itself: the build's timestamps
                     continue
                 reporter.warning(f"build argument {name} was not consumed by any ARG")
-            reporter.summary(
-                BuildSummary(
-                    image.digest,
-                    [
-                        LayerSummary(d.digest, d.size, h)
-                        for d, h in zip(image.layers, _layer_history(image), strict=True)
-                    ],
-                    outputs,
-                    time.monotonic() - started,
-                )
-            )
+            reporter.summary(_summary(image, outputs, time.monotonic() - started))
             return BuildResult(image, outputs)
     finally:
-        if env is not None:
-            for named in env.named.values():
-                named.close()
-            for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
-                root.close()
-                if opts.cleanup and isinstance(root, InPlaceRoot):
-                    root.clear()  # kaniko's --cleanup: / holds nothing of the build, ready for the next one
+        _close_envs(envs, opts.cleanup)
         remove_tree(build_dir)
         os.close(lock)
         reaper.untrack("remove", str(build_dir))
@@ -202,16 +211,77 @@ def _check_kiln_dir(kiln_dir: Path) -> None:
         raise UsageError(f"cannot create {resolved}: {e.strerror}", "--kiln-dir") from None
 
 
+def _close_envs(envs: list[BuildEnv], cleanup: bool) -> None:
+    """Close what the builds opened; a stage shared by several platforms' builds is closed once."""
+    closed: set[int] = set()
+    for env in envs:
+        for named in env.named.values():
+            named.close()
+        for root in [*(r.root for r in env.results.values()), *env.extra_roots]:
+            if id(root) in closed:
+                continue
+            closed.add(id(root))
+            root.close()
+            if cleanup and isinstance(root, InPlaceRoot):
+                root.clear()  # kaniko's --cleanup: / holds nothing of the build, ready for the next one
+
+
+def _build_platforms(envs: list[BuildEnv], opts: BuildOptions) -> list[Image]:
+    """Each platform's target image, in the order the platforms were given; several built at once."""
+    if len(envs) == 1:
+        return [_build_target(envs[0], opts)]
+    workers = min(len(envs), opts.jobs or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platform") as pool:
+        return _all_results([pool.submit(_build_target, env, opts) for env in envs])
+
+
+def _build_target(env: BuildEnv, opts: BuildOptions) -> Image:
+    _build_stages(env)
+    return _finish(env.results[env.plan.target].image, opts, env.blobs)
+
+
+def _all_results(futures: list[Future[T]]) -> list[T]:
+    """Every future's result, after all have finished; the first error (in submission order) is raised."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+    for fut in futures:
+        try:
+            results.append(fut.result())
+        except BaseException as e:  # noqa: BLE001 - the first error is raised once all have stopped
+            errors.append(e)
+    if errors:
+        raise errors[0]
+    return results
+
+
+def _index(images: list[Image], opts: BuildOptions, blobs: BlobStore) -> ImageIndex:
+    """The index of a multi-platform build: a Docker manifest list when the images are Docker schema 2 (they
+    follow their base images, or --format), else an OCI index."""
+    docker = all(mt.is_docker_family(i.manifest.media_type) for i in images)
+    return assemble_index(images, docker=docker, keep=blobs.put_bytes)
+
+
+def _summary(built: Built, outputs: list[str], seconds: float) -> BuildSummary:
+    if isinstance(built, ImageIndex):
+        platforms = [PlatformSummary(str(i.config.platform), i.digest, _layers(i)) for i in built.images]
+        return BuildSummary(built.digest, [], outputs, seconds, platforms)
+    return BuildSummary(built.digest, _layers(built), outputs, seconds)
+
+
+def _layers(image: Image) -> list[LayerSummary]:
+    return [LayerSummary(d.digest, d.size, h) for d, h in zip(image.layers, _layer_history(image), strict=True)]
+
+
 def _build_stages(env: BuildEnv) -> None:
     plan = env.plan
     for wave in plan.waves:
         stages = [plan.stage(i) for i in wave]
         if len(stages) == 1 or env.modes.in_place:  # in place there is one / for one stage at a time
             for st in stages:
-                env.results[st.index] = build_stage(env, st)
+                env.results[st.index] = _stage(env, st)
             continue
         with ThreadPoolExecutor(max_workers=min(len(stages), 4), thread_name_prefix="stage") as pool:
-            futures = {st.index: pool.submit(build_stage, env, st) for st in stages}
+            futures = {st.index: pool.submit(_stage, env, st) for st in stages}
             errors: list[BaseException] = []
             for index, fut in futures.items():
                 try:
@@ -220,6 +290,15 @@ def _build_stages(env: BuildEnv) -> None:
                     errors.append(e)
             if errors:
                 raise errors[0]
+
+
+def _stage(env: BuildEnv, st: StagePlan) -> StageResult:
+    """Build a stage, or take the result another platform's build made of the same inputs."""
+    if env.shared is None:
+        return build_stage(env, st)
+    key = stage_key(env.plan, st, env.platform, env.stage_keys)
+    env.stage_keys[st.index] = key
+    return env.shared.get(key, lambda: build_stage(env, st))
 
 
 def _layer_history(image: Image) -> list[str]:

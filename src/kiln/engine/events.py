@@ -17,11 +17,19 @@ class LayerSummary:
 
 
 @dataclass
-class BuildSummary:
+class PlatformSummary:
+    platform: str
     digest: str
+    layers: list[LayerSummary] = field(default_factory=list)
+
+
+@dataclass
+class BuildSummary:
+    digest: str  # of the image, or of the index of a multi-platform build
     layers: list[LayerSummary] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    platforms: list[PlatformSummary] = field(default_factory=list)  # a multi-platform build's images
 
 
 class BuildEvents(Protocol):

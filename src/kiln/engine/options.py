@@ -128,7 +128,9 @@ class BuildOptions:
     cache_copy_layers: bool = False
     cache_run_layers: bool = True
     registry: RegistrySettings = field(default_factory=RegistrySettings)
-    platform: Platform = field(default_factory=Platform.host)
+    # The platforms to build the target for: one image each, under one index when there are several.
+    platforms: tuple[Platform, ...] = field(default_factory=lambda: (Platform.host(),))
+    jobs: int | None = None  # platforms built at once (default: the number of cores)
     ignore_paths: tuple[str, ...] = ()
     ignore_var_run: bool = True
     compression: Compression = "gzip"
@@ -164,7 +166,22 @@ class BuildOptions:
             return self.source_date_epoch
         return 0 if self.reproducible else None
 
+    @property
+    def multi_platform(self) -> bool:
+        return len(self.platforms) > 1
+
     def validate(self) -> BuildOptions:
+        if not self.platforms:
+            raise UsageError("no platform to build for", "--platform")
+        if self.multi_platform and self.tar_path is not None:
+            raise UsageError(f"a docker-archive holds one platform's image; this build makes {len(self.platforms)} "
+                             f"({', '.join(map(str, self.platforms))}): use --oci-layout-path or a registry",
+                             "--tar-path")
+        if self.multi_platform and self.in_place:
+            raise UsageError("in place there is one root, /, for one platform: build each platform in its own run, "
+                             "or without --in-place", "--platform")
+        if self.jobs is not None and self.jobs < 1:
+            raise UsageError(f"--jobs must be at least 1, got {self.jobs}", "--jobs")
         if self.annotations and self.manifest_format == "docker":
             raise UsageError("Docker schema 2 manifests have no annotations: use --format oci", "--annotation")
         if self.materialize and self.cleanup:

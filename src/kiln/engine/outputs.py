@@ -12,7 +12,7 @@ from kiln.engine.events import BuildEvents
 from kiln.engine.options import BuildOptions
 from kiln.errors import UsageError
 from kiln.transports.address import ImageAddress, save_image
-from kiln.transports.image import Image
+from kiln.transports.image import Built
 from kiln.transports.registry.reference import Reference
 
 
@@ -68,7 +68,7 @@ def _write_small(path: Path, data: bytes) -> None:
             f.write(data)
 
 
-def write_outputs(image: Image, opts: BuildOptions, reporter: BuildEvents) -> list[str]:
+def write_outputs(image: Built, opts: BuildOptions, reporter: BuildEvents) -> list[str]:
     done: list[str] = []
     if opts.oci_layout_path is not None:
         # Tagged after the first destination, else "latest".

@@ -38,8 +38,14 @@ def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
     if st.base_image is None or st.base_image.lower() == "scratch":
         return None, plan.scope(st, base_env={})
     started = time.monotonic()
-    image = env.resolve_image(st.base_image)
+    image = env.resolve_image(st.base_image, st.platform)
     env.reporter.phase("base", time.monotonic() - started, None, image=st.base_image)
+    got = image.config.platform
+    if got.os and got.architecture and not st.platform.normal().matches(got.normal()):
+        # A base image with one manifest and no index is used whatever its platform, as BuildKit does; its RUN
+        # steps then execute the wrong architecture's binaries, or fail. Said, not refused.
+        env.reporter.warning(f"{plan.path}:{st.from_.line}: base image {st.base_image} is for {got}, not "
+                             f"{st.platform}, the platform this stage builds for")
     return image, plan.scope(st, base_env=image.config.config.env_dict())
 
 
@@ -87,7 +93,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
         for number, raw in enumerate(st.instructions, start=1):
             where = SourceLocation(path, raw.line)
             instr = scope.apply(raw)
-            env.reporter.step_started(st.label, number, total, _step_text(instr), str(where))
+            env.reporter.step_started(env.stage_label(st), number, total, _step_text(instr), str(where))
             try:
                 layer = steps.run(instr, where)
             except (ContextError, SandboxError, SnapshotError, UnsafePathError) as e:

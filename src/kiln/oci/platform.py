@@ -23,6 +23,12 @@ _MACHINE_TO_ARCH = {
 }
 
 
+# The operating systems containerd's platform parser knows by name: alone, one means that OS on this machine's
+# architecture.
+_KNOWN_OS = frozenset({"linux", "windows", "darwin", "freebsd", "netbsd", "openbsd", "solaris", "illumos",
+                       "android", "ios", "aix", "dragonfly", "plan9", "js", "wasip1"})
+
+
 @dataclass(frozen=True, order=True)
 class Platform:
     os: str
@@ -33,6 +39,8 @@ class Platform:
     def parse(cls, text: str) -> Platform:
         """Parse ``os/arch[/variant]`` (or a bare ``arch``, taken as linux), normalising as containerd does."""
         parts = [p.strip().lower() for p in text.strip().split("/")]
+        if len(parts) == 1 and parts[0] in _KNOWN_OS:
+            return cls(parts[0], cls.host().architecture, cls.host().variant)  # containerd: an OS alone
         if len(parts) == 1 and parts[0]:
             parts = ["linux", parts[0]]
         if len(parts) not in (2, 3) or not all(parts):
