@@ -124,6 +124,7 @@ COPY --from=builder /arch /token /
 
 def test_two_platforms_pushed_to_a_registry(tmp_path: Path, busybox_image: OciImage, registry: Registry) -> None:
     dest = registry.ref("multi/shared", "v1")
+    mark = registry.log_mark()
     r = _kiln(tmp_path, SHARED, busybox_image, "--platform", PLATFORMS, "--destination", dest, "--insecure",
               "--digest-file", str(tmp_path / "digest"))  # fmt: skip
     assert r.returncode == 0, r.stderr
@@ -140,6 +141,14 @@ def test_two_platforms_pushed_to_a_registry(tmp_path: Path, busybox_image: OciIm
             ["skopeo", "--override-arch", arch, "inspect", "--config", *tls, f"docker://{dest}"],
             capture_output=True, text=True, check=True).stdout)  # fmt: skip
         assert cfg["architecture"] == arch
+    # The token layer is the same blob in both images (the same file from the one shared stage): sent once.
+    layers = [[la["digest"] for la in json.loads(subprocess.run(
+        ["skopeo", "inspect", "--raw", *tls, f"docker://{dest.rsplit(':', 1)[0]}@{m['digest']}"],
+        capture_output=True, text=True, check=True).stdout)["layers"]] for m in index["manifests"]]  # fmt: skip
+    [shared] = set(layers[0]) & set(layers[1])
+    uploads = [path for method, path, status in registry.requests_since(mark)
+               if method == "PUT" and "/blobs/uploads/" in path and status == 201]
+    assert sum(shared.split(":")[1] in path for path in uploads) == 1
     # Each platform's manifest is there by digest, and its blobs can be copied out whole.
     copied = tmp_path / "copied"
     subprocess.run(["skopeo", "copy", "--all", *registry.skopeo_flags("src"), f"docker://{dest}", f"oci:{copied}:x"],
