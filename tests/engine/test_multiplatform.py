@@ -205,3 +205,9 @@ def test_dry_run_shows_the_plan_of_each_platform(tmp_path: Path, busybox_image: 
     r = _kiln(tmp_path, SHARED, busybox_image, "--platform", PLATFORMS, "--dry-run", "--dry-run-format", "json")
     assert r.returncode == 0, r.stderr
     assert sorted(json.loads(r.stdout)["platforms"]) == ["linux/amd64", "linux/arm64"]
+
+
+def test_several_platforms_in_place_are_refused(tmp_path: Path, busybox_image: OciImage) -> None:
+    r = _kiln(tmp_path, SHARED, busybox_image, "--platform", PLATFORMS, "--in-place", "--no-push")
+    assert r.returncode != 0
+    assert "--platform" in r.stderr and "one platform" in r.stderr and "Traceback" not in r.stderr
