@@ -45,6 +45,10 @@ if [[ $mode == test ]]; then
     zstd xz-utils tar attr git
     patchelf binutils   # scripts/image.sh: kiln's image (a self-contained Python under /kiln; strip)
     openssh-client openssh-server   # RUN --mount=type=ssh and git@ contexts, against a test-owned sshd
+    # arm64: RUN steps of linux/arm64 stages and the arm64 base images run through qemu-user, which the tests
+    # register with binfmt_misc for their length (tests/support/binfmt.py); the arm64 .debs come from the same
+    # mirror through an apt configuration of the tests' own, so no dpkg architecture is added here.
+    qemu-user-static
   )
 fi
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from kiln.binfmt import Emulation
+
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 # Make `support` importable whatever pytest's import mode is.
@@ -29,14 +31,23 @@ settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True
 if os.environ.get("CI"):
     settings.load_profile("ci")
 
-from support.base_images import OciImage, busybox_image, debian_image, default_cache_dir, push  # noqa: E402
+from support.base_images import (  # noqa: E402
+    OciImage,
+    busybox_arm64_image,
+    busybox_image,
+    debian_arm64_image,
+    debian_image,
+    default_cache_dir,
+    push,
+)
+from support.binfmt import host_view as binfmt_host_view  # noqa: E402
 from support.buildah import Buildah  # noqa: E402
 from support.registry import Credentials, Registry, RegistryFactory  # noqa: E402
 from support.registry import registry_factory as start_registries  # noqa: E402
 
 # Fixtures that imply a marker: lets `-m "not slow"` skip every test that needs the debian base.
 _IMPLIED_MARKERS = {
-    "debian_image": "slow", "debian_ref": "slow",
+    "debian_image": "slow", "debian_ref": "slow", "debian_arm64_image": "slow",
     "registry": "registry", "tls_registry": "registry", "auth_registry": "registry",
     "registry_factory": "registry", "busybox_ref": "registry",
     "buildah": "buildah", "buildah_build": "buildah",
@@ -71,6 +82,9 @@ def _host_state() -> dict[str, str]:
         if stat.S_ISBLK(st.st_mode):
             devices.append(f"{entry}={st.st_rdev}:{st.st_mode:o}")
     state["block devices"] = " ".join(devices)
+    # Registered interpreters run every matching binary on the host; the shared arm64 lease's are left out
+    # while another worker holds it (support.binfmt.host_view says why).
+    state["binfmt_misc"] = binfmt_host_view()
     return state
 
 
@@ -174,3 +188,37 @@ def buildah(session_dir: Path) -> Iterator[Buildah]:
 def buildah_build(buildah: Buildah) -> Callable[..., OciImage]:
     """buildah_build(context, dockerfile, out_layout, layers=False, build_args=None, ...) -> OciImage."""
     return buildah.build
+
+
+# --- other architectures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def arm64_emulation() -> Iterator[Emulation]:
+    """aarch64 binaries run on this host, RUN steps' containers included, for the session: kiln's binfmt_misc entry
+    registered (and binfmt_misc mounted) unless a usable one exists; undone by the last xdist worker to finish.
+    Yields kiln.binfmt's Emulation of linux/arm64 (its entry and interpreter)."""
+    from support.binfmt import acquire, holder_id, release
+
+    if os.geteuid() != 0:
+        pytest.skip("registering a binfmt_misc interpreter needs root")
+    holder = holder_id()
+    emulation = acquire(holder)
+    try:
+        yield emulation
+    finally:
+        release(holder)
+
+
+@pytest.fixture(scope="session", name="busybox_arm64_image")
+def busybox_arm64_image_fixture(test_cache_dir: Path) -> OciImage:
+    """busybox_image for linux/arm64 (config: arm64, variant v8; /bin/busybox from Debian's arm64 busybox-static).
+    Running it needs arm64_emulation too."""
+    return busybox_arm64_image(test_cache_dir)
+
+
+@pytest.fixture(scope="session", name="debian_arm64_image")
+def debian_arm64_image_fixture(test_cache_dir: Path, arm64_emulation: Emulation) -> OciImage:
+    """debian_image for linux/arm64 (debootstrap --arch arm64 under qemu; slow the first time). Brings
+    arm64_emulation, which building and running it need."""
+    return debian_arm64_image(test_cache_dir)

@@ -14,11 +14,11 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from support.images import verify_layout
+from support.images import blob_path, verify_layout
 from support.locks import file_lock
 from support.mounts import remove_tree
 from support.procs import ToolError, run
@@ -86,11 +86,13 @@ def layout_from_rootfs(
     config: list[str],
     created_by: str,
     created: str | None = None,
+    architecture: str = "amd64",
+    variant: str | None = None,
 ) -> None:
     """Pack rootfs as the single layer of a new image: GNU tar makes the layer, umoci the image around it.
 
     config: `umoci config` flags (--config.env=..., --config.cmd=...). With created set, timestamps are fixed
-    so the same rootfs gives the same digests.
+    so the same rootfs gives the same digests. architecture and variant: the config's platform.
     """
     run(["umoci", "init", "--layout", layout])
     run(["umoci", "new", "--image", f"{layout}:{tag}"])
@@ -107,9 +109,31 @@ def layout_from_rootfs(
     run(["umoci", "raw", "add-layer", *history, "--image", f"{layout}:{tag}", layer])
     layer.unlink()
     timestamps = ["--created", created] if created else []
-    run(["umoci", "config", "--no-history", "--os", "linux", "--architecture", "amd64", *timestamps, *config,
+    run(["umoci", "config", "--no-history", "--os", "linux", "--architecture", architecture, *timestamps, *config,
          "--image", f"{layout}:{tag}"])  # fmt: skip
+    if variant:
+        set_config_fields(layout, tag, {"variant": variant})
     run(["umoci", "gc", "--layout", layout])
+
+
+def set_config_fields(layout: Path, tag: str, fields: dict[str, str]) -> None:
+    """Set top-level fields of the tagged image's config (umoci config has no --variant): new config and
+    manifest blobs, the index pointed at them; `umoci gc` drops the old ones."""
+
+    def put(data: bytes) -> tuple[str, int]:
+        digest = hashlib.sha256(data).hexdigest()
+        (layout / "blobs" / "sha256" / digest).write_bytes(data)
+        return f"sha256:{digest}", len(data)
+
+    index = json.loads((layout / "index.json").read_text())
+    [descriptor] = [d for d in index["manifests"]
+                    if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag]
+    manifest = json.loads(blob_path(layout, descriptor["digest"]).read_bytes())
+    config = json.loads(blob_path(layout, manifest["config"]["digest"]).read_bytes())
+    config.update(fields)
+    manifest["config"]["digest"], manifest["config"]["size"] = put(json.dumps(config).encode())
+    descriptor["digest"], descriptor["size"] = put(json.dumps(manifest).encode())
+    (layout / "index.json").write_text(json.dumps(index))
 
 
 # --- busybox ---------------------------------------------------------------------------------------------
@@ -130,8 +154,9 @@ def busybox_version(binary: Path = Path("/bin/busybox")) -> str:
     return hashlib.sha256(binary.read_bytes()).hexdigest()
 
 
-def make_busybox_rootfs(rootfs: Path, binary: Path = Path("/bin/busybox")) -> None:
-    """/bin/busybox with a symlink per applet (as `busybox --install -s` makes them), users root, app, nobody."""
+def make_busybox_rootfs(rootfs: Path, binary: Path = Path("/bin/busybox"), runner: Sequence[str] = ()) -> None:
+    """/bin/busybox with a symlink per applet (as `busybox --install -s` makes them), users root, app, nobody.
+    runner: what runs a foreign binary's --list-full (qemu-aarch64-static), so no binfmt_misc entry is needed."""
     for d, mode in (("bin", 0o755), ("sbin", 0o755), ("usr/bin", 0o755), ("usr/sbin", 0o755), ("etc", 0o755),
                     ("root", 0o700), ("home/app", 0o755), ("tmp", 0o1777), ("var/tmp", 0o1777), ("dev", 0o755),
                     ("proc", 0o555), ("sys", 0o555)):  # fmt: skip
@@ -139,7 +164,7 @@ def make_busybox_rootfs(rootfs: Path, binary: Path = Path("/bin/busybox")) -> No
         os.chmod(rootfs / d, mode)
     shutil.copyfile(binary, rootfs / "bin/busybox")
     os.chmod(rootfs / "bin/busybox", 0o755)
-    applets = run([binary, "--list-full"]).stdout.decode().split()
+    applets = run([*runner, binary, "--list-full"]).stdout.decode().split()
     for applet in applets:
         link = rootfs / applet
         if applet == "bin/busybox" or os.path.lexists(link):
@@ -198,15 +223,17 @@ def apt_debian_mirror(suite: str = "bookworm") -> str:
     return "http://deb.debian.org/debian"
 
 
-def debootstrap(rootfs: Path, suite: str, mirror: str, debs: Path, attempts: int = 3) -> None:
-    """debootstrap --variant=minbase, retried on failure (mirrors flake); the .debs are kept in debs."""
+def debootstrap(rootfs: Path, suite: str, mirror: str, debs: Path, attempts: int = 3, arch: str | None = None) -> None:
+    """debootstrap --variant=minbase, retried on failure (mirrors flake); the .debs are kept in debs. A foreign
+    arch needs its binaries to run here (a binfmt_misc entry with F: debootstrap chroots into the target)."""
     debs.mkdir(parents=True, exist_ok=True)
     errors = []
     for attempt in range(1, attempts + 1):
         remove_tree(rootfs)
         rootfs.mkdir(parents=True)
         proc = subprocess.run(
-            ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", suite, str(rootfs), mirror],
+            ["debootstrap", "--variant=minbase", f"--cache-dir={debs}", *([f"--arch={arch}"] if arch else []),
+             suite, str(rootfs), mirror],
             capture_output=True, timeout=1800, check=False,
         )  # fmt: skip
         if proc.returncode == 0:
@@ -222,9 +249,9 @@ def debootstrap(rootfs: Path, suite: str, mirror: str, debs: Path, attempts: int
     )
 
 
-def build_debian_layout(layout: Path, tag: str, suite: str, mirror: str, debs: Path) -> None:
+def build_debian_layout(layout: Path, tag: str, suite: str, mirror: str, debs: Path, arch: str | None = None) -> None:
     rootfs = layout.parent / "rootfs"
-    debootstrap(rootfs, suite, mirror, debs)
+    debootstrap(rootfs, suite, mirror, debs, arch=arch)
     # Trim what a container image does not carry: device nodes (runtimes provide /dev), the host's
     # resolver and hostname (runtimes mount their own), apt's downloaded indexes.
     for d in ("dev", "var/lib/apt/lists", "var/cache/apt/archives", "debootstrap"):
@@ -240,10 +267,12 @@ def build_debian_layout(layout: Path, tag: str, suite: str, mirror: str, debs: P
             os.unlink(rootfs / f)
     if os.path.exists(rootfs / "var/cache/apt/archives"):
         (rootfs / "var/cache/apt/archives/partial").mkdir(exist_ok=True)
+    arch_flag = f"--arch={arch} " if arch else ""
     layout_from_rootfs(
         rootfs, layout, tag,
         config=[f"--config.env=PATH={DEFAULT_PATH}", "--config.cmd=bash"],
-        created_by=f"kiln tests: debootstrap --variant=minbase {suite} {mirror}",
+        created_by=f"kiln tests: debootstrap --variant=minbase {arch_flag}{suite} {mirror}",
+        architecture=arch or "amd64", variant=VARIANTS.get(arch or "amd64"),
     )  # fmt: skip
     remove_tree(rootfs)
 
@@ -255,6 +284,80 @@ def debian_image(cache: Path, suite: str = "bookworm") -> OciImage:
         build_debian_layout(layout, tag, suite, mirror, cache / "debootstrap-debs")
 
     return cached_layout(cache, f"debian-{suite}", {"suite": suite, "mirror": mirror}, build)
+
+
+# --- arm64 ----------------------------------------------------------------------------------------------
+# Images of another architecture, for multi-platform builds. Their configs say what Docker Hub's arm64 images
+# say: architecture arm64, variant v8.
+
+VARIANTS = {"arm64": "v8"}
+QEMU = {"arm64": "qemu-aarch64-static"}
+
+
+def download_deb(package: str, arch: str, suite: str, mirror: str, work: Path, attempts: int = 3) -> Path:
+    """PACKAGE_VERSION_ARCH.deb of another architecture, fetched by apt with a configuration of its own (its
+    sources, lists and caches under work): verified as apt verifies, the host's dpkg architectures and package
+    lists untouched."""
+    for d in ("lists/partial", "cache/archives/partial", "download"):
+        (work / d).mkdir(parents=True, exist_ok=True)
+    (work / "status").touch()
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    (work / "sources.list").write_text(f"deb [arch={arch} signed-by={keyring}] {mirror} {suite} main\n")
+    options = [f"-oDir::Etc::SourceList={work / 'sources.list'}", "-oDir::Etc::SourceParts=/nonexistent",
+               f"-oDir::State::Lists={work / 'lists'}", f"-oDir::State::status={work / 'status'}",
+               f"-oDir::Cache={work / 'cache'}", f"-oAPT::Architecture={arch}", f"-oAPT::Architectures::={arch}",
+               "-oAPT::Sandbox::User=root", "-oDebug::NoLocking=1", "-q"]  # fmt: skip
+    failures = []
+    for attempt in range(1, attempts + 1):
+        update = run(["apt-get", *options, "update"], check=False)
+        download = update.returncode == 0 and run(
+            ["apt-get", *options, "download", f"{package}:{arch}"], cwd=work / "download", check=False)
+        debs = sorted((work / "download").glob(f"{package}_*_{arch}.deb"))
+        if download and download.returncode == 0 and len(debs) == 1:
+            return debs[0]
+        last = download or update
+        failures.append(f"attempt {attempt}: status {last.returncode}: {last.stderr.decode(errors='replace')[-1500:]}")
+        time.sleep(5 * attempt)
+    raise ToolError(f"apt-get download {package}:{arch} from {mirror} {suite} failed {attempts} times "
+                    "(set KILN_DEBIAN_MIRROR to use another mirror):\n" + "\n".join(failures))
+
+
+def build_foreign_busybox_layout(layout: Path, tag: str, arch: str, suite: str, mirror: str) -> None:
+    """The busybox image's recipe with Debian's busybox-static of arch."""
+    work = layout.parent
+    deb = download_deb("busybox-static", arch, suite, mirror, work / "apt")
+    run(["dpkg-deb", "--extract", deb, work / "deb"])
+    rootfs = work / "rootfs"
+    rootfs.mkdir()
+    make_busybox_rootfs(rootfs, work / "deb/bin/busybox", runner=[QEMU[arch]])
+    layout_from_rootfs(
+        rootfs, layout, tag,
+        config=[f"--config.env=PATH={DEFAULT_PATH}", "--config.cmd=sh"],
+        created_by=f"kiln tests: busybox-static {arch} ({deb.name})", created=FIXED_TIME,
+        architecture=arch, variant=VARIANTS.get(arch),
+    )  # fmt: skip
+
+
+def busybox_arm64_image(cache: Path, suite: str = "bookworm") -> OciImage:
+    """busybox_image's layout for linux/arm64 (/bin/busybox an aarch64 binary); building it needs
+    qemu-aarch64-static but no binfmt_misc entry."""
+    mirror = apt_debian_mirror(suite)
+
+    def build(layout: Path, tag: str) -> None:
+        build_foreign_busybox_layout(layout, tag, "arm64", suite, mirror)
+
+    return cached_layout(cache, "busybox-arm64", {"suite": suite, "mirror": mirror, "arch": "arm64"}, build)
+
+
+def debian_arm64_image(cache: Path, suite: str = "bookworm") -> OciImage:
+    """debian_image's layout for linux/arm64. Building it (once per cache) runs debootstrap's second stage under
+    qemu: aarch64 binaries must run here through an entry with F (support.binfmt.acquire)."""
+    mirror = apt_debian_mirror(suite)
+
+    def build(layout: Path, tag: str) -> None:
+        build_debian_layout(layout, tag, suite, mirror, cache / "debootstrap-debs-arm64", arch="arm64")
+
+    return cached_layout(cache, f"debian-{suite}-arm64", {"suite": suite, "mirror": mirror, "arch": "arm64"}, build)
 
 
 # --- pushing ---------------------------------------------------------------------------------------------
