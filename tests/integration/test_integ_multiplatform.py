@@ -107,7 +107,7 @@ def _diff_with_buildah(buildah: Buildah, registry: Registry, dockerfile: str, ba
     name = f"kiln-multi-{tmp_path.name}"
     buildah("build", "--layers=false", "--format", "oci", "--platform", PLATFORMS, "--manifest", name,
             "--tls-verify=false", str(ctx))  # fmt: skip
-    theirs = registry.ref("multi/buildah", tmp_path.name[-20:].lower().replace("_", "-"))
+    theirs = registry.ref("multi/buildah", "t" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:12])
     buildah("manifest", "push", "--all", "--tls-verify=false", name, f"docker://{theirs}")
     for arch in ("amd64", "arm64"):
         r = subprocess.run([str(KILN), "diff", "--insecure", "--platform", f"linux/{arch}", "--format", "json",
