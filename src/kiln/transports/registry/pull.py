@@ -2,11 +2,18 @@
 
 Blobs stream into the store and are verified on the way in; a blob already there is not fetched again. The
 returned Image reads its blobs from the store and knows which repository they came from (for mounts on push).
+
+Layers keep arriving after pull_image returns (several at once, each resumed where a dropped connection left
+it): a build extracts a layer while it downloads, reading it from the store as it grows, instead of waiting for
+every layer first. The store holds a reader back until the blob is verified, and gives it the download's
+error instead (kiln.transports.blobstore), so what pull_image returns is used exactly as before.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import requests
@@ -19,12 +26,11 @@ from kiln.oci.descriptor import Descriptor, pick_platform, platforms_offered
 from kiln.oci.digest import new_hasher, sha256_digest
 from kiln.oci.manifest import Index, Manifest, sniff_media_type
 from kiln.oci.platform import Platform
-from kiln.transports.blobstore import CHUNK, BlobStore
+from kiln.transports.blobstore import CHUNK, BlobReceiver, BlobStore
 from kiln.transports.image import Image
 from kiln.transports.registry.client import RegistryClient, is_timeout, pull_scope
 from kiln.transports.registry.mirrors import candidate_references
 from kiln.transports.registry.options import RegistryOptions
-from kiln.transports.registry.parallel import run_all
 from kiln.transports.registry.reference import Reference
 from kiln.transports.registry.retry import TRANSIENT_ERRORS
 from kiln.transports.registry.sources import BlobOrigin, StoreBlobs
@@ -125,12 +131,32 @@ def choose_platform(index: Index, platform: Platform, ref: str) -> Descriptor:
 
 
 def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, store: BlobStore, what: str) -> None:
-    """Stream a blob of ref's repository into the store, verified; retried from the start when the connection
-    drops. Nothing to do when the store has it."""
-    if store.has(desc.digest):
-        return
+    """Stream a blob of ref's repository into the store, verified. Nothing to do when the store has it."""
+    receiver = store.receive(desc.digest, desc.size, f"{what} {desc.digest}")
+    if receiver is not None:
+        _download(client, ref, desc, receiver, what)
+
+
+def _download(client: RegistryClient, ref: Reference, desc: Descriptor, receiver: BlobReceiver, what: str) -> None:
+    shown = str(ref)
+    with receiver:
+        try:
+            for chunk in _blob_chunks(client, ref, desc, what):
+                receiver.write(chunk)
+            receiver.commit()
+        except DigestMismatch as e:
+            raise RegistryDigestMismatch(f"{what} {desc.digest}", e.expected, e.actual, shown) from None
+        except ImageFormatError as e:
+            raise RegistryError(str(e), shown) from None
+
+
+def _blob_chunks(client: RegistryClient, ref: Reference, desc: Descriptor, what: str) -> Iterator[bytes]:
+    """A blob's bytes as they arrive. A connection that drops is opened again where it stopped (a Range request;
+    from a registry that ignores Range, the bytes already had are read again and dropped), so a reader of the
+    blob never has to start over; the digest is checked over what was kept."""
     shown = str(ref)
     policy = client.retry
+    had = 0
     for attempt in range(policy.attempts):
         resp = client.request(
             "GET",
@@ -138,27 +164,42 @@ def fetch_blob(client: RegistryClient, ref: Reference, desc: Descriptor, store: 
             scopes=[pull_scope(ref.repository)],
             reference=shown,
             stream=True,
+            headers={"Range": f"bytes={had}-"} if had else None,
         )
-        if resp.status_code != 200:
+        resumed = resp.status_code == 206 and had and _range_start(resp) == had
+        if resp.status_code != 200 and not resumed:
             raise client.fail(resp, f"fetching {what} {desc.digest}", shown)
+        skip = 0 if resumed else had
         try:
             with resp:
-                store.ingest(resp.iter_content(CHUNK), desc.digest, desc.size, f"{what} {desc.digest}")
+                for chunk in resp.iter_content(CHUNK):
+                    if skip:
+                        dropped = min(skip, len(chunk))
+                        chunk, skip = chunk[dropped:], skip - dropped
+                        if not chunk:
+                            continue
+                    had += len(chunk)
+                    yield chunk
+            if skip:
+                raise RegistryError(f"{what} {desc.digest}: shorter on a second read", shown)
             return
-        except DigestMismatch as e:
-            raise RegistryDigestMismatch(f"{what} {desc.digest}", e.expected, e.actual, shown) from None
-        except ImageFormatError as e:
-            raise RegistryError(str(e), shown) from None
         except TRANSIENT_ERRORS as e:
             if is_timeout(e):  # silence is not retried (see client.py)
                 raise client.silent(e, f"reading {what} {desc.digest}", shown) from None
-            log.debug("%s %s: %s on try %d", shown, desc.digest, type(e).__name__, attempt + 1)
+            log.debug("%s %s: %s on try %d after %d bytes", shown, desc.digest, type(e).__name__, attempt + 1, had)
             if attempt + 1 >= policy.attempts:
                 raise RegistryError(
                     f"{what} {desc.digest}: transfer failed after {attempt + 1} tries ({type(e).__name__})", shown
                 ) from None
             policy.wait(attempt)
     raise AssertionError("unreachable")
+
+
+def _range_start(resp: requests.Response) -> int | None:
+    """The first byte a 206 answer holds (Content-Range: bytes START-END/TOTAL)."""
+    unit, _, span = resp.headers.get("Content-Range", "").partition(" ")
+    start = span.partition("-")[0]
+    return int(start) if unit == "bytes" and start.isdigit() else None
 
 
 def read_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, limit: int, what: str) -> bytes:
@@ -177,21 +218,44 @@ def read_small_blob(client: RegistryClient, ref: Reference, desc: Descriptor, li
     return bytes(data)
 
 
-class _Puller:
-    def __init__(self, client: RegistryClient, ref: Reference, store: BlobStore, opts: RegistryOptions) -> None:
-        self.client = client
-        self.ref = ref
-        self.store = store
-        self.opts = opts
+class _Arriving:
+    """Layers downloading into the store after pull_image returned, a few at a time, bottom first; the client is
+    closed when the last is done. Threads are daemons: a build that ends (or fails) without reading a layer does
+    not wait for it, and a temporary file it leaves is not locked any more, so prune removes it."""
 
-    def fetch_blob(self, desc: Descriptor, what: str) -> None:
-        fetch_blob(self.client, self.ref, desc, self.store, what)
+    def __init__(self, client: RegistryClient, ref: Reference, jobs: list[tuple[Descriptor, BlobReceiver]]) -> None:
+        self._client = client
+        self._ref = ref
+        self._jobs = jobs
+        self._lock = threading.Lock()
+        self._running = 0
 
-    def fetch_blobs(self, descs: list[tuple[Descriptor, str]]) -> None:
-        missing = [(d, w) for d, w in descs if not self.store.has(d.digest)]
-        if not missing:
+    def start(self, workers: int) -> None:
+        if not self._jobs:
+            self._client.close()
             return
-        run_all(lambda item: self.fetch_blob(*item), missing, self.opts.max_concurrent_transfers, "kiln-pull")
+        self._jobs.reverse()  # popped from the end: the bottom layer first, the one a build unpacks first
+        self._running = max(1, min(workers, len(self._jobs)))
+        for i in range(self._running):
+            threading.Thread(target=self._work, name=f"kiln-pull-{i}", daemon=True).start()
+
+    def _work(self) -> None:
+        try:
+            while True:
+                with self._lock:
+                    if not self._jobs:
+                        break
+                    desc, receiver = self._jobs.pop()
+                try:
+                    _download(self._client, self._ref, desc, receiver, "layer")
+                except Exception as e:  # noqa: BLE001 - the store hands it to whoever reads the layer
+                    log.debug("%s: layer %s not pulled: %s", self._ref, desc.digest, e)
+        finally:
+            with self._lock:
+                self._running -= 1
+                last = self._running == 0
+            if last:
+                self._client.close()
 
 
 def _resolve_fetched(ref: Reference, opts: RegistryOptions) -> tuple[RegistryClient, Fetched]:
@@ -253,18 +317,47 @@ def pull_image(ref: str, platform: Platform, store: BlobStore, opts: RegistryOpt
             manifest = Manifest.from_bytes(fetched.data, fetched.media_type, f"manifest of {ref}")
         except ImageFormatError as e:
             raise RegistryError(str(e), ref) from None
-        puller = _Puller(client, source, store, opts)
         # The config first: small, and a bad one makes fetching the layers pointless.
-        puller.fetch_blob(manifest.config, "config")
+        fetch_blob(client, source, manifest.config, store, "config")
         config_bytes = store.read_bytes(manifest.config.digest)
         try:
             config = ImageConfig.from_bytes(config_bytes, f"config of {ref}")
         except ImageFormatError as e:
             raise RegistryError(str(e), ref) from None
-        puller.fetch_blobs([(layer, "layer") for layer in manifest.layers if not layer.urls])
+        store.put_bytes(fetched.data)  # kept beside the blobs so an offline tool can find it by digest
         origin = BlobOrigin(source.registry, source.repository)
         origins = {d.digest: origin for d in (manifest.config, *manifest.layers)}
-        store.put_bytes(fetched.data)  # kept beside the blobs so an offline tool can find it by digest
-        return Image(manifest, fetched.data, config, config_bytes, StoreBlobs(store, origins))
-    finally:
+        image = Image(manifest, fetched.data, config, config_bytes, StoreBlobs(store, origins))
+        jobs = _receive_layers(store, manifest.layers)
+    except BaseException:
         client.close()
+        raise
+    _Arriving(client, source, jobs).start(opts.max_concurrent_transfers)
+    return image
+
+
+def _receive_layers(store: BlobStore, layers: Sequence[Descriptor]) -> list[tuple[Descriptor, BlobReceiver]]:
+    """A receiver for every layer the store lacks, made before pull_image returns, so that the store hands each
+    one out (as it arrives) from then on."""
+    jobs: list[tuple[Descriptor, BlobReceiver]] = []
+    try:
+        for d in _unique(layers):
+            receiver = store.receive(d.digest, d.size, f"layer {d.digest}")
+            if receiver is not None:
+                jobs.append((d, receiver))
+    except BaseException as e:
+        for _, receiver in jobs:
+            receiver.__exit__(type(e), e, None)
+        raise
+    return jobs
+
+
+def _unique(layers: Sequence[Descriptor]) -> list[Descriptor]:
+    """The layers to fetch, each once (an image may list one blob twice); foreign layers (urls) left out."""
+    seen: set[str] = set()
+    out = []
+    for d in layers:
+        if not d.urls and d.digest not in seen:
+            seen.add(d.digest)
+            out.append(d)
+    return out
