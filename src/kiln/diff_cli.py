@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from kiln.diff.api import DiffOptions, diff_images
+from kiln.diff.api import DiffOptions, diff_addresses
 from kiln.diff.render import render_json, render_text
 from kiln.errors import KilnError
 from kiln.oci.platform import Platform
@@ -35,7 +35,8 @@ EXIT_ERROR = 2
 )
 @click.option("--mtimes", is_flag=True, help="Compare modification times too.")
 @click.option("--layers", is_flag=True, help="Compare layer count and each layer's entry names.")
-@click.option("--platform", default=None, help="os/arch[/variant] to pick from an index (default: this host).")
+@click.option("--platform", default=None,
+              help="os/arch[/variant]: compare that platform's images only (default: every platform of indexes).")
 @click.option("--insecure", is_flag=True, help="Reach registries over plain HTTP.")
 @click.option("--skip-tls-verify", is_flag=True, help="Do not verify registry certificates.")
 @click.option("--workdir", type=click.Path(path_type=Path), default=None, help="Where images are unpacked.")
@@ -58,7 +59,10 @@ def diff_command(
 
     Files are compared after applying every layer (type, mode, owner, size, content, link target, hardlinks,
     devices, xattrs); then the config (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-    StopSignal, Healthcheck, Shell, OnBuild, architecture, os). Exit status: 0 same, 1 different, 2 error.
+    StopSignal, Healthcheck, Shell, OnBuild, architecture, os). Two indexes are compared platform by platform
+    (a platform only one has is a difference); an image and an index, the image with the index's entry for the
+    image's platform; --platform compares that platform's images only. Exit status: 0 same, 1 different,
+    2 error.
     """
     try:
         options = DiffOptions(
@@ -70,7 +74,7 @@ def diff_command(
             registry=RegistryOptions(insecure=insecure, skip_tls_verify=skip_tls_verify),
             workdir=workdir,
         )
-        report = diff_images(image_a, image_b, options)
+        report = diff_addresses(image_a, image_b, options)
     except KilnError as e:
         click.echo(f"error: {e}", err=True)
         raise SystemExit(EXIT_ERROR) from None

@@ -13,10 +13,11 @@ from kiln.diff.compare import compare_configs, compare_layers, compare_trees
 from kiln.diff.flatten import FileEntry, flatten_image, scan_tree
 from kiln.diff.ignore import ConfigFilter, PathFilter
 from kiln.diff.layers import layer_names
-from kiln.diff.model import DiffReport
+from kiln.diff.model import DiffReport, PlatformsReport
+from kiln.diff.platforms import Side, compare_image_with_index, compare_indexes
 from kiln.diff.sources import open_image
 from kiln.oci.platform import Platform
-from kiln.transports.address import ImageAddress
+from kiln.transports.address import ImageAddress, read_index
 from kiln.transports.image import Image
 from kiln.transports.registry.options import RegistryOptions
 
@@ -80,15 +81,51 @@ def diff_opened(
     )
 
 
-def diff_images(a: str | ImageAddress, b: str | ImageAddress, options: DiffOptions | None = None) -> DiffReport:
-    """Compare the images ``a`` and ``b`` name (``oci-layout:PATH[:TAG]``, ``docker-archive:PATH``, a reference)."""
-    options = options or DiffOptions()
+def _addresses(a: str | ImageAddress, b: str | ImageAddress, options: DiffOptions) -> tuple[ImageAddress, ...]:
     spec_a = a if isinstance(a, ImageAddress) else ImageAddress.parse(a)
     spec_b = b if isinstance(b, ImageAddress) else ImageAddress.parse(b)
     # Validate the filters before any slow work.
     PathFilter.of(options.ignore_paths)
     ConfigFilter.of(options.ignore_config)
+    return spec_a, spec_b
+
+
+def diff_images(a: str | ImageAddress, b: str | ImageAddress, options: DiffOptions | None = None) -> DiffReport:
+    """Compare the images ``a`` and ``b`` name (``oci-layout:PATH[:TAG]``, ``docker-archive:PATH``, a reference):
+    one image each, an index's entry for ``options.platform`` (default: this host's)."""
+    options = options or DiffOptions()
+    spec_a, spec_b = _addresses(a, b, options)
     with _scratch(options.workdir) as work:
         image_a = open_image(spec_a, work / "a", platform=options.platform, registry=options.registry)
         image_b = open_image(spec_b, work / "b", platform=options.platform, registry=options.registry)
         return diff_opened(image_a, image_b, options, (str(spec_a), str(spec_b)))
+
+
+def diff_addresses(
+    a: str | ImageAddress, b: str | ImageAddress, options: DiffOptions | None = None
+) -> DiffReport | PlatformsReport:
+    """What `kiln diff` compares: with a platform, or when neither side is an index, the two images
+    (diff_images); otherwise platform by platform (kiln.diff.platforms)."""
+    options = options or DiffOptions()
+    spec_a, spec_b = _addresses(a, b, options)
+    registry = options.registry or RegistryOptions()
+    if options.platform is not None:
+        return diff_images(spec_a, spec_b, options)
+    index_a, index_b = read_index(spec_a, registry), read_index(spec_b, registry)
+    if index_a is None and index_b is None:
+        return diff_images(spec_a, spec_b, options)
+    with _scratch(options.workdir) as work:
+        side_a, side_b = Side(spec_a, index_a, "A", work / "a"), Side(spec_b, index_b, "B", work / "b")
+
+        def open_one(address: ImageAddress, workdir: Path) -> Image:
+            # By digest: the platform only matters for an image's own index, which an entry is not.
+            return open_image(address, workdir, registry=registry)
+
+        def compare(image_a: Image, image_b: Image, names: tuple[str, str]) -> DiffReport:
+            return diff_opened(image_a, image_b, options, names)
+
+        if index_a is not None and index_b is not None:
+            return compare_indexes(side_a, side_b, open_one, compare)
+        if index_a is None:
+            return compare_image_with_index(side_a, side_b, open_one, compare)
+        return compare_image_with_index(side_b, side_a, open_one, compare)

@@ -55,3 +55,49 @@ class DiffReport:
             "layer_counts": list(self.layer_counts),
             "differences": [d.to_dict() for d in self.differences],
         }
+
+
+# A platform one side's index offers and the other's lacks.
+Only = Literal["a", "b"]
+
+
+@dataclass(frozen=True)
+class PlatformDiff:
+    """One platform of two indexes: the comparison of its two images, or the side that alone has it."""
+
+    platform: str
+    report: DiffReport | None
+    only: Only | None = None
+
+    @property
+    def same(self) -> bool:
+        return self.report is not None and self.report.same
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"platform": self.platform, "same": self.same}
+        if self.only is not None:
+            d["only"] = self.only
+        if self.report is not None:
+            d.update({k: v for k, v in self.report.to_dict().items() if k != "same"})
+        return d
+
+
+@dataclass(frozen=True)
+class PlatformsReport:
+    """Two indexes compared platform by platform (or an image and the entry of an index for its platform)."""
+
+    a: str
+    b: str
+    platforms: tuple[PlatformDiff, ...]
+    note: str = ""  # what was compared when it is not every platform of both sides
+
+    @property
+    def same(self) -> bool:
+        return all(p.same for p in self.platforms)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"a": self.a, "b": self.b, "same": self.same,
+                             "platforms": [p.to_dict() for p in self.platforms]}
+        if self.note:
+            d["note"] = self.note
+        return d

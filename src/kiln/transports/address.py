@@ -13,13 +13,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from kiln.errors import ImageFormatError, UsageError
+from kiln.errors import DigestMismatch, ImageFormatError, UsageError
+from kiln.oci import mediatypes as mt
+from kiln.oci.digest import sha256_digest
+from kiln.oci.manifest import Index
 from kiln.oci.platform import Platform
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Built, Image, ImageIndex
 from kiln.transports.registry.options import RegistryOptions
 
 Transport = Literal["oci-layout", "docker-archive", "registry"]
+
+# An index is a few KiB of JSON; a blob bigger than this named by digest is a layer, not an index.
+_MAX_INDEX = 8 << 20
 
 # Longest first: "oci-layout:" must not be read as "oci:" + "layout:...".
 _PREFIXES: tuple[tuple[str, Transport], ...] = (
@@ -88,6 +94,13 @@ def _split_tag(rest: str) -> tuple[str, str | None]:
     return rest, None
 
 
+def _existing_layout(address: ImageAddress) -> Path:
+    layout = Path(address.location)
+    if not (layout / "index.json").is_file():
+        raise ImageFormatError(f"{layout}: not an OCI layout (no index.json)")
+    return layout
+
+
 def open_image(
     address: ImageAddress, blobs: BlobStore, platform: Platform, registry: RegistryOptions,
 ) -> Image:
@@ -96,10 +109,7 @@ def open_image(
     if address.transport == "oci-layout":
         from kiln.transports.layout import read_image
 
-        layout = Path(address.location)
-        if not (layout / "index.json").is_file():
-            raise ImageFormatError(f"{layout}: not an OCI layout (no index.json)")
-        return read_image(layout, address.tag, platform)
+        return read_image(_existing_layout(address), address.tag, platform)
     if address.transport == "docker-archive":
         from kiln.transports.archive import read_archive
 
@@ -110,6 +120,64 @@ def open_image(
     from kiln.transports.registry.pull import pull_image
 
     return pull_image(address.location, platform, blobs, registry)
+
+
+def read_index(address: ImageAddress, registry: RegistryOptions) -> Index | None:
+    """The index (or Docker manifest list) `address` names, read without pulling any image; None when it names
+    one image. A docker-archive always holds one image. In a layout, several top-level entries under one tag
+    (platform alternatives, as some tools write them) are read as one index of those entries."""
+    if address.transport == "registry":
+        from kiln.transports.registry.pull import fetch_image_index
+
+        return fetch_image_index(address.location, registry)
+    if address.transport == "oci-layout":
+        return _layout_index(_existing_layout(address), address.tag)
+    return None
+
+
+def _layout_index(layout: Path, tag: str | None) -> Index | None:
+    from kiln.transports.layout import CONTAINERD_NAME, REF_NAME, blob_store, list_refs, read_blob
+
+    entries = [desc for _, desc in list_refs(layout)]
+    if tag is not None and tag.startswith(("sha256:", "sha512:")):
+        # A digest may name an entry nested in an index: read the blob it names (if it is small enough to be an
+        # index at all), and see. A missing one is left to read_image, which says so.
+        store = blob_store(layout)
+        if not store.has(tag) or store.size(tag) > _MAX_INDEX:
+            return None
+        data = store.read_bytes(tag)
+        actual = sha256_digest(data) if tag.startswith("sha256:") else tag
+        if actual != tag:
+            raise DigestMismatch(f"{store.path(tag)} (index)", tag, actual)
+        return _if_index(data, "", f"{layout}: index {tag}")
+    if tag is not None:
+        entries = ([d for d in entries if d.annotations.get(REF_NAME) == tag]
+                   or [d for d in entries if d.annotations.get(CONTAINERD_NAME) == tag])
+    if len(entries) > 1 and tag is not None:
+        return Index(tuple(entries))
+    if len(entries) != 1:
+        return None  # none, or several images and no tag: read_image says which names there are
+    entry = entries[0]
+    if entry.media_type and entry.media_type not in mt.INDEX_TYPES:
+        return None
+    return _if_index(read_blob(layout, entry, "index"), entry.media_type, f"{layout}: index {entry.digest}")
+
+
+def _if_index(data: bytes, declared: str, what: str) -> Index | None:
+    from kiln.oci.manifest import sniff_media_type
+
+    media_type = sniff_media_type(data, declared or None)
+    return Index.from_bytes(data, media_type, what) if media_type in mt.INDEX_TYPES else None
+
+
+def entry_address(address: ImageAddress, digest: str) -> ImageAddress:
+    """The address of one manifest of the index `address` names: the same layout or repository, by digest."""
+    if address.transport == "registry":
+        from kiln.transports.registry.reference import Reference
+
+        ref = Reference.parse(address.location)
+        return ImageAddress("registry", str(Reference(ref.registry, ref.repository, None, digest)))
+    return ImageAddress(address.transport, address.location, digest)
 
 
 def save_image(address: ImageAddress, image: Built, names: list[str]) -> ImageAddress:
