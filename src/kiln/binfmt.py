@@ -28,11 +28,13 @@ QEMU_DIR = Path("/usr/bin")
 ENTRY_PREFIX = "kiln-"
 
 # What kiln registers: F because the interpreter must be found from inside the step's container (see above);
-# C (which implies O) as tonistiigi/binfmt does ("CF"), so that a setuid program of the image (su, sudo, ping)
-# gets its own credentials rather than the interpreter's and behaves as on real hardware. Not P (preserve
-# argv[0]): tonistiigi/binfmt leaves it off by default too, and the plain qemu-*-static binaries only honour it
-# through the kernel's AT_FLAGS, which older qemu versions ignore, shifting every argument by one.
-REGISTER_FLAGS = "CF"
+# C (which implies O) as tonistiigi/binfmt does, so that a setuid program of the image (su, sudo, ping) gets its
+# own credentials rather than the interpreter's, as on real hardware; and P (preserve argv[0]), as Debian's own
+# entries have it and tonistiigi/binfmt offers it (QEMU_PRESERVE_ARGV0): without it the kernel puts the file's
+# path where argv[0] was, and a multi-call binary that re-executes itself as an applet (busybox's sh runs
+# `cat` as /proc/self/exe with argv[0] "cat") runs as `sh` instead: `echo hi | cat` says "hi: not found".
+# qemu-user learns of P from the kernel's AT_FLAGS (bookworm's qemu 7.2 does: tests/binfmt checks it).
+REGISTER_FLAGS = "PCF"
 
 ET_EXEC = 2
 ET_DYN = 3

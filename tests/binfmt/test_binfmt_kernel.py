@@ -95,7 +95,7 @@ def test_install_uninstall_round_trip(arm64_emulation: binfmt.Emulation) -> None
         try:
             text = (binfmt.BINFMT_DIR / arch.entry_name).read_text()
             assert f"interpreter /usr/bin/qemu-{arch.qemu}-static\n" in text
-            assert "flags: OCF\n" in text  # C implies O
+            assert "flags: POCF\n" in text  # C implies O
             em = binfmt.emulation(platform)
             assert (em.entry, em.interpreter, em.problem) == (
                 arch.entry_name, f"/usr/bin/qemu-{arch.qemu}-static", None)
@@ -176,3 +176,14 @@ def test_arm64_busybox_runs_in_a_chroot(busybox_arm64_image: OciImage, arm64_emu
     assert not (bundle / arm64_emulation.interpreter.lstrip("/")).exists()
     out = run(["chroot", bundle, "/bin/sh", "-c", "uname -m; id -un"]).stdout
     assert out == b"aarch64\nroot\n"
+
+
+def test_argv0_is_preserved(busybox_arm64_image: OciImage, arm64_emulation: binfmt.Emulation,
+                            tmp_path: Path) -> None:
+    """busybox's sh runs an applet in a pipeline by executing /proc/self/exe with argv[0] the applet's name:
+    without the P flag the kernel replaces argv[0] by the file's path and `cat` runs as sh."""
+    bundle = tmp_path / "bundle"
+    run(["umoci", "raw", "unpack", "--image", busybox_arm64_image.ref.removeprefix("oci:"), bundle])
+    script = 'uname -m > /a && cat /a; echo hi | cat; exec -a foo /bin/sh -c "echo \\$0"'
+    proc = run(["chroot", bundle, "/bin/sh", "-c", script], check=False)
+    assert (proc.stdout, proc.stderr) == (b"aarch64\nhi\n", b"foo: applet not found\n")

@@ -213,6 +213,6 @@ def test_register_line_is_escaped_text() -> None:
     assert line.isascii() and line.isprintable()
     name, kind, offset, magic, mask, interpreter, flags = line.split(":")[1:]
     assert (name, kind, offset, interpreter, flags) == (
-        "kiln-qemu-aarch64", "M", "0", "/usr/bin/qemu-aarch64-static", "CF")
+        "kiln-qemu-aarch64", "M", "0", "/usr/bin/qemu-aarch64-static", "PCF")
     assert _unescape(magic) == bytes.fromhex("7f454c460201010000000000000000000200b700")
     assert _unescape(mask) == binfmt.ARCHES["arm64"].mask
