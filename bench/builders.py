@@ -7,11 +7,16 @@ from the same state: base images loaded, nothing else.
 
 A case marked in_place runs kiln as kaniko runs: `kiln build --in-place` in a fresh throwaway root of its own
 (bench/inplace.py), on the same kiln state; buildah builds it as it builds every case.
+
+A case marked cold starts each run from empty state, as a CI build in a fresh pod: kiln gets a new --kiln-dir,
+buildah a new --root/--runroot, and the base is pulled from the suite's base registry (plain HTTP on 127.0.0.1)
+inside the timed run. The state is removed after the run, untimed.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 import time
@@ -94,6 +99,7 @@ class KilnBuilder:
 
     def __init__(self, state: Path, registry_address: str, sampler_interval: float = 0.02) -> None:
         self.kiln_dir = state / "kiln"
+        self.cold_kiln_dir = state / "kiln-cold"
         self.cache_dir = state / "kiln-cache"
         self.roots = state / "in-place-roots"
         self.registry_address = registry_address
@@ -112,10 +118,10 @@ class KilnBuilder:
                 raise RuntimeError(f"kiln could not load base {name}:\n{result.stderr.decode(errors='replace')}")
 
     def _argv(self, context: Path, dockerfile: Path, dest: str | None, flags: tuple[str, ...],
-              where: Callable[[Path], str] = str) -> list[str]:  # fmt: skip
+              where: Callable[[Path], str] = str, kiln_dir: Path | None = None) -> list[str]:  # fmt: skip
         """kiln's command line; `where` says how a host path is named where kiln runs (in place: in its root)."""
         argv = [where(KILN), "build", "--context", where(context), "--dockerfile", where(dockerfile),
-                "--kiln-dir", where(self.kiln_dir), "--log-format", "json"]  # fmt: skip
+                "--kiln-dir", where(kiln_dir or self.kiln_dir), "--log-format", "json"]  # fmt: skip
         text = dockerfile.read_text()
         for ref, image in self.bases.items():
             if ref in text:
@@ -130,7 +136,9 @@ class KilnBuilder:
 
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
         before = self._blobs()
-        if case.in_place:
+        if case.cold:
+            t = self._run_cold(case, context, dockerfile, dest)
+        elif case.in_place:
             t = self._run_in_place(case, context, dockerfile, dest)
         else:
             argv = self._argv(context, dockerfile, dest, case.kiln_flags)
@@ -140,6 +148,16 @@ class KilnBuilder:
         self._remove_new_blobs(before)
         error = "" if t.returncode == 0 else _last_error(t.stderr)
         return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error, events, "\n".join(lines[-30:]))
+
+    def _run_cold(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+        """One build on an empty --kiln-dir, its base pulled (the Dockerfile names the base registry)."""
+        shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
+        try:
+            argv = self._argv(context, dockerfile, dest, (*case.kiln_flags, "--insecure-pull"),
+                              kiln_dir=self.cold_kiln_dir)  # fmt: skip
+            return timed_commands([(argv, None)], self.sampler_interval)
+        finally:
+            shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
 
     def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
         """One `kiln build --in-place` in a fresh root on the tmpfs (untimed: making it and removing it)."""
@@ -170,6 +188,7 @@ class BuildahBuilder:
     name = "buildah"
 
     def __init__(self, state: Path, registry_address: str, sampler_interval: float = 0.02) -> None:
+        self.state = state
         self.buildah = Buildah(state / "buildah")
         self.registry_address = registry_address
         self.sampler_interval = sampler_interval
@@ -184,16 +203,26 @@ class BuildahBuilder:
             self._loaded.add(name)
 
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
+        if not case.cold:
+            return self._run(self.buildah, case, context, dockerfile, dest, ["--pull=never"])
+        cold = Buildah(self.state / "buildah-cold")  # empty storage: the base is pulled inside the timed run
+        try:
+            return self._run(cold, case, context, dockerfile, dest, ["--pull=always", "--tls-verify=false"])
+        finally:
+            cold.cleanup()
+
+    def _run(self, buildah: Buildah, case: Case, context: Path, dockerfile: Path, dest: str,
+             pull: list[str]) -> RunOutcome:  # fmt: skip
         tag = "localhost/bench/output:latest"
         layers = [] if any(f.startswith("--layers") for f in case.buildah_flags) else ["--layers=false"]
         # --network=host, as kiln's RUN steps have: the same work, and no bridge set up on the host per step.
-        build = self.buildah.argv("build", *layers, "--pull=never", "--format", "oci", "--quiet", "--network=host",
-                                  "-f", str(dockerfile), "-t", tag, *case.buildah_flags, str(context))  # fmt: skip
-        push = self.buildah.argv("push", "--quiet", "--tls-verify=false", tag, f"docker://{dest}")
-        t = timed_commands([(build, self.buildah.env), (push, self.buildah.env)], self.sampler_interval)
+        build = buildah.argv("build", *layers, *pull, "--format", "oci", "--quiet", "--network=host",
+                             "-f", str(dockerfile), "-t", tag, *case.buildah_flags, str(context))  # fmt: skip
+        push = buildah.argv("push", "--quiet", "--tls-verify=false", tag, f"docker://{dest}")
+        t = timed_commands([(build, buildah.env), (push, buildah.env)], self.sampler_interval)
         if not any(f.startswith("--layers=true") for f in case.buildah_flags):
-            self.buildah("rmi", "--force", tag, check=False)
-        self.buildah("rm", "--all", check=False)
+            buildah("rmi", "--force", tag, check=False)
+        buildah("rm", "--all", check=False)
         error = "" if t.returncode == 0 else _last_error(t.stderr)
         return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error,
                           log_tail=t.stderr.decode(errors="replace")[-3000:])  # fmt: skip

@@ -54,6 +54,9 @@ class Case:
     every case. Named after the namespaced case it mirrors, plus "-inplace" (and what else differs)."""
     image_usr: bool = False
     """In place: the root's /usr is the image's (the host's is bound aside), not the host's bound at /usr."""
+    cold: bool = False
+    """A CI build's start: every run on empty state (kiln: a fresh --kiln-dir; buildah: a fresh --root), the base
+    pulled from a registry on 127.0.0.1 (bench/suite.py's base registry) instead of preloaded."""
 
     @property
     def namespaced(self) -> str | None:
@@ -87,6 +90,8 @@ CMD ["/app/module0.sh"]
 def _files_context(ctx: Path) -> None:
     write_random_files(ctx / "data", FILES, FILE_SIZE, seed=20_000)
 
+
+RUN_TRUE = "FROM localhost/bench/busybox\n" + "RUN true\n" * 10
 
 TEN_RUNS = "".join(f"RUN echo 'setting {i}' >> /etc/bench.conf\n" for i in range(10))
 
@@ -136,6 +141,17 @@ CASES: list[Case] = [
          ("tenlayer",), _tenlayer_context),
     Case("big-file", "one 1 GiB file of random bytes written by RUN (debian)",
          "FROM localhost/bench/debian\nRUN head -c 1G /dev/urandom > /big.bin\n", ("debian",), heavy=True),
+    Case("small-cold", "the small case from empty state, busybox pulled from the registry", SMALL, ("busybox",),
+         _small_context, cold=True),
+    Case("ten-runs-debian-cold", "ten-runs-debian from empty state, debian pulled from the registry",
+         "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",), cold=True),
+    Case("ten-layers-cold", "ten-layers from empty state, its 10 layers pulled from the registry",
+         "FROM localhost/bench/tenlayer\nCOPY app.txt /app.txt\nRUN cat /app.txt > /copy.txt\n",
+         ("tenlayer",), _tenlayer_context, cold=True),
+    Case("ten-runs-large-cold", "ten-runs-large from empty state, debian + 500 MiB pulled from the registry",
+         "FROM localhost/bench/large\n" + TEN_RUNS, ("large",), heavy=True, cold=True),
+    Case("run-true", "ten `RUN true` on busybox: the fixed cost of a RUN step (see the per-RUN line)",
+         RUN_TRUE, ("busybox",)),
     Case("cached", "the small case rebuilt with every step cached (kiln --cache, buildah --layers)",
          SMALL, ("busybox",), _small_context, needs_cache=True,
          kiln_flags=("--cache", "--cache-copy-layers"), buildah_flags=("--layers=true",)),

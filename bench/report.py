@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from bench.overheads import overhead_lines
 from bench.results import CaseResult
 from bench.targets import Target
 
@@ -86,7 +87,8 @@ def target_lines(targets: list[Target]) -> str:
     return "\n".join(f"[{t.status.upper():4}] {t.name}: {t.detail}" for t in targets)
 
 
-def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, Any]) -> str:
+def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, Any],
+           overheads: dict[str, Any] | None = None) -> str:  # fmt: skip
     parts = [
         f"kiln vs buildah: median wall time of {settings['repetitions']} alternating runs (build + push); "
         "peak = summed RSS of the process tree sampled every "
@@ -97,6 +99,8 @@ def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, A
     if in_place is not None:
         parts += ["kiln --in-place (in a throwaway root, entering it included) vs kiln namespaced, same Dockerfile",
                   in_place]  # fmt: skip
+    if overheads:
+        parts += ["fixed costs (bench/overheads.py)", overhead_lines(overheads)]
     parts += [
         "kiln phases (from --log-format json; 'steps' = sum of step times, 'outside build' = wall - build time)",
         phase_table(cases),
@@ -107,7 +111,8 @@ def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, A
 
 
 def write_json(directory: Path, machine: dict[str, Any], settings: dict[str, Any], gzip: dict[str, Any] | None,
-               cases: list[CaseResult], targets: list[dict[str, str]]) -> Path:  # fmt: skip
+               cases: list[CaseResult], targets: list[dict[str, str]],
+               overheads: dict[str, Any] | None = None) -> Path:  # fmt: skip
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     path = directory / f"{now:%Y-%m-%dT%H%M%SZ}-{machine['host']}.json"
@@ -118,6 +123,7 @@ def write_json(directory: Path, machine: dict[str, Any], settings: dict[str, Any
         "gzip": gzip,
         "cases": [c.to_json() for c in cases],
         "targets": targets,
+        "overheads": overheads,
     }
     path.write_text(json.dumps(document, indent=2) + "\n")
     return path

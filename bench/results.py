@@ -23,6 +23,7 @@ class Run:
     per_step: dict[str, list[float]] = field(default_factory=dict)
     cache_hits: int = 0
     steps: int = 0
+    step_seconds: list[float] = field(default_factory=list)
 
 
 def run_record(builder: str, index: int, outcome: RunOutcome, pushed: int) -> Run:
@@ -32,6 +33,7 @@ def run_record(builder: str, index: int, outcome: RunOutcome, pushed: int) -> Ru
         run.phases = {k: round(v, 4) for k, v in phase_seconds(ev, outcome.seconds).items()}
         run.per_step = {name: ev.per_step(name) for name in ev.phases}
         run.steps = len(ev.steps)
+        run.step_seconds = [float(s.get("seconds") or 0.0) for s in ev.steps]
         run.cache_hits = sum(1 for s in ev.steps if s.get("cached") or "cache" in str(s.get("note") or "").lower())
     return run
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +12,7 @@ from bench.builders import BuildahBuilder, KilnBuilder
 from bench.cases import Case
 from bench.images import BaseImages, prepare_bases
 from bench.machine import describe_machine
+from bench.overheads import import_times, per_run
 from bench.paths import RESULTS, bench_cache_dir, use_test_support
 from bench.pushed import empty_storage, stored_bytes
 from bench.report import render, write_json
@@ -20,7 +21,8 @@ from bench.targets import evaluate, measure_gzip, targets_json
 from bench.tmpfs import mounted_tmpfs
 
 use_test_support()
-from support.registry import start_registry  # noqa: E402
+from support.base_images import push  # noqa: E402
+from support.registry import Registry, start_registry  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,9 @@ class Bench:
     registry_address: str
     work: Path
     bases: BaseImages
+    base_registry: Registry | None = None
+    """Where cold cases pull their bases from (not the push target, whose storage is emptied before each run)."""
+    pushed_bases: set[str] = field(default_factory=set)
 
 
 def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
@@ -77,13 +82,14 @@ def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
     try:
         case.make_context(context)
         dockerfile = context / "Dockerfile"
-        dockerfile.write_text(case.dockerfile)
+        dockerfile.write_text(_cold_dockerfile(case, bench) if case.cold else case.dockerfile)
         failed: dict[str, str] = {}
         builders: list[KilnBuilder | BuildahBuilder] = [kiln, buildah]
         # Untimed: the bases, and for the cached case a first build that fills the caches.
         for builder in builders:
             try:
-                builder.load_bases(bench.bases, case.bases, work / "preload")
+                if not case.cold:
+                    builder.load_bases(bench.bases, case.bases, work / "preload")
                 if case.needs_cache:
                     out = builder.run(case, context, dockerfile, f"{registry_address}/bench/warmup:{builder.name}")
                     if not out.ok:
@@ -123,6 +129,20 @@ def run_case(case: Case, reps: int, bench: Bench) -> CaseResult:
     return result
 
 
+def _cold_dockerfile(case: Case, bench: Bench) -> str:
+    """The case's Dockerfile with its bases named in the base registry, where both builders pull them from."""
+    if bench.base_registry is None:
+        bench.base_registry = start_registry(bench.work / "base-registry")
+    text = case.dockerfile
+    for base in case.bases:
+        ref = bench.base_registry.ref(f"bench/{base}")
+        if base not in bench.pushed_bases:
+            push(bench.bases[base], ref, bench.base_registry.skopeo_flags("dest"))
+            bench.pushed_bases.add(base)
+        text = text.replace(f"localhost/bench/{base}\n", f"{ref}\n")
+    return text
+
+
 def run_suite(cases: list[Case], settings: Settings) -> tuple[list[CaseResult], Path, str]:
     """Run the cases; returns the results, the JSON file written and the printed report."""
     machine = describe_machine()
@@ -136,14 +156,20 @@ def run_suite(cases: list[Case], settings: Settings) -> tuple[list[CaseResult], 
         buildah = BuildahBuilder(tmp / "state", registry.address, settings.sampler_interval)
         bench = Bench(kiln, buildah, registry.storage, registry.address, tmp, bases)
         try:
+            _log("import times (python -X importtime)")
+            imports = import_times(tmp, settings.repetitions)
             for case in cases:
                 reps = settings.heavy_repetitions if case.heavy else settings.repetitions
                 _log(f"case {case.name}: {case.description}")
                 results.append(run_case(case, reps, bench))
         finally:
             registry.stop()
+            if bench.base_registry is not None:
+                bench.base_registry.stop()
             buildah.cleanup()
     targets = evaluate(results, gzip)
-    report = render(results, targets, settings.to_json())
-    path = write_json(settings.results_dir, machine, settings.to_json(), gzip, results, targets_json(targets))
+    overheads = {"imports": imports, "per_run": per_run(results)}
+    report = render(results, targets, settings.to_json(), overheads)
+    path = write_json(settings.results_dir, machine, settings.to_json(), gzip, results, targets_json(targets),
+                      overheads)  # fmt: skip
     return results, path, report
