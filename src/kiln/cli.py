@@ -46,7 +46,8 @@ class _LazyGroup(click.Group):
     the diff engine's or the warmer's imports."""
 
     _LAZY = {"diff": ("kiln.diff_cli", "diff_command"), "warm": ("kiln.warm_cli", "warm_command"),
-             "prune": ("kiln.prune_cli", "prune_command"), "binfmt": ("kiln.binfmt_cli", "binfmt_command")}
+             "prune": ("kiln.prune_cli", "prune_command"), "binfmt": ("kiln.binfmt_cli", "binfmt_command"),
+             "manifest": ("kiln.manifest_cli", "manifest_command")}
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*super().list_commands(ctx), *self._LAZY})
