@@ -156,6 +156,12 @@ def build_command(**kw: Any) -> None:
     reporter = make_reporter(opts.log_format, opts.verbosity)
     for notice in kaniko_notices(kw):
         reporter.warning(notice)
+    from kiln.rootless import single_id_reason
+
+    if (why := single_id_reason()) is not None:
+        reporter.warning(f"building in a user namespace that maps one ID ({why}): files cannot be owned by any "
+                         "other user or group; give this user subordinate IDs (/etc/subuid, /etc/subgid) for "
+                         "images identical to root's")
     run_build(opts, reporter)
 
 
@@ -333,6 +339,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = rewrite_go_bools(args)
+        if args[:1] == ["build"]:
+            from kiln import rootless
+
+            if rootless.needs_own_namespace():
+                # An ordinary user builds as root of a user namespace of kiln's own (kiln.rootless).
+                return rootless.run_in_own_namespace([sys.executable, "-m", "kiln", *args])
         cli.main(args=args, prog_name="kiln", standalone_mode=False)
     except KilnError as e:
         print(f"error: {e.describe()}", file=sys.stderr)

@@ -1,5 +1,6 @@
-"""kiln's one binding to the Linux calls Python 3.11 lacks (mount, umount2, the new mount API, prctl), through
-ctypes. Each call raises OSError with the errno and the call's arguments, so a failure says what was tried."""
+"""kiln's one binding to the Linux calls Python 3.11 lacks (mount, umount2, the new mount API, prctl, unshare),
+through ctypes, and what /proc says of this process's namespaces. Each call raises OSError with the errno and
+the call's arguments, so a failure says what was tried."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ _FSCONFIG_CMD_CREATE = 6
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _AT_FDCWD = -100
 _PR_SET_CHILD_SUBREAPER = 36
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -30,6 +35,7 @@ _libc.mount.restype = ctypes.c_int
 _libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _libc.umount2.restype = ctypes.c_int
 _libc.syscall.restype = ctypes.c_long
+_libc.unshare.argtypes = [ctypes.c_int]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 
 
@@ -52,6 +58,12 @@ def mount(source: str | None, target: str | os.PathLike[str], fstype: str | None
 def umount2(target: str | os.PathLike[str], flags: int = 0) -> None:
     if _libc.umount2(_b(target), flags) != 0:
         raise _fail(f"umount2({str(target)!r}, {flags})")
+
+
+def unshare(flags: int) -> None:
+    """unshare(2) (os.unshare is Python 3.12's)."""
+    if _libc.unshare(flags) != 0:
+        raise _fail(f"unshare({flags:#x})")
 
 
 def set_child_subreaper() -> None:
@@ -111,3 +123,16 @@ def capability_set(which: str = "CapEff", status: str = "/proc/self/status") -> 
 
 def has_capability(bit: int, which: str = "CapEff") -> bool:
     return bool(capability_set(which) >> bit & 1)
+
+
+def id_map(kind: str = "uid", pid: str = "self") -> list[tuple[int, int, int]]:
+    """The (inside, outside, count) ranges of a process's uid_map or gid_map."""
+    with open(f"/proc/{pid}/{kind}_map") as f:
+        return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in f if line.strip())]
+
+
+def in_user_namespace() -> bool:
+    """Whether this process runs in a user namespace other than the host's (whose map is the identity of every
+    ID). There, some things root may do on the host are refused: mounting sysfs, creating device nodes, trusted.*
+    xattrs, IDs that the map lacks."""
+    return id_map("uid") != [(0, 0, 4294967295)]

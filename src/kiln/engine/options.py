@@ -32,10 +32,19 @@ def default_kiln_dir() -> Path:
     """Where kiln keeps its blobs, unpacked layers and stage roots: never the host's / itself."""
     if env := os.environ.get("KILN_DIR"):
         return Path(env).absolute()
-    if os.geteuid() == 0:
-        return Path("/var/lib/kiln")
+    system = Path("/var/lib/kiln")
+    # By writability, not by uid: root of a user namespace (a rootless build) is uid 0 but cannot write /var/lib.
+    if os.geteuid() == 0 and _writable(system):
+        return system
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(data) / "kiln"
+
+
+def _writable(path: Path) -> bool:
+    """Whether `path` can be made or written: it, or its nearest existing ancestor, is writable."""
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return os.access(path, os.W_OK | os.X_OK)
 
 
 @dataclass(frozen=True)

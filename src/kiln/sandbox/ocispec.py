@@ -75,16 +75,43 @@ class ContainerMount:
                 "options": list(self.options)}
 
 
-def _system_mounts(privileged: bool) -> list[ContainerMount]:
+@dataclass(frozen=True)
+class Confinement:
+    """What the namespace kiln runs in allows: in a user namespace (rootless) sysfs cannot be mounted without a
+    network namespace of the step's own, and a devpts gid the map lacks cannot be set."""
+
+    user_namespace: bool = False
+    tty_gid_mapped: bool = True
+
+    @classmethod
+    def here(cls) -> Confinement:
+        if not linux.in_user_namespace():
+            return cls()
+        gid_map = linux.id_map("gid")
+        return cls(True, any(inside <= _TTY_GID < inside + count for inside, _, count in gid_map))
+
+
+_TTY_GID = 5  # the tty group, which owns the ptys, as in Docker's config
+
+
+def _system_mounts(privileged: bool, network: str, confinement: Confinement) -> list[ContainerMount]:
     sys_options = ("nosuid", "noexec", "nodev") + (() if privileged else ("ro",))
+    pts_options: tuple[str, ...] = ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620")
+    if confinement.tty_gid_mapped:
+        pts_options += (f"gid={_TTY_GID}",)
+    if confinement.user_namespace and network != "none":
+        # As runc's own rootless spec does: the host's /sys, bound read-only (a fresh sysfs needs a network
+        # namespace the user namespace owns).
+        sys_mount = ContainerMount("/sys", "none", "/sys", ("rbind", "nosuid", "noexec", "nodev", "ro"))
+    else:
+        sys_mount = ContainerMount("/sys", "sysfs", "sysfs", sys_options)
     return [
         ContainerMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
         ContainerMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
-        ContainerMount("/dev/pts", "devpts", "devpts",
-                       ("nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5")),
+        ContainerMount("/dev/pts", "devpts", "devpts", pts_options),
         ContainerMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
         ContainerMount("/dev/mqueue", "mqueue", "mqueue", ("nosuid", "noexec", "nodev")),
-        ContainerMount("/sys", "sysfs", "sysfs", sys_options),
+        sys_mount,
     ]
 
 
@@ -101,6 +128,7 @@ def runtime_config(
     network: Literal["host", "none"],
     mounts: Sequence[ContainerMount],
     privileged: bool = False,
+    confinement: Confinement | None = None,
 ) -> dict[str, Any]:
     """The config.json of a bundle whose root is `rootfs` (an absolute host path)."""
     caps = own_capabilities() if privileged else list(DEFAULT_CAPABILITIES)
@@ -130,6 +158,7 @@ def runtime_config(
                              "ambient": []},
             "noNewPrivileges": False,  # setuid programs (su, sudo) work in a build step, as under Docker
         },
-        "mounts": [m.to_json() for m in [*_system_mounts(privileged), *mounts]],
+        "mounts": [m.to_json() for m in [*_system_mounts(privileged, network, confinement or Confinement.here()),
+                                         *mounts]],
         "linux": linux,
     }
