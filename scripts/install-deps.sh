@@ -98,3 +98,26 @@ if [[ $have != "$want" && ! ($mode == demo && $have == "test ${want#demo }") ]] 
   quietly "pip install" .venv/bin/python -m pip install -q -e "$extras"
   echo "$want" >"$stamp"
 fi
+
+# --- users for the rootless tests -------------------------------------------------------------------------
+# kiln-rootless has subordinate IDs (a full map, as podman's users have); kiln-oneid has none (kiln falls back to
+# a one-ID map). Each file holds exactly one line of kiln-rootless's and none of kiln-oneid's.
+set_subids() {
+  local user=$1 line=$2 file
+  for file in /etc/subuid /etc/subgid; do
+    touch "$file"
+    if [[ -n $line ]] && grep -qx "$line" "$file" && [[ $(grep -c "^$user:" "$file") == 1 ]]; then
+      continue
+    fi
+    grep -v "^$user:" "$file" > "$file.kiln-new" || true
+    [[ -n $line ]] && echo "$line" >> "$file.kiln-new"
+    chmod --reference="$file" "$file.kiln-new" && mv "$file.kiln-new" "$file"
+  done
+}
+if [[ $mode == test && $(id -u) == 0 ]]; then
+  for user in kiln-rootless kiln-oneid; do
+    id "$user" >/dev/null 2>&1 || quietly "useradd $user" useradd --create-home --shell /bin/sh "$user"
+  done
+  set_subids kiln-rootless "kiln-rootless:1000000:65536"
+  set_subids kiln-oneid ""
+fi
