@@ -23,7 +23,7 @@ _HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgra
 class Fault:
     method: str
     path_contains: str
-    kind: str  # "status", "drop", "corrupt", "delay" (answer normally after `seconds`), "stall"
+    kind: str  # "status", "drop", "corrupt", "corrupt-tail", "delay" (answer normally after `seconds`), "stall"
     status: int = 500
     headers: dict[str, str] = field(default_factory=dict)
     times: int = 1
@@ -99,6 +99,8 @@ class FaultProxy:
                 data = resp.content
                 if fault is not None and fault.kind == "corrupt" and data:
                     data = bytes([data[0] ^ 0xFF]) + data[1:]
+                if fault is not None and fault.kind == "corrupt-tail" and data:  # (a tar's padding: still readable)
+                    data = data[:-1] + bytes([data[-1] ^ 0xFF])
                 proxy.seen.append((method, path, resp.status_code))
                 self.send_response(resp.status_code)
                 for k, v in resp.headers.items():
