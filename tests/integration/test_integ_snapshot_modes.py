@@ -90,6 +90,17 @@ def test_a_lower_symlink_and_a_lower_hardlink_target_in_both_modes(
     assert diff.returncode == 0, diff.stdout + diff.stderr
 
 
+def test_removing_one_name_of_a_hardlinked_file_in_both_modes(kiln_bb: Kiln, tmp_path: Path) -> None:
+    """The other name is not in the step's layer in either mode (overlayfs does not copy it up)."""
+    dockerfile = "FROM busybox\nRUN echo shared > /a && ln /a /b\nRUN rm /b && echo own > /b\n"
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": dockerfile})
+    overlay, full = _both(kiln_bb, ctx)
+    overlay.ok()
+    full.ok()
+    diff = _kiln_diff(overlay, full)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+
+
 # --- generated: random RUN file operations on that base, built both ways ---------------------------------
 
 _P = ["/var/run/a", "/var/run/d/x", "/run/b", "/opt/tool", "/var/run", "/w/s", "/w/l/y", "/var/run/app.pid"]

@@ -147,3 +147,23 @@ def test_twenty_thousand_files(tmp_path: Path, mode: SnapshotMode) -> None:
         f"\n[{mode.value}] 2000 base files begin(): {t1 - t0:.2f}s; "
         f"20000 new 10KiB files written in {t2 - t1:.2f}s, changes(): {t3 - t2:.2f}s"
     )
+
+
+def test_full_mode_follows_overlay_on_links_made_and_names_removed(tmp_path: Path) -> None:
+    """overlayfs copies a file up when a link to it is made (the file is in that layer), not when another of its
+    names is removed (it is not): the walk reports the same."""
+    (tmp_path / "a").write_bytes(b"shared")
+    os.link(tmp_path / "a", tmp_path / "b")
+    snap = WalkSnapshotter(tmp_path, SnapshotMode.FULL)
+    snap.begin()
+    (tmp_path / "b").unlink()
+    (tmp_path / "b").write_bytes(b"own")
+    changes = snap.changes(None)
+    assert changes.paths == ("b",)
+    os.link(tmp_path / "a", tmp_path / "c")
+    assert snap.changes(None).paths == ("a", "c")
+    os.chmod(tmp_path / "c", 0o600)
+    (tmp_path / "a").unlink()  # one name fewer, and a mode changed: a change
+    changes = snap.changes(None)
+    assert changes.paths == ("c",)
+    assert changes.deletions == ("a",)

@@ -60,6 +60,23 @@ def _xattrs(path: str) -> tuple[tuple[str, bytes], ...]:
     return tuple(out)
 
 
+_NLINK = 5  # where the link count stands in a full-mode fingerprint
+
+
+def _differs(before: Fingerprint | None, after: Fingerprint) -> bool:
+    """Whether a path changed, as overlayfs would see it. A file that only lost a link (another of its names was
+    removed) is not: overlayfs copies a file up when a link to it is made, not when one of its names goes, so the
+    layer an overlay build makes leaves it out, and so does this one."""
+    if before == after:
+        return False
+    if before is None or len(before) <= _NLINK or len(after) <= _NLINK:
+        return True
+    rest_same = before[:_NLINK] + before[_NLINK + 1:] == after[:_NLINK] + after[_NLINK + 1:]
+    links_before, links_after = before[_NLINK], after[_NLINK]
+    fewer = isinstance(links_before, int) and isinstance(links_after, int) and links_after < links_before
+    return not (rest_same and fewer)
+
+
 def _hash_file(path: str) -> str:
     try:
         with open(path, "rb") as f:
@@ -94,7 +111,7 @@ class WalkSnapshotter:
             raise SnapshotError("changes() called without begin()")
         before = self._before
         after, after_dirs = self._scan()
-        changed = {p for p, fp in after.items() if before.get(p) != fp}
+        changed = {p for p, fp in after.items() if _differs(before.get(p), fp)}
         if declared is not None:
             changed |= expand_declared(self.root, declared)
         deletions = []
