@@ -3,6 +3,7 @@ it ends with."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -12,6 +13,7 @@ from kiln.dockerfile.plan import StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
 from kiln.engine.buildenv import BuildEnv, StageResult, blob_opener, new_root
 from kiln.engine.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
+from kiln.engine.rootfs import StageRoot
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import (
     BuildError,
@@ -24,6 +26,7 @@ from kiln.errors import (
 )
 from kiln.oci import mediatypes as mt
 from kiln.oci.config import ImageConfig
+from kiln.rootfs import owners
 from kiln.transports.image import Image, assemble_image
 from kiln.transports.registry.sources import StoreBlobs
 
@@ -59,6 +62,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             started = time.monotonic()
             root.add_layers([(diff_id, blob_opener(env.blobs, desc.digest)) for desc, diff_id in base.layer_diff_ids()])
             env.reporter.phase("unpack", time.monotonic() - started, None, layers=len(base.layers))
+            _report_lost_owners(env, root, SourceLocation(path, st.from_.line), base_layers=True)
             base_cfg = base.config
             docker_format = mt.is_docker_family(base.manifest.media_type)
             # A base stage's triggers are already in the plan; an image's are only known now.
@@ -104,6 +108,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
                 raise
             except OSError as e:
                 raise BuildError(f"{instr.keyword} failed: {e}", where) from e
+            _report_lost_owners(env, root, where)
             cached = cache is not None and cache.hit
             env.reporter.step_finished(layer.descriptor.size if layer else None, "cached" if cached else "")
         if single:
@@ -114,6 +119,21 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     except BaseException:
         root.close()
         raise
+
+
+def _report_lost_owners(env: BuildEnv, root: StageRoot, where: SourceLocation, *, base_layers: bool = False) -> None:
+    """Say which instruction met owners a one-ID user namespace cannot represent (kiln.rootfs.owners)."""
+    count, examples = owners.lost.take()
+    if not count:
+        return
+    base = str(root.path)
+    shown = ", ".join(f"/{os.path.relpath(p, base) if p.startswith(base + '/') else p} (uid {uid}, gid {gid})"
+                      for p, uid, gid in examples)
+    files = f"{count} files" if count > 1 else "1 file"
+    # A base image's layers go into the image as they are: there only the steps' view of them changes.
+    fate = "are root's while the steps run (the base layers keep them)" if base_layers else "stay root's in the image"
+    env.reporter.warning(f"{where}: {files} could not be given their owner in this user namespace, which maps one "
+                         f"ID, and {fate}: {shown}")
 
 
 def _step_text(instr: Instruction) -> str:

@@ -63,6 +63,7 @@ from kiln.layers.paths import (
     split_image_path,
 )
 from kiln.layers.tarreader import Member, TarReader
+from kiln.rootfs import owners
 from kiln.rootfs.resolver import Parts, RootResolver, copy_xattrs, is_whiteout_device
 
 ExtractMode = Literal["apply", "overlay", "archive"]
@@ -444,7 +445,7 @@ class _Extractor:
         target's own entry set (kiln's writer gives a link the inode's metadata but no xattrs)."""
         symlink = stat.S_ISLNK(st.st_mode)
         if (st.st_uid, st.st_gid) != (info.uid, info.gid):
-            os.chown(host, info.uid, info.gid, follow_symlinks=False)
+            owners.chown(host, info.uid, info.gid)
             st = os.lstat(host)
         if not symlink and stat.S_IMODE(st.st_mode) != info.mode & 0o7777:
             os.chmod(host, info.mode & 0o7777)  # not a symlink: a real file inside the root
@@ -458,7 +459,7 @@ class _Extractor:
     def metadata(self, target: str | int, info: tarfile.TarInfo, *, symlink: bool = False) -> None:
         # chown first: it clears setuid/setgid bits and security.capability.
         nofollow = isinstance(target, str)  # an fd is the file itself; os refuses the flag with one
-        os.chown(target, info.uid, info.gid, follow_symlinks=not nofollow)
+        owners.chown(target, info.uid, info.gid, follow_symlinks=not nofollow)
         if not symlink:
             os.chmod(target, info.mode & 0o7777)
         for key, value in info.pax_headers.items():
@@ -590,7 +591,7 @@ def _copy_up(lower: str, st: os.stat_result, host: str) -> None:
             os.close(src)
     else:  # devices, FIFOs, sockets
         os.mknod(host, stat.S_IFMT(st.st_mode) | 0o600, st.st_rdev)
-    os.chown(host, st.st_uid, st.st_gid, follow_symlinks=False)
+    owners.chown(host, st.st_uid, st.st_gid)
     if not stat.S_ISLNK(st.st_mode):
         os.chmod(host, stat.S_IMODE(st.st_mode))
     copy_xattrs(lower, host)

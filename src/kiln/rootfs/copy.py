@@ -8,6 +8,8 @@ import shutil
 import stat
 from pathlib import Path
 
+from kiln.rootfs import owners
+
 
 def copy_entry(src: str, dst: str) -> None:
     """Copy one non-directory (shutil.copytree's copy_function)."""
@@ -33,7 +35,7 @@ def copy_tree(src: Path, dst: Path, owners: bool = False) -> None:
 
 def _copy_owners(src: Path, dst: Path) -> None:
     st = os.lstat(src)
-    os.lchown(dst, st.st_uid, st.st_gid)
+    owners.chown(dst, st.st_uid, st.st_gid)
     if not stat.S_ISDIR(st.st_mode):
         if not stat.S_ISLNK(st.st_mode):
             os.chmod(dst, stat.S_IMODE(st.st_mode))  # chown cleared setuid and setgid
@@ -45,7 +47,7 @@ def _copy_owners(src: Path, dst: Path) -> None:
             target = os.path.join(dst, rel, name)
             if os.path.lexists(target):  # sockets and devices are not copied
                 st = os.lstat(source)
-                os.lchown(target, st.st_uid, st.st_gid)
+                owners.chown(target, st.st_uid, st.st_gid)
     # chown clears setuid/setgid bits: put every mode back afterwards.
     for dirpath, dirnames, filenames in os.walk(src):
         rel = os.path.relpath(dirpath, src)

@@ -30,6 +30,7 @@ import stat
 from collections.abc import Sequence
 
 from kiln.errors import ImageFormatError, UnsafePathError
+from kiln.rootfs import owners
 
 Parts = tuple[str, ...]
 
@@ -151,7 +152,7 @@ class RootResolver:
 
     def _copy_up_dir(self, fd: int, comp: str, real: Parts, lower: str, lst: os.stat_result) -> None:
         os.mkdir(comp, 0o700, dir_fd=fd)
-        os.chown(comp, lst.st_uid, lst.st_gid, dir_fd=fd, follow_symlinks=False)
+        owners.chown(comp, lst.st_uid, lst.st_gid, dir_fd=fd)
         os.chmod(comp, stat.S_IMODE(lst.st_mode), dir_fd=fd)  # after chown, which clears setgid
         copy_xattrs(lower, self.host(real))
         self.copied_up[real] = lst.st_mtime_ns

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 from kiln import linux
 from kiln.errors import SandboxError
+from kiln.rootfs import owners
 from kiln.rootfs.paths import resolve_in_root
 from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox import reaper
@@ -47,7 +48,7 @@ def ensure_workdir(root: Path, workdir: str, user: ResolvedUser) -> None:
     for p in reversed(missing):
         try:
             os.mkdir(p, 0o755)
-            os.chown(p, user.uid, user.gid)
+            owners.chown(p, user.uid, user.gid, follow_symlinks=True)
         except OSError as e:
             raise SandboxError(f"creating working directory {workdir}: {e}") from e
 
@@ -143,6 +144,10 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
     runtime = find_runtime()
     root = _checked_rootfs(spec.rootfs)
     user = resolve_user(root, spec.user)
+    one_id = owners.one_id_namespace()
+    if one_id and (user.uid, user.gid) != (0, 0):
+        raise SandboxError(f"cannot run as uid {user.uid} gid {user.gid}: kiln's user namespace maps one ID, root "
+                           "(this user has no subordinate IDs in /etc/subuid and /etc/subgid)")
     workdir = "/" + spec.workdir.lstrip("/") if spec.workdir else "/"
     ensure_workdir(root, workdir, user)
     with contextlib.ExitStack() as cleanup:
@@ -169,7 +174,7 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
             env=spec.environment(user.home),
             uid=user.uid,
             gid=user.gid,
-            groups=user.groups,
+            groups=[] if one_id else user.groups,  # a namespace with one ID denies setgroups
             cwd=workdir,
             hostname=spec.hostname,
             network=spec.network,

@@ -25,6 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from kiln.errors import SandboxError
+from kiln.rootfs import owners
 
 _CHUNK = 1 << 16
 
@@ -45,7 +46,7 @@ class AgentProxy:
         try:
             with _short_path(listen) as short:
                 self._server.bind(short)
-            os.chown(listen, uid, gid)
+            owners.chown(listen, uid, gid, follow_symlinks=True)
             os.chmod(listen, mode)
             self._server.listen(16)
             self._server.setblocking(False)

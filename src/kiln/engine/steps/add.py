@@ -54,6 +54,7 @@ from kiln.errors import BuildError, ContextError, ImageFormatError, SourceLocati
 from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer, member_names
 from kiln.layers.paths import split_image_path
+from kiln.rootfs import owners
 from kiln.rootfs.paths import resolve_in_root
 from kiln.rootfs.resolver import RootResolver
 
@@ -171,7 +172,7 @@ def _unpack(arc: Source, root: Path, dest_host: Path, owner: Owner | None, where
         landed = _landed(dest_host, _members(arc.path))
         if owner is not None:
             for real in landed:
-                os.chown(dest_host / real, owner.uid, owner.gid, follow_symlinks=False)
+                owners.chown(dest_host / real, owner.uid, owner.gid)
     except (ImageFormatError, ExtractError) as e:  # UnsafePathError is an ImageFormatError
         raise BuildError(f"ADD: {e}", where) from None
     except OSError as e:

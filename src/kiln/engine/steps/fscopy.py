@@ -22,6 +22,7 @@ from typing import BinaryIO
 
 from kiln.errors import UnsafePathError
 from kiln.layers.paths import is_layer_xattr
+from kiln.rootfs import owners
 from kiln.rootfs.paths import resolve_in_root
 
 # A chmod: given the source's mode (permission bits and type), the new permission bits.
@@ -80,7 +81,7 @@ def _remove(path: Path) -> None:
 
 def _apply_meta(src_st: os.stat_result, dst: Path, attrs: CopyAttrs, is_link: bool) -> None:
     uid, gid = (attrs.owner.uid, attrs.owner.gid) if attrs.owner else (src_st.st_uid, src_st.st_gid)
-    os.chown(dst, uid, gid, follow_symlinks=False)
+    owners.chown(dst, uid, gid)
     if not is_link:
         perm = stat.S_IMODE(src_st.st_mode)
         if attrs.chmod is not None:
@@ -207,7 +208,7 @@ def make_dirs(root: Path, host_dir: Path, owner: Owner | None, log: WriteLog, mo
     for d in reversed(missing):
         os.mkdir(d, 0o700)
         if owner is not None:
-            os.chown(d, owner.uid, owner.gid)
+            owners.chown(d, owner.uid, owner.gid, follow_symlinks=True)
         # After chown, which may clear setgid; and whatever the umask.
         os.chmod(d, mode)
         log.add(d)

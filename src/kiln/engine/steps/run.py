@@ -17,6 +17,7 @@ from kiln.dockerfile.scope import StageScope
 from kiln.engine.steps.cachemount import acquire_cache_dir, cache_mount_dir, seed
 from kiln.engine.steps.metadata import MetaState
 from kiln.errors import BuildError, NotSupportedYet, SandboxError, SourceLocation
+from kiln.rootfs import owners
 from kiln.rootfs.copy import copy_tree
 from kiln.rootfs.paths import resolve_in_root
 from kiln.sandbox.spec import BindMount, Mount, RunSpec, SecretMount, TmpfsMount
@@ -195,7 +196,7 @@ def _one_mount(
             if mount.from_ is not None:
                 seed(cache_dir, resolve_in_root(ctx.mount_root(mount.from_), mount.source or "/"))
             os.chmod(cache_dir, mount.mode if mount.mode is not None else 0o755)
-            os.chown(cache_dir, mount.uid or 0, mount.gid or 0)
+            owners.chown(cache_dir, mount.uid or 0, mount.gid or 0, follow_symlinks=True)
         return BindMount(cache_dir, target, readonly=mount.readonly, movable=True)
     # type=bind
     source_root = ctx.mount_root(mount.from_)

@@ -1,0 +1,53 @@
+"""Ordinary users for the rootless tests (scripts/install-deps.sh makes them): kiln-rootless has subordinate IDs in
+/etc/subuid and /etc/subgid, kiln-oneid has none. They run kiln with Debian's python3 and the repository's
+sources and virtualenv packages on PYTHONPATH (the virtualenv's own interpreter may live in root's home), in a
+directory they own."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import sys
+import sysconfig
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+SYSTEM_PYTHON = Path("/usr/bin/python3")
+
+
+@dataclass(frozen=True)
+class User:
+    name: str
+    uid: int
+    gid: int
+    home: Path
+
+    def kiln(self, *args: str, cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """`kiln ARGS` run by this user, with an environment of its own (none of root's)."""
+        pythonpath = f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}"
+        environment = {"HOME": str(self.home), "USER": self.name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                       "PYTHONPATH": pythonpath, **(env or {})}  # fmt: skip
+        return subprocess.run(
+            ["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+             str(SYSTEM_PYTHON), "-m", "kiln", *args],
+            capture_output=True, text=True, timeout=timeout, cwd=cwd,
+        )  # fmt: skip
+
+
+def user_named(name: str) -> User:
+    if os.geteuid() != 0:
+        pytest.skip("switching to another user needs root")
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        pytest.fail(f"user {name} is missing: run scripts/install-deps.sh as root")
+    version = subprocess.run([str(SYSTEM_PYTHON), "-c", "import sys; print(sys.version_info[:2])"],
+                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    if version != str(sys.version_info[:2]):
+        pytest.skip(f"{SYSTEM_PYTHON} is Python {version}, the virtualenv's packages are for {sys.version_info[:2]}")
+    return User(name, entry.pw_uid, entry.pw_gid, Path(entry.pw_dir))
