@@ -19,6 +19,7 @@ _SYS_FSCONFIG = 431
 _SYS_FSMOUNT = 432
 _FSOPEN_CLOEXEC = 0x1
 _FSMOUNT_CLOEXEC = 0x1
+_FSCONFIG_SET_FLAG = 0
 _FSCONFIG_SET_STRING = 1
 _FSCONFIG_CMD_CREATE = 6
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
@@ -84,6 +85,14 @@ def fsconfig_string(fs_fd: int, key: str, value: str | os.PathLike[str]) -> None
                         ctypes.c_char_p(key.encode()), ctypes.c_char_p(_b(value)), ctypes.c_long(0))
     if res < 0:
         raise _fail(f"fsconfig {key}={value}")
+
+
+def fsconfig_flag(fs_fd: int, key: str) -> None:
+    """A parameter without a value (overlayfs' userxattr)."""
+    res = _libc.syscall(ctypes.c_long(_SYS_FSCONFIG), ctypes.c_long(fs_fd), ctypes.c_long(_FSCONFIG_SET_FLAG),
+                        ctypes.c_char_p(key.encode()), ctypes.c_char_p(None), ctypes.c_long(0))
+    if res < 0:
+        raise _fail(f"fsconfig {key}")
 
 
 def fsconfig_create(fs_fd: int) -> None:

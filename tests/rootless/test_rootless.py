@@ -109,7 +109,10 @@ RUN id > id.txt && rm -f /tmp/* 2>/dev/null; true
 """
 
 
-def test_run_mounts_and_stages_match_roots_build(busybox_ref: str, rootless_user: User, user_dir: Path) -> None:
+@pytest.mark.parametrize("snapshot_mode", ["auto", "full"])
+def test_run_mounts_and_stages_match_roots_build(busybox_ref: str, rootless_user: User, user_dir: Path,
+                                                 snapshot_mode: str) -> None:  # fmt: skip
+    """In overlay roots (overlayfs mounted in the user namespace, its marks in user.overlay.*) and in walked ones."""
     ctx = user_dir / "ctx"
     ctx.mkdir()
     (ctx / "Dockerfile").write_text(MOUNTS.format(busybox=busybox_ref))
@@ -119,8 +122,11 @@ def test_run_mounts_and_stages_match_roots_build(busybox_ref: str, rootless_user
     flags = ["--secret", f"id=token,src={secret}"]
     root = _root_build(ctx, user_dir / "root-image", user_dir / "root-kiln", *flags)
     assert root.returncode == 0, root.stderr
-    user = _user_build(rootless_user, ctx, user_dir / "user-image", user_dir / "user-kiln", *flags)
+    user = _user_build(rootless_user, ctx, user_dir / "user-image", user_dir / "user-kiln", *flags,
+                       f"--snapshot-mode={snapshot_mode}", "--verbosity=debug")  # fmt: skip
     assert user.returncode == 0, user.stderr
+    expected = "roots: overlay" if snapshot_mode == "auto" else "roots: flat, walking (full)"
+    assert expected in user.stderr
     _same(user_dir / "root-image", user_dir / "user-image")
 
 

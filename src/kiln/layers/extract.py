@@ -56,14 +56,13 @@ from kiln.layers.compress import Readable, open_decompressed
 from kiln.layers.paths import (
     AUFS_META_PREFIX,
     OPAQUE_MARKER,
-    OVERLAY_OPAQUE_XATTR,
     WHITEOUT_PREFIX,
     XATTR_PAX_PREFIX,
     is_layer_xattr,
     split_image_path,
 )
 from kiln.layers.tarreader import Member, TarReader
-from kiln.rootfs import owners
+from kiln.rootfs import overlayattrs, owners
 from kiln.rootfs.resolver import Parts, RootResolver, copy_xattrs, is_whiteout_device
 
 ExtractMode = Literal["apply", "overlay", "archive"]
@@ -363,7 +362,7 @@ class _Extractor:
             # Overlay: over a whiteout, or over a non-directory this layer put where the lowers may have had a
             # directory (which that non-directory replaced), the new directory shows nothing of theirs.
             if real in self.whited or (self.mode == "overlay" and replaced):
-                os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+                os.setxattr(host, overlayattrs.opaque(), b"y")
                 self.resolver.invalidate()  # the lowers below it are hidden now
         elif info.islnk():
             self.hardlink(host, existing, info)
@@ -506,9 +505,9 @@ class _Extractor:
                     if st is None:
                         os.mknod(host, stat.S_IFCHR, os.makedev(0, 0))
                     elif stat.S_ISDIR(st.st_mode):
-                        os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+                        os.setxattr(host, overlayattrs.opaque(), b"y")
             elif self.mode == "overlay":
-                os.setxattr(self.resolver.host(parent), OVERLAY_OPAQUE_XATTR, b"y")
+                os.setxattr(self.resolver.host(parent), overlayattrs.opaque(), b"y")
             self.resolver.invalidate()
             return
         hidden = name[len(WHITEOUT_PREFIX) :]
@@ -523,7 +522,7 @@ class _Extractor:
             # Re-created by this layer: only what lower layers had under it goes.
             if st is not None and stat.S_ISDIR(st.st_mode):
                 if self.mode == "overlay":
-                    os.setxattr(host, OVERLAY_OPAQUE_XATTR, b"y")
+                    os.setxattr(host, overlayattrs.opaque(), b"y")
                     self.resolver.invalidate()
                 else:
                     self.prune_lower(real)

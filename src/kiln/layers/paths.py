@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from kiln.errors import UnsafePathError
+from kiln.rootfs import overlayattrs
 
 WHITEOUT_PREFIX = ".wh."
 # A directory whose lower-layer content is hidden entirely (read, never written by kiln).
@@ -13,11 +14,10 @@ OPAQUE_MARKER = ".wh..wh..opq"
 AUFS_META_PREFIX = ".wh..wh."
 
 XATTR_PAX_PREFIX = "SCHILY.xattr."
-OVERLAY_OPAQUE_XATTR = "trusted.overlay.opaque"
 
 # overlayfs keeps its state in these; copying them into or out of a layer would let a layer steer the
 # overlay mount (redirects, metacopy) or leak the build's overlay state into the image.
-_OVERLAY_XATTR_PREFIXES = ("trusted.overlay.", "user.overlay.")
+_OVERLAY_XATTR_PREFIXES = overlayattrs.PREFIXES
 # The host's SELinux label says nothing about the image and would make layers differ between machines.
 _HOST_XATTRS = frozenset({"security.selinux"})
 

@@ -30,7 +30,7 @@ import stat
 from collections.abc import Sequence
 
 from kiln.errors import ImageFormatError, UnsafePathError
-from kiln.rootfs import owners
+from kiln.rootfs import overlayattrs, owners
 
 Parts = tuple[str, ...]
 
@@ -48,8 +48,7 @@ _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
 # name, 150,000 of them).
 PATH_MAX = 4096
 
-_OPAQUE_XATTR = "trusted.overlay.opaque"
-_OVERLAY_XATTRS = ("trusted.overlay.", "user.overlay.")
+_OVERLAY_XATTRS = overlayattrs.PREFIXES
 
 
 def is_whiteout_device(st: os.stat_result) -> bool:
@@ -59,7 +58,7 @@ def is_whiteout_device(st: os.stat_result) -> bool:
 
 def is_opaque_dir(path: str) -> bool:
     try:
-        return os.getxattr(path, _OPAQUE_XATTR, follow_symlinks=False) == b"y"
+        return os.getxattr(path, overlayattrs.opaque(), follow_symlinks=False) == b"y"
     except OSError:
         return False
 
@@ -228,7 +227,7 @@ class RootResolver:
                     os.unlink(comp, dir_fd=fd)
                     os.mkdir(comp, 0o755, dir_fd=fd)
                     os.chmod(comp, 0o755, dir_fd=fd)
-                    os.setxattr(self.host(real), _OPAQUE_XATTR, b"y", follow_symlinks=False)
+                    os.setxattr(self.host(real), overlayattrs.opaque(), b"y", follow_symlinks=False)
                     st = None
                 elif st is None:
                     lower = self.lower_in(visible[-1], real) if visible else None

@@ -27,12 +27,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from kiln.errors import SnapshotError
+from kiln.rootfs import overlayattrs
 from kiln.snapshot.changes import Changes, ancestors, expand_declared, prune_nested
 from kiln.snapshot.ignore import IgnoreRules
 
-OVERLAY_XATTR_PREFIX = "trusted.overlay."
-_OPAQUE = "trusted.overlay.opaque"
-_REFUSED = ("trusted.overlay.metacopy", "trusted.overlay.redirect")
 _CHUNK = 1 << 20
 
 
@@ -48,7 +46,7 @@ def _getxattr(path: Path, name: str) -> bytes | None:
 
 
 def is_opaque(path: Path) -> bool:
-    return _getxattr(path, _OPAQUE) == b"y"
+    return _getxattr(path, overlayattrs.opaque()) == b"y"
 
 
 def _user_xattrs(path: Path) -> dict[str, bytes]:
@@ -59,7 +57,7 @@ def _user_xattrs(path: Path) -> dict[str, bytes]:
         return {}
     out = {}
     for name in names:
-        if name.startswith(OVERLAY_XATTR_PREFIX):
+        if name.startswith(overlayattrs.PREFIXES):
             continue
         value = _getxattr(path, name)
         if value is not None:
@@ -140,7 +138,7 @@ class OverlaySnapshotter:
                 if is_whiteout(st):
                     deletions.append(rel)
                     continue
-                for refused in _REFUSED:
+                for refused in (overlayattrs.prefix() + "metacopy", overlayattrs.prefix() + "redirect"):
                     if _getxattr(upath, refused) is not None:
                         raise SnapshotError(
                             f"overlay upper entry /{rel} has {refused}: the overlay was mounted with metacopy or "

@@ -28,6 +28,7 @@ from pathlib import Path
 
 from kiln import linux
 from kiln.errors import SandboxError
+from kiln.rootfs import overlayattrs
 
 # The "new mount API" syscalls have the same numbers on every architecture that uses the generic table
 # (x86_64, aarch64, riscv64, ...), since they were added after the tables were unified.
@@ -35,6 +36,13 @@ from kiln.errors import SandboxError
 MAX_LOWERS = 500
 
 _OPTIONS = ("index=off", "metacopy=off", "redirect_dir=off")
+# In a user namespace overlayfs refuses redirect_dir=off; nofollow creates no redirect either (a renamed lower
+# directory is copied up whole), and userxattr keeps its marks in user.overlay.* (kiln.rootfs.overlayattrs).
+_USERNS_OPTIONS = ("index=off", "metacopy=off", "redirect_dir=nofollow", "userxattr")
+
+
+def _options() -> tuple[str, ...]:
+    return _USERNS_OPTIONS if overlayattrs.unprivileged() else _OPTIONS
 
 class MountError(SandboxError):
     """An overlay mount or unmount that the kernel refused."""
@@ -63,9 +71,12 @@ def _mount_new_api(lowers: Sequence[Path], upper: Path, work: Path, target: Path
                 linux.fsconfig_string(fs_fd, "lowerdir+", lower)
             linux.fsconfig_string(fs_fd, "upperdir", upper)
             linux.fsconfig_string(fs_fd, "workdir", work)
-            for option in _OPTIONS:
-                key, value = option.split("=")
-                linux.fsconfig_string(fs_fd, key, value)
+            for option in _options():
+                key, _, value = option.partition("=")
+                if value:
+                    linux.fsconfig_string(fs_fd, key, value)
+                else:
+                    linux.fsconfig_flag(fs_fd, key)
             linux.fsconfig_create(fs_fd)
             mnt_fd = linux.fsmount(fs_fd)
         except OSError as exc:
@@ -79,7 +90,7 @@ def _mount_new_api(lowers: Sequence[Path], upper: Path, work: Path, target: Path
 
 
 def _legacy_options(lowers: Sequence[str], upper: Path, work: Path) -> bytes:
-    return ",".join([f"lowerdir={':'.join(lowers)}", f"upperdir={upper}", f"workdir={work}", *_OPTIONS]).encode()
+    return ",".join([f"lowerdir={':'.join(lowers)}", f"upperdir={upper}", f"workdir={work}", *_options()]).encode()
 
 
 def _needs_escaping(path: Path) -> bool:
@@ -148,8 +159,9 @@ def unmount(target: Path, *, lazy: bool = False) -> None:
 def overlay_supported(probe_dir: Path) -> bool:
     """Whether an overlay with our options can be mounted with upper and work dirs inside probe_dir.
 
-    Tries a real mount: the filesystem of probe_dir (it must support trusted.* xattrs and d_type), our
-    privileges, and the kernel all have a say, and only the kernel knows the answer.
+    Tries a real mount: the filesystem of probe_dir (it must support d_type and the xattrs overlayfs marks
+    opaque directories with), our privileges, and the kernel all have a say, and only the kernel knows the
+    answer.
     """
     try:
         probe_dir.mkdir(parents=True, exist_ok=True)
@@ -160,6 +172,10 @@ def overlay_supported(probe_dir: Path) -> bool:
         for name in ("lower", "upper", "work", "merged"):
             (tmp / name).mkdir()
         (tmp / "lower" / "f").write_bytes(b"x")
+        try:  # layers mark opaque directories with it: trusted.* needs root of the host, user.* a filesystem
+            os.setxattr(tmp / "lower", overlayattrs.opaque(), b"y")  # that takes user xattrs
+        except OSError:
+            return False
         try:
             mount_overlay([tmp / "lower"], tmp / "upper", tmp / "work", tmp / "merged")
         except MountError:
