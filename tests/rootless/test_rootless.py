@@ -229,3 +229,27 @@ def test_one_id_fallback_refuses_to_run_as_another_user(busybox_ref: str, oneid_
     [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert "Dockerfile:3:" in error and "cannot run as uid 1000" in error and "subordinate IDs" in error
     assert "Traceback" not in r.stderr
+
+
+# What a container runtime does to /proc in every pod (Docker's and Kubernetes' masked paths), in a mount
+# namespace of the test's own.
+MASKED_PROC = ["unshare", "--mount", "sh", "-c",
+               'mount --make-rprivate / && mount --bind /dev/null /proc/keys && exec "$@"', "sh"]
+
+
+def test_a_masked_proc_is_bound_where_a_fresh_one_is_refused(busybox_ref: str, rootless_user: User,
+                                                             user_dir: Path) -> None:  # fmt: skip
+    """With parts of /proc covered, the kernel refuses a fresh procfs to a user namespace: RUN gets kiln's /proc,
+    bound (and shares kiln's PID namespace), and the build gives root's image."""
+    ctx = user_dir / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN test -r /proc/self/status && test -e /proc/1 "
+                                    "&& echo ok > /ok\n")  # fmt: skip
+    _readable(user_dir)
+    root = _root_build(ctx, user_dir / "root-image", user_dir / "root-kiln")
+    assert root.returncode == 0, root.stderr
+    user = rootless_user.kiln("build", "--context", str(ctx), "--no-push", "--oci-layout-path",
+                              str(user_dir / "user-image"), "--kiln-dir", str(user_dir / "user-kiln"),
+                              "--insecure-pull", cwd=ctx, wrapper=MASKED_PROC)  # fmt: skip
+    assert user.returncode == 0, user.stderr
+    _same(user_dir / "root-image", user_dir / "user-image")

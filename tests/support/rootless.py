@@ -10,6 +10,7 @@ import pwd
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +27,15 @@ class User:
     gid: int
     home: Path
 
-    def kiln(self, *args: str, cwd: Path, timeout: float = 900, env: dict[str, str] | None = None
-             ) -> subprocess.CompletedProcess[str]:  # fmt: skip
-        """`kiln ARGS` run by this user, with an environment of its own (none of root's)."""
+    def kiln(self, *args: str, cwd: Path, timeout: float = 900, env: dict[str, str] | None = None,
+             wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        """`kiln ARGS` run by this user, with an environment of its own (none of root's); `wrapper`: a command
+        (run as root) that runs the rest."""
         pythonpath = f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}"
         environment = {"HOME": str(self.home), "USER": self.name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                        "PYTHONPATH": pythonpath, **(env or {})}  # fmt: skip
         return subprocess.run(
-            ["runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+            [*wrapper, "runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
              str(SYSTEM_PYTHON), "-m", "kiln", *args],
             capture_output=True, text=True, timeout=timeout, cwd=cwd,
         )  # fmt: skip

@@ -82,16 +82,27 @@ class Confinement:
 
     user_namespace: bool = False
     tty_gid_mapped: bool = True
+    # Parts of /proc covered by mounts (a container runtime's masked paths, as in every Kubernetes pod): the kernel
+    # then refuses a fresh procfs to a user namespace, lest it uncover them.
+    proc_masked: bool = False
 
     @classmethod
     def here(cls) -> Confinement:
         if not linux.in_user_namespace():
             return cls()
         gid_map = linux.id_map("gid")
-        return cls(True, any(inside <= _TTY_GID < inside + count for inside, _, count in gid_map))
+        return cls(True, any(inside <= _TTY_GID < inside + count for inside, _, count in gid_map), _proc_masked())
 
 
 _TTY_GID = 5  # the tty group, which owns the ptys, as in Docker's config
+# Mounted under /proc without hiding anything of it: the kernel leaves its mount point empty.
+_HARMLESS_PROC_MOUNTS = frozenset({"/proc/sys/fs/binfmt_misc"})
+
+
+def _proc_masked(mountinfo: str = "/proc/self/mountinfo") -> bool:
+    with open(mountinfo) as f:
+        points = [line.split()[4] for line in f if len(line.split()) > 4]
+    return any(p.startswith("/proc/") and p not in _HARMLESS_PROC_MOUNTS for p in points)
 
 
 def _system_mounts(privileged: bool, network: str, confinement: Confinement) -> list[ContainerMount]:
@@ -105,8 +116,14 @@ def _system_mounts(privileged: bool, network: str, confinement: Confinement) -> 
         sys_mount = ContainerMount("/sys", "none", "/sys", ("rbind", "nosuid", "noexec", "nodev", "ro"))
     else:
         sys_mount = ContainerMount("/sys", "sysfs", "sysfs", sys_options)
+    if confinement.proc_masked:
+        # As BuildKit's rootless mode without a process sandbox: the /proc kiln sees, bound; the step shares
+        # kiln's PID namespace (runtime_config leaves it out) so that this /proc describes it.
+        proc_mount = ContainerMount("/proc", "none", "/proc", ("rbind", "nosuid", "noexec", "nodev"))
+    else:
+        proc_mount = ContainerMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev"))
     return [
-        ContainerMount("/proc", "proc", "proc", ("nosuid", "noexec", "nodev")),
+        proc_mount,
         ContainerMount("/dev", "tmpfs", "tmpfs", ("nosuid", "strictatime", "mode=755", "size=65536k")),
         ContainerMount("/dev/pts", "devpts", "devpts", pts_options),
         ContainerMount("/dev/shm", "tmpfs", "shm", ("nosuid", "noexec", "nodev", "mode=1777", "size=65536k")),
@@ -133,7 +150,9 @@ def runtime_config(
     """The config.json of a bundle whose root is `rootfs` (an absolute host path)."""
     caps = own_capabilities() if privileged else list(DEFAULT_CAPABILITIES)
     held = caps if uid == 0 else []
-    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    confinement = confinement or Confinement.here()
+    kinds = ("ipc", "uts", "mount") if confinement.proc_masked else ("pid", "ipc", "uts", "mount")
+    namespaces = [{"type": t} for t in kinds]
     if network == "none":
         namespaces.append({"type": "network"})  # runc brings its loopback up
     linux: dict[str, Any] = {
@@ -158,7 +177,6 @@ def runtime_config(
                              "ambient": []},
             "noNewPrivileges": False,  # setuid programs (su, sudo) work in a build step, as under Docker
         },
-        "mounts": [m.to_json() for m in [*_system_mounts(privileged, network, confinement or Confinement.here()),
-                                         *mounts]],
+        "mounts": [m.to_json() for m in [*_system_mounts(privileged, network, confinement), *mounts]],
         "linux": linux,
     }
