@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
 
+from support.base_images import OciImage
 from support.images import flatten_layout
 from support.registry import Registry
 from support.rootless import REPO, User
@@ -253,3 +256,25 @@ def test_a_masked_proc_is_bound_where_a_fresh_one_is_refused(busybox_ref: str, r
                               "--insecure-pull", cwd=ctx, wrapper=MASKED_PROC)  # fmt: skip
     assert user.returncode == 0, user.stderr
     _same(user_dir / "root-image", user_dir / "user-image")
+
+
+def test_a_base_layer_with_a_device_node_is_refused_naming_it(busybox_image: OciImage, rootless_user: User,
+                                                             user_dir: Path) -> None:  # fmt: skip
+    layout = user_dir / "base"
+    shutil.copytree(busybox_image.layout, layout, symlinks=True)
+    layer = user_dir / "dev.tar"
+    with tarfile.open(layer, "w") as tar:
+        info = tarfile.TarInfo("dev/console-copy")
+        info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 5, 1, 0o600
+        tar.addfile(info)
+    subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:{busybox_image.tag}", str(layer)], check=True)
+    ctx = user_dir / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM base\nRUN true\n")
+    _readable(user_dir)
+    r = rootless_user.kiln("build", "--context", str(ctx), "--no-push", "--kiln-dir", str(user_dir / "kiln"),
+                           "--build-context", f"base=oci-layout://{layout}:{busybox_image.tag}", cwd=ctx)  # fmt: skip
+    assert r.returncode != 0
+    [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert "dev/console-copy" in error and "device node (5, 1)" in error and "user namespace" in error
+    assert "Traceback" not in r.stderr

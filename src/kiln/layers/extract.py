@@ -375,7 +375,14 @@ class _Extractor:
                 self.metadata(host, info, symlink=True)
             elif info.ischr() or info.isblk():
                 kind = stat.S_IFCHR if info.ischr() else stat.S_IFBLK
-                os.mknod(host, kind | 0o600, os.makedev(info.devmajor, info.devminor))
+                try:
+                    os.mknod(host, kind | 0o600, os.makedev(info.devmajor, info.devminor))
+                except PermissionError as e:
+                    if not overlayattrs.unprivileged():
+                        raise
+                    raise PermissionError(e.errno, f"a device node ({info.devmajor}, {info.devminor}) cannot be made "
+                                                   "in a user namespace (a rootless build); build this image as root"
+                                          ) from None
                 self.metadata(host, info)
             elif info.isfifo():
                 os.mkfifo(host, 0o600)
