@@ -35,6 +35,7 @@ use_test_support()
 from support.base_images import OciImage  # noqa: E402
 from support.buildah import Buildah  # noqa: E402
 from support.procs import describe_failure  # noqa: E402
+from support.rootless import kiln_command  # noqa: E402
 
 RUN_TIMEOUT = 1800.0
 
@@ -138,6 +139,8 @@ class KilnBuilder:
         before = self._blobs()
         if case.cold:
             t = self._run_cold(case, context, dockerfile, dest)
+        elif case.rootless:
+            t = self._run_rootless(case, context, dockerfile, dest)
         elif case.in_place:
             t = self._run_in_place(case, context, dockerfile, dest)
         else:
@@ -158,6 +161,18 @@ class KilnBuilder:
             return timed_commands([(argv, None)], self.sampler_interval)
         finally:
             shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
+
+    def _run_rootless(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+        """One build by the user kiln-rootless, on its own --kiln-dir (loaded by an untimed first build)."""
+        kiln_dir = self.kiln_dir.parent / "kiln-rootless"
+        as_user = kiln_command("kiln-rootless")
+        if not kiln_dir.exists():
+            kiln_dir.mkdir()
+            shutil.chown(kiln_dir, "kiln-rootless", "kiln-rootless")
+            load = self._argv(context, dockerfile, None, case.kiln_flags, kiln_dir=kiln_dir)
+            timed_commands([([*as_user, *load[1:]], None)], self.sampler_interval)
+        argv = self._argv(context, dockerfile, dest, case.kiln_flags, kiln_dir=kiln_dir)
+        return timed_commands([([*as_user, *argv[1:]], None)], self.sampler_interval)
 
     def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
         """One `kiln build --in-place` in a fresh root on the tmpfs (untimed: making it and removing it)."""

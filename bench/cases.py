@@ -22,6 +22,7 @@ from bench.images import FILE_SIZE, write_random_files
 
 FILES = 20_000
 IN_PLACE_SUFFIX = "-inplace"
+ROOTLESS_SUFFIX = "-rootless"
 
 PERL_FILES = (
     "mkdir -p {root} && "
@@ -58,10 +59,16 @@ class Case:
     """A CI build's start: every run on empty state (kiln: a fresh --kiln-dir; buildah: a fresh --root), the base
     pulled from a registry on 127.0.0.1 (bench/suite.py's base registry) instead of preloaded."""
 
+    rootless: bool = False
+    """kiln runs as the ordinary user kiln-rootless (scripts/install-deps.sh makes it), in a user namespace of its
+    own; buildah as root, as in every case. Named after the case run as root, plus "-rootless"."""
+
     @property
     def namespaced(self) -> str | None:
-        """For an in-place case, the name of the namespaced case with the same Dockerfile."""
-        return self.name.partition(IN_PLACE_SUFFIX)[0] if self.in_place else None
+        """For an in-place or rootless case, the name of the case with the same Dockerfile built as root."""
+        if self.in_place:
+            return self.name.partition(IN_PLACE_SUFFIX)[0]
+        return self.name.partition(ROOTLESS_SUFFIX)[0] if self.rootless else None
 
 
 def _small_context(ctx: Path) -> None:
@@ -132,6 +139,10 @@ CASES: list[Case] = [
     Case("ten-runs-debian-inplace-imageusr", "ten-runs-debian-inplace with debian's /usr laid out in the root "
          "(the host's bound aside), as in kaniko's FROM-scratch container",
          "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",), in_place=True, image_usr=True),
+    Case("small-rootless", "small, with kiln run by an ordinary user (rootless)", SMALL, ("busybox",),
+         _small_context, rootless=True),
+    Case("ten-runs-debian-rootless", "ten-runs-debian, with kiln run by an ordinary user (rootless)",
+         "FROM localhost/bench/debian\n" + TEN_RUNS, ("debian",), rootless=True),
     Case("ten-runs-large", "ten RUNs changing one small file, on debian + a 500 MiB layer of 51,200 files",
          "FROM localhost/bench/large\n" + TEN_RUNS, ("large",)),
     Case("multistage", "two independent stages of 5,000 files each, copied into a busybox stage",

@@ -53,8 +53,8 @@ def main_table(cases: list[CaseResult]) -> str:
     return _table(MAIN_HEADER, rows)
 
 
-IN_PLACE_HEADER = ["case (kiln in place)", "in place s", "namespaced s", "in place/namespaced", "buildah s",
-                   "in place peak MB", "namespaced peak MB", "namespaced case"]  # fmt: skip
+IN_PLACE_HEADER = ["case (kiln variant)", "variant s", "as root s", "variant/as root", "buildah s",
+                   "variant peak MB", "as root peak MB", "case as root"]  # fmt: skip
 
 
 def in_place_table(cases: list[CaseResult]) -> str | None:
@@ -97,7 +97,8 @@ def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, A
     ]
     in_place = in_place_table(cases)
     if in_place is not None:
-        parts += ["kiln --in-place (in a throwaway root, entering it included) vs kiln namespaced, same Dockerfile",
+        parts += ["kiln's variants (--in-place in a throwaway root, entering it included; rootless, as an ordinary "
+                  "user) vs kiln namespaced as root, same Dockerfile",
                   in_place]  # fmt: skip
     if overheads:
         parts += ["fixed costs (bench/overheads.py)", overhead_lines(overheads)]

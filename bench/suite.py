@@ -49,6 +49,9 @@ class Settings:
             "kiln_in_place": "cases marked in place: kiln build --in-place in a fresh root on the tmpfs per run "
             "(bench/inplace.py: unshare --mount --pid, bind mounts, pivot_root, $container, /.kiln-in-place; "
             "the host's /usr at /usr, or bound aside for the -imageusr case), timed from unshare to exit",
+            "kiln_rootless": "cases marked rootless: kiln build run by the user kiln-rootless (runuser, Debian's "
+            "python3), which enters a user namespace of its own (newuidmap), on a --kiln-dir of its own loaded "
+            "by one untimed build",
         }
 
 

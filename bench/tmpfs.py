@@ -23,6 +23,7 @@ from support.mounts import mounts_under, unmount_under  # noqa: E402
 def mounted_tmpfs(size: str = "20g", prefix: str = "kiln-bench-") -> Iterator[Path]:
     """A tmpfs of at most `size` (pages are only used when written), removed with its contents at the end."""
     parent = Path(tempfile.mkdtemp(prefix=prefix))
+    parent.chmod(0o755)  # the rootless cases' user reads contexts and bases below it
     mount_point = parent / "tmpfs"
     mount_point.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "bench-tmpfs", str(mount_point)],

@@ -53,6 +53,7 @@ def cached_layout(cache: Path, name: str, key: dict[str, str], build: Callable[[
     image = OciImage(cache / f"{name}-{digest[:16]}", "latest")
     with file_lock(cache / f"{name}.lock"):
         if _is_valid(image):
+            _readable_by_all(image.layout)
             return image
         for stale in cache.glob(f"{name}-*"):
             remove_tree(stale)
@@ -62,10 +63,20 @@ def cached_layout(cache: Path, name: str, key: dict[str, str], build: Callable[[
         try:
             build(work / "layout", image.tag)
             verify_layout(work / "layout", image.tag)
+            _readable_by_all(work / "layout")
             (work / "layout").rename(image.layout)
         finally:
             remove_tree(work)
     return image
+
+
+def _readable_by_all(layout: Path) -> None:
+    """umoci writes index.json and blobs for their owner alone; the rootless tests' and bench's users read
+    layouts too."""
+    for path in (layout / "index.json", *(layout / "blobs" / "sha256").iterdir()):
+        mode = path.stat().st_mode
+        if mode & 0o044 != 0o044:
+            path.chmod(mode | 0o444)
 
 
 def _is_valid(image: OciImage) -> bool:

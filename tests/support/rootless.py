@@ -31,14 +31,18 @@ class User:
              wrapper: Sequence[str] = ()) -> subprocess.CompletedProcess[str]:  # fmt: skip
         """`kiln ARGS` run by this user, with an environment of its own (none of root's); `wrapper`: a command
         (run as root) that runs the rest."""
-        pythonpath = f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}"
-        environment = {"HOME": str(self.home), "USER": self.name, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                       "PYTHONPATH": pythonpath, **(env or {})}  # fmt: skip
-        return subprocess.run(
-            [*wrapper, "runuser", "-u", self.name, "--", "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
-             str(SYSTEM_PYTHON), "-m", "kiln", *args],
-            capture_output=True, text=True, timeout=timeout, cwd=cwd,
-        )  # fmt: skip
+        return subprocess.run([*wrapper, *kiln_command(self.name, self.home, env), *args],
+                              capture_output=True, text=True, timeout=timeout, cwd=cwd)  # fmt: skip
+
+
+def kiln_command(user: str, home: Path | None = None, env: dict[str, str] | None = None) -> list[str]:
+    """The start of a command line that runs kiln as `user` (root runs it), with an environment of its own."""
+    home = home or Path(pwd.getpwnam(user).pw_dir)
+    pythonpath = f"{REPO / 'src'}:{sysconfig.get_paths()['purelib']}"
+    environment = {"HOME": str(home), "USER": user, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                   "PYTHONPATH": pythonpath, **(env or {})}  # fmt: skip
+    return ["runuser", "-u", user, "--", "env", "-i", *(f"{k}={v}" for k, v in environment.items()),
+            str(SYSTEM_PYTHON), "-m", "kiln"]
 
 
 def user_named(name: str) -> User:
