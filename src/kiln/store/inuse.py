@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from kiln.store.locking import lock_fd
-from kiln.transports.blobstore import BlobStore
+from kiln.transports.blobstore import BlobReceiver, BlobStore
 
 GATE = ".gate"
 _SUFFIX = ".rec"
@@ -131,10 +131,21 @@ class TrackedBlobStore(BlobStore):
 
     def path(self, digest: str) -> Path:
         p = super().path(digest)
+        self._used(digest)
+        return p
+
+    def receive(self, digest: str, size: int | None = None, what: str = "blob") -> BlobReceiver | None:
+        self._used(digest)  # also when the store has it already and nothing is received
+        return super().receive(digest, size, what)
+
+    def _place(self, tmp: Path, digest: str) -> None:
+        super()._place(tmp, digest)
+        self._used(digest)  # a blob written again (a config or manifest kiln makes anew) is used again
+
+    def _used(self, digest: str) -> None:
         if self.record.add(digest):
             with contextlib.suppress(OSError):
-                os.utime(p)
-        return p
+                os.utime(self._blob_path(digest))
 
     def close(self) -> None:
         """The build is done: what it used becomes prunable, last used now."""
