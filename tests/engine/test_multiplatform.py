@@ -211,3 +211,15 @@ def test_several_platforms_in_place_are_refused(tmp_path: Path, busybox_image: O
     r = _kiln(tmp_path, SHARED, busybox_image, "--platform", PLATFORMS, "--in-place", "--no-push")
     assert r.returncode != 0
     assert "--platform" in r.stderr and "one platform" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_each_index_entry_names_the_platform_it_was_built_for(tmp_path: Path, busybox_image: OciImage) -> None:
+    """A base image for another platform (here amd64 busybox for arm64, with no index to choose from) is used
+    with a warning naming the FROM line; the index still says which image is which platform's."""
+    out = tmp_path / "layout"
+    r = _kiln(tmp_path, "FROM busybox\nCOPY hello.txt /\n", busybox_image, "--platform", PLATFORMS,
+              "--oci-layout-path", str(out), "--no-push")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "Dockerfile:1: base image busybox is for linux/amd64, not linux/arm64" in r.stderr
+    index = _skopeo_raw(f"oci:{out}:latest")
+    assert sorted(m["platform"]["architecture"] for m in index["manifests"]) == ["amd64", "arm64"]

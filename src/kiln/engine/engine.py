@@ -177,7 +177,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                 reporter.warning("--materialize: this build runs in roots of kiln's own, not in /; the result is "
                                  "the image")
             images = _build_platforms(envs, opts)
-            image = images[0] if len(images) == 1 else _index(images, opts, blobs)
+            image = images[0] if len(images) == 1 else _index(images, list(opts.platforms), blobs)
             outputs = write_outputs(image, opts, reporter)
             unused = [set(env.plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]))
                       for env in envs]
@@ -254,16 +254,18 @@ def _all_results(futures: list[Future[T]]) -> list[T]:
     return results
 
 
-def _index(images: list[Image], opts: BuildOptions, blobs: BlobStore) -> ImageIndex:
+def _index(images: list[Image], platforms: list[Platform], blobs: BlobStore) -> ImageIndex:
     """The index of a multi-platform build: a Docker manifest list when the images are Docker schema 2 (they
-    follow their base images, or --format), else an OCI index."""
+    follow their base images, or --format), else an OCI index. Each entry names the platform its image was built
+    for, as BuildKit's do, even where a base image for another platform (said in a warning) gave its config."""
     docker = all(mt.is_docker_family(i.manifest.media_type) for i in images)
-    return assemble_index(images, docker=docker, keep=blobs.put_bytes)
+    return assemble_index(images, docker=docker, keep=blobs.put_bytes, platforms=platforms)
 
 
 def _summary(built: Built, outputs: list[str], seconds: float) -> BuildSummary:
     if isinstance(built, ImageIndex):
-        platforms = [PlatformSummary(str(i.config.platform), i.digest, _layers(i)) for i in built.images]
+        platforms = [PlatformSummary(str(d.platform), i.digest, _layers(i))
+                     for i, d in zip(built.images, built.index.manifests, strict=True)]
         return BuildSummary(built.digest, [], outputs, seconds, platforms)
     return BuildSummary(built.digest, _layers(built), outputs, seconds)
 

@@ -16,6 +16,7 @@ from kiln.oci.config import ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.oci.digest import sha256_digest
 from kiln.oci.manifest import Index, Manifest
+from kiln.oci.platform import Platform
 
 
 class BlobReader(Protocol):
@@ -107,10 +108,13 @@ def images_of(built: Built) -> tuple[Image, ...]:
 
 
 def assemble_index(
-    images: Sequence[Image], *, docker: bool, keep: Callable[[bytes], str] | None = None
+    images: Sequence[Image], *, docker: bool, keep: Callable[[bytes], str] | None = None,
+    platforms: Sequence[Platform] | None = None,
 ) -> ImageIndex:
-    """An index of `images`, each entry carrying its config's platform; a Docker manifest list when `docker`."""
-    entries = tuple(replace(image.descriptor(), platform=image.config.platform) for image in images)
+    """An index of `images`, each entry carrying its platform: the one given (what the image was built for), else
+    its config's; a Docker manifest list when `docker`."""
+    chosen = platforms if platforms is not None else [image.config.platform for image in images]
+    entries = tuple(replace(image.descriptor(), platform=p) for image, p in zip(images, chosen, strict=True))
     index = Index(entries, mt.index_media_type(docker))
     data = index.to_bytes()
     if keep is not None:
