@@ -47,6 +47,15 @@ def _readable(tree: Path) -> None:
             path.chmod(path.stat().st_mode | 0o555 if path.is_dir() else path.stat().st_mode | 0o444)
 
 
+def _context(user_dir: Path, dockerfile: str) -> Path:
+    """A context with this Dockerfile in user_dir, and user_dir readable by the build's user."""
+    ctx = user_dir / "ctx"
+    ctx.mkdir(exist_ok=True)
+    (ctx / "Dockerfile").write_text(dockerfile)
+    _readable(user_dir)
+    return ctx
+
+
 def _root_build(ctx: Path, out: Path, kiln_dir: Path, *extra: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "kiln", "build", "--context", str(ctx), "--dockerfile", str(ctx / "Dockerfile"),
@@ -116,12 +125,9 @@ RUN id > id.txt && rm -f /tmp/* 2>/dev/null; true
 def test_run_mounts_and_stages_match_roots_build(busybox_ref: str, rootless_user: User, user_dir: Path,
                                                  snapshot_mode: str) -> None:  # fmt: skip
     """In overlay roots (overlayfs mounted in the user namespace, its marks in user.overlay.*) and in walked ones."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(MOUNTS.format(busybox=busybox_ref))
     secret = user_dir / "token"
     secret.write_text("not-a-real-token\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, MOUNTS.format(busybox=busybox_ref))
     flags = ["--secret", f"id=token,src={secret}"]
     root = _root_build(ctx, user_dir / "root-image", user_dir / "root-kiln", *flags)
     assert root.returncode == 0, root.stderr
@@ -137,10 +143,7 @@ def test_the_kiln_dir_defaults_to_the_users_data_directory(busybox_ref: str, roo
                                                           user_dir: Path, registry: Registry) -> None:  # fmt: skip
     """No --kiln-dir: $XDG_DATA_HOME/kiln (here ~/.local/share/kiln), owned by the user; the image is pushed to a
     registry as root's would be."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN echo hi > /hi\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nRUN echo hi > /hi\n")
     data = user_dir / "xdg"
     data.mkdir()
     os.chown(data, rootless_user.uid, rootless_user.gid)
@@ -159,10 +162,7 @@ def test_the_kiln_dir_defaults_to_the_users_data_directory(busybox_ref: str, roo
 def test_mknod_is_refused_with_the_commands_error(busybox_ref: str, rootless_user: User, user_dir: Path) -> None:
     """A user namespace cannot make device nodes: the step fails with the command's own message and kiln's
     line naming the instruction, not with a traceback."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN mknod /null c 1 3\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nRUN mknod /null c 1 3\n")
     r = _user_build(rootless_user, ctx, user_dir / "out", user_dir / "kiln")
     assert r.returncode != 0
     assert "Operation not permitted" in r.stderr and "Dockerfile:2" in r.stderr
@@ -172,10 +172,7 @@ def test_mknod_is_refused_with_the_commands_error(busybox_ref: str, rootless_use
 
 def test_the_namespace_is_gone_after_the_build(busybox_ref: str, rootless_user: User, user_dir: Path) -> None:
     """Nothing of the build outlives it: no process of the user's is left, and its work directory is empty."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN (sleep 30 &) && echo started\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nRUN (sleep 30 &) && echo started\n")
     r = _user_build(rootless_user, ctx, user_dir / "out", user_dir / "kiln")
     assert r.returncode == 0, r.stderr
     # Other tests' builds may run as the same user meanwhile: only this build's processes count (its kiln dir is
@@ -201,11 +198,9 @@ def test_one_id_fallback_builds_and_names_each_instruction_that_lost_an_owner(
     """Without subordinate IDs: one warning for the build, one per instruction that met an owner the map lacks
     (the base image's /home/app is uid 1000's; COPY --chown=55:66); what the build wrote is root's in the image,
     the base layers are as they were."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN echo hi > /hi\nCOPY --chown=55:66 f /f\n")
-    (ctx / "f").write_text("f\n")
-    _readable(user_dir)
+    (user_dir / "ctx").mkdir()
+    (user_dir / "ctx" / "f").write_text("f\n")
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nRUN echo hi > /hi\nCOPY --chown=55:66 f /f\n")
     r = _user_build(oneid_user, ctx, user_dir / "out", user_dir / "kiln")
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
@@ -223,10 +218,7 @@ def test_one_id_fallback_builds_and_names_each_instruction_that_lost_an_owner(
 
 
 def test_one_id_fallback_refuses_to_run_as_another_user(busybox_ref: str, oneid_user: User, user_dir: Path) -> None:
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nUSER 1000\nRUN id\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nUSER 1000\nRUN id\n")
     r = _user_build(oneid_user, ctx, user_dir / "out", user_dir / "kiln")
     assert r.returncode != 0
     [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
@@ -244,11 +236,7 @@ def test_a_masked_proc_is_bound_where_a_fresh_one_is_refused(busybox_ref: str, r
                                                              user_dir: Path) -> None:  # fmt: skip
     """With parts of /proc covered, the kernel refuses a fresh procfs to a user namespace: RUN gets kiln's /proc,
     bound (and shares kiln's PID namespace), and the build gives root's image."""
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text(f"FROM {busybox_ref}\nRUN test -r /proc/self/status && test -e /proc/1 "
-                                    "&& echo ok > /ok\n")  # fmt: skip
-    _readable(user_dir)
+    ctx = _context(user_dir, f"FROM {busybox_ref}\nRUN test -r /proc/self/status && test -e /proc/1 && echo ok > /ok\n")
     root = _root_build(ctx, user_dir / "root-image", user_dir / "root-kiln")
     assert root.returncode == 0, root.stderr
     user = rootless_user.kiln("build", "--context", str(ctx), "--no-push", "--oci-layout-path",
@@ -268,10 +256,7 @@ def test_a_base_layer_with_a_device_node_is_refused_naming_it(busybox_image: Oci
         info.type, info.devmajor, info.devminor, info.mode = tarfile.CHRTYPE, 5, 1, 0o600
         tar.addfile(info)
     subprocess.run(["umoci", "raw", "add-layer", "--image", f"{layout}:{busybox_image.tag}", str(layer)], check=True)
-    ctx = user_dir / "ctx"
-    ctx.mkdir()
-    (ctx / "Dockerfile").write_text("FROM base\nRUN true\n")
-    _readable(user_dir)
+    ctx = _context(user_dir, "FROM base\nRUN true\n")
     r = rootless_user.kiln("build", "--context", str(ctx), "--no-push", "--kiln-dir", str(user_dir / "kiln"),
                            "--build-context", f"base=oci-layout://{layout}:{busybox_image.tag}", cwd=ctx)  # fmt: skip
     assert r.returncode != 0
