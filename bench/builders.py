@@ -144,7 +144,7 @@ class KilnBuilder:
         elif case.in_place:
             t = self._run_in_place(case, context, dockerfile, dest)
         else:
-            argv = self._argv(context, dockerfile, dest, case.kiln_flags)
+            argv = self._argv(context, dockerfile, dest, case.kiln_args)
             t = timed_commands([(argv, None)], self.sampler_interval)
         lines = t.stderr.decode(errors="replace").splitlines()
         events = parse_events(lines)
@@ -156,7 +156,7 @@ class KilnBuilder:
         """One build on an empty --kiln-dir, its base pulled (the Dockerfile names the base registry)."""
         shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
         try:
-            argv = self._argv(context, dockerfile, dest, (*case.kiln_flags, "--insecure-pull"),
+            argv = self._argv(context, dockerfile, dest, (*case.kiln_args, "--insecure-pull"),
                               kiln_dir=self.cold_kiln_dir)  # fmt: skip
             return timed_commands([(argv, None)], self.sampler_interval)
         finally:
@@ -169,9 +169,9 @@ class KilnBuilder:
         if not kiln_dir.exists():
             kiln_dir.mkdir()
             shutil.chown(kiln_dir, "kiln-rootless", "kiln-rootless")
-            load = self._argv(context, dockerfile, None, case.kiln_flags, kiln_dir=kiln_dir)
+            load = self._argv(context, dockerfile, None, case.kiln_args, kiln_dir=kiln_dir)
             timed_commands([([*as_user, *load[1:]], None)], self.sampler_interval)
-        argv = self._argv(context, dockerfile, dest, case.kiln_flags, kiln_dir=kiln_dir)
+        argv = self._argv(context, dockerfile, dest, case.kiln_args, kiln_dir=kiln_dir)
         return timed_commands([([*as_user, *argv[1:]], None)], self.sampler_interval)
 
     def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
@@ -183,7 +183,7 @@ class KilnBuilder:
                                      context, self.kiln_dir, layouts, image_usr=case.image_usr)  # fmt: skip
         root.prepare()
         try:
-            argv = self._argv(context, dockerfile, dest, ("--in-place", *case.kiln_flags), where=root.inside)
+            argv = self._argv(context, dockerfile, dest, ("--in-place", *case.kiln_args), where=root.inside)
             return timed_commands([(root.command(argv), None)], self.sampler_interval)
         finally:
             root.remove()
@@ -230,11 +230,18 @@ class BuildahBuilder:
              pull: list[str]) -> RunOutcome:  # fmt: skip
         tag = "localhost/bench/output:latest"
         layers = [] if any(f.startswith("--layers") for f in case.buildah_flags) else ["--layers=false"]
+        # Several platforms: buildah's way is a manifest list, pushed with every image.
+        several = case.platforms is not None and "," in case.platforms
+        target = ["--manifest", tag] if several else ["-t", tag]
+        platform = ["--platform", case.platforms] if case.platforms else []
         # --network=host, as kiln's RUN steps have: the same work, and no bridge set up on the host per step.
         build = buildah.argv("build", *layers, *pull, "--format", "oci", "--quiet", "--network=host",
-                             "-f", str(dockerfile), "-t", tag, *case.buildah_flags, str(context))  # fmt: skip
-        push = buildah.argv("push", "--quiet", "--tls-verify=false", tag, f"docker://{dest}")
+                             "-f", str(dockerfile), *target, *platform, *case.buildah_flags, str(context))  # fmt: skip
+        push = buildah.argv(*(("manifest", "push", "--all") if several else ("push",)), "--quiet",
+                            "--tls-verify=false", tag, f"docker://{dest}")  # fmt: skip
         t = timed_commands([(build, buildah.env), (push, buildah.env)], self.sampler_interval)
+        if several:
+            buildah("manifest", "rm", tag, check=False)
         if not any(f.startswith("--layers=true") for f in case.buildah_flags):
             buildah("rmi", "--force", tag, check=False)
         buildah("rm", "--all", check=False)

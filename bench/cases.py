@@ -63,6 +63,14 @@ class Case:
     """kiln runs as the ordinary user kiln-rootless (scripts/install-deps.sh makes it), in a user namespace of its
     own; buildah as root, as in every case. Named after the case run as root, plus "-rootless"."""
 
+    platforms: str | None = None
+    """--platform for both builders (several: one index; buildah then builds into a manifest list and pushes it
+    with every image); a foreign platform's RUN steps go through qemu-user (the suite registers aarch64)."""
+
+    @property
+    def kiln_args(self) -> tuple[str, ...]:
+        return (*self.kiln_flags, "--platform", self.platforms) if self.platforms else self.kiln_flags
+
     @property
     def namespaced(self) -> str | None:
         """For an in-place or rootless case, the name of the case with the same Dockerfile built as root."""
@@ -102,6 +110,8 @@ RUN_TRUE = "FROM localhost/bench/busybox\n" + "RUN true\n" * 10
 
 TEN_RUNS = "".join(f"RUN echo 'setting {i}' >> /etc/bench.conf\n" for i in range(10))
 
+
+MULTI_PLATFORM = "FROM localhost/bench/busybox-multi\n" + TEN_RUNS
 
 MULTISTAGE = f"""\
 FROM localhost/bench/debian AS left
@@ -161,6 +171,14 @@ CASES: list[Case] = [
          ("tenlayer",), _tenlayer_context, cold=True),
     Case("ten-runs-large-cold", "ten-runs-large from empty state, debian + 500 MiB pulled from the registry",
          "FROM localhost/bench/large\n" + TEN_RUNS, ("large",), heavy=True, cold=True),
+    # The two-platform build against the two single-platform builds it replaces (the report adds them up); from
+    # empty state, so that both builders pull each platform's base as a CI build would.
+    Case("two-platforms", "ten-runs-busybox for linux/amd64 and linux/arm64 (qemu) into one index, from empty "
+         "state", MULTI_PLATFORM, ("busybox-multi",), cold=True, platforms="linux/amd64,linux/arm64"),
+    Case("two-platforms-amd64", "two-platforms for linux/amd64 alone", MULTI_PLATFORM, ("busybox-multi",),
+         cold=True, platforms="linux/amd64"),
+    Case("two-platforms-arm64", "two-platforms for linux/arm64 alone (qemu)", MULTI_PLATFORM, ("busybox-multi",),
+         cold=True, platforms="linux/arm64"),
     Case("run-true", "ten `RUN true` on busybox: the fixed cost of a RUN step (see the per-RUN line)",
          RUN_TRUE, ("busybox",)),
     Case("cached", "the small case rebuilt with every step cached (kiln --cache, buildah --layers)",

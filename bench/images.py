@@ -9,6 +9,8 @@ and `umoci raw add-layer`:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shutil
@@ -22,6 +24,7 @@ use_test_support()
 from support.base_images import (  # noqa: E402
     FIXED_TIME,
     OciImage,
+    busybox_arm64_image,
     busybox_image,
     cached_layout,
     debian_image,
@@ -95,6 +98,31 @@ def _tenlayer(busybox: OciImage) -> Callable[[Path, str], None]:
     return build
 
 
+def _multi(images: dict[str, OciImage]) -> Callable[[Path, str], None]:
+    """One layout whose tag names an OCI index of the given images (by architecture), each one's blobs copied."""
+
+    def build(layout: Path, tag: str) -> None:
+        entries = []
+        for arch, image in images.items():
+            index = json.loads((image.layout / "index.json").read_text())
+            [entry] = [m for m in index["manifests"]
+                       if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == image.tag]
+            entries.append({"mediaType": entry.get("mediaType", "application/vnd.oci.image.manifest.v1+json"),
+                            "digest": entry["digest"], "size": entry["size"],
+                            "platform": {"os": "linux", "architecture": arch}})  # fmt: skip
+            shutil.copytree(image.layout / "blobs", layout / "blobs", dirs_exist_ok=True)
+        index_bytes = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                  "manifests": entries}).encode()  # fmt: skip
+        digest = hashlib.sha256(index_bytes).hexdigest()
+        (layout / "blobs" / "sha256" / digest).write_bytes(index_bytes)
+        (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+        (layout / "index.json").write_text(json.dumps({"schemaVersion": 2, "manifests": [{
+            "mediaType": "application/vnd.oci.image.index.v1+json", "digest": f"sha256:{digest}",
+            "size": len(index_bytes), "annotations": {"org.opencontainers.image.ref.name": tag}}]}))  # fmt: skip
+
+    return build
+
+
 def prepare_bases(names: set[str], cache: Path) -> BaseImages:
     """The layouts of the named bases (busybox, debian, large, tenlayer), building missing ones (slow once)."""
     test_cache = default_cache_dir(REPO)
@@ -109,6 +137,10 @@ def prepare_bases(names: set[str], cache: Path) -> BaseImages:
         deb = images["debian"]
         key = {"base": os.path.basename(deb.layout), "files": str(LARGE_FILES), "size": str(FILE_SIZE)}
         images["large"] = cached_layout(cache, "large", key, _large(deb))
+    if "busybox-multi" in names:
+        parts = {"amd64": busybox_image(test_cache), "arm64": busybox_arm64_image(test_cache)}
+        key = {arch: os.path.basename(image.layout) for arch, image in parts.items()}
+        images["busybox-multi"] = cached_layout(cache, "busybox-multi", key, _multi(parts))
     if "tenlayer" in names:
         bb = images["busybox"]
         key = {"base": os.path.basename(bb.layout), "extra": str(TENLAYER_EXTRA), "size": str(FILE_SIZE)}

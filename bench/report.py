@@ -73,6 +73,23 @@ def in_place_table(cases: list[CaseResult]) -> str | None:
     return _table(IN_PLACE_HEADER, rows) if rows else None
 
 
+def multi_platform_line(cases: list[CaseResult]) -> str | None:
+    """What one two-platform build costs against the two single-platform builds it replaces, per builder."""
+    by_name = {c.name: c for c in cases}
+    both, amd64, arm64 = (by_name.get(n) for n in ("two-platforms", "two-platforms-amd64", "two-platforms-arm64"))
+    if both is None or amd64 is None or arm64 is None:
+        return None
+    lines = []
+    for builder in ("kiln", "buildah"):
+        one, a, b = both.median_seconds(builder), amd64.median_seconds(builder), arm64.median_seconds(builder)
+        if one is None or a is None or b is None:
+            lines.append(f"{builder}: not measured")
+            continue
+        lines.append(f"{builder}: {one:.2f} s for both, {a:.2f} s + {b:.2f} s = {a + b:.2f} s one by one: "
+                     f"{one / (a + b):.2f}x")
+    return "\n".join(lines)
+
+
 def phase_table(cases: list[CaseResult]) -> str:
     """kiln's median seconds per phase and case (phases as kiln names them)."""
     per_case = {c.name: c.kiln_phases() for c in cases}
@@ -100,6 +117,9 @@ def render(cases: list[CaseResult], targets: list[Target], settings: dict[str, A
         parts += ["kiln's variants (--in-place in a throwaway root, entering it included; rootless, as an ordinary "
                   "user) vs kiln namespaced as root, same Dockerfile",
                   in_place]  # fmt: skip
+    if (platforms := multi_platform_line(cases)) is not None:
+        parts += ["two platforms in one build vs two single-platform builds (bench/cases.py's two-platforms)",
+                  platforms]  # fmt: skip
     if overheads:
         parts += ["fixed costs (bench/overheads.py)", overhead_lines(overheads)]
     parts += [

@@ -375,6 +375,7 @@ def debian_arm64_image(cache: Path, suite: str = "bookworm") -> OciImage:
 
 
 def push(image: OciImage, dest_ref: str, dest_flags: list[str]) -> str:
-    """Copy image to docker://dest_ref with skopeo; dest_flags from Registry.skopeo_flags('dest')."""
-    run(["skopeo", "copy", "--quiet", *dest_flags, image.ref, f"docker://{dest_ref}"])
+    """Copy image (every image of it, if it is an index) to docker://dest_ref with skopeo; dest_flags from
+    Registry.skopeo_flags('dest')."""
+    run(["skopeo", "copy", "--quiet", "--all", *dest_flags, image.ref, f"docker://{dest_ref}"])
     return dest_ref

@@ -74,21 +74,35 @@ def read_config(layout: Path, tag: str) -> dict[str, Any]:
 
 def verify_layout(layout: Path, tag: str) -> None:
     """Check that tag resolves and every blob it references exists with its recorded size and digest."""
-    descriptor = manifest_descriptor(layout, tag)
-    manifest = read_blob_json(layout, descriptor["digest"])
-    for desc in [descriptor, manifest["config"], *manifest["layers"]]:
-        path = blob_path(layout, desc["digest"])
-        if not path.is_file():
-            raise AssertionError(f"{layout}: blob {desc['digest']} is missing")
-        if path.stat().st_size != desc["size"]:
-            raise AssertionError(f"{layout}: blob {desc['digest']} has size {path.stat().st_size}, not {desc['size']}")
-        algorithm, _, encoded = desc["digest"].partition(":")
-        h = hashlib.new(algorithm)
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        if h.hexdigest() != encoded:
-            raise AssertionError(f"{layout}: blob {desc['digest']} does not match its digest")
+    _verify_blobs(layout, manifest_descriptor(layout, tag))
+
+
+def _verify_blobs(layout: Path, descriptor: dict[str, Any]) -> None:
+    """The blob a descriptor names and every blob below it (an index's manifests, a manifest's config and
+    layers)."""
+    document = read_blob_json(layout, descriptor["digest"])
+    if "manifests" in document:
+        _check_blob(layout, descriptor)
+        for entry in document["manifests"]:
+            _verify_blobs(layout, entry)
+        return
+    for desc in [descriptor, document["config"], *document["layers"]]:
+        _check_blob(layout, desc)
+
+
+def _check_blob(layout: Path, desc: dict[str, Any]) -> None:
+    path = blob_path(layout, desc["digest"])
+    if not path.is_file():
+        raise AssertionError(f"{layout}: blob {desc['digest']} is missing")
+    if path.stat().st_size != desc["size"]:
+        raise AssertionError(f"{layout}: blob {desc['digest']} has size {path.stat().st_size}, not {desc['size']}")
+    algorithm, _, encoded = desc["digest"].partition(":")
+    h = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    if h.hexdigest() != encoded:
+        raise AssertionError(f"{layout}: blob {desc['digest']} does not match its digest")
 
 
 # --- layers as tar streams ----------------------------------------------------------------------------
