@@ -43,9 +43,15 @@ def test_named_contexts_of_files_are_read_by_copy_from_and_mount_from(kiln_bb: K
         assert read_layer_file(out.layout, out.tag, "loc/f.txt") == b"local\n"
         assert read_layer_file(out.layout, out.tag, "mounted.txt") == b"local\n"
         assert not any(e.name == "loc/x.log" for layer in out.layers() for e in layer)
-        bad = kiln_bb.build(write_context(tmp_path / "ctx2", {"Dockerfile": "FROM loc\n"}),
-                            "--build-context", f"loc={local}").failed()
-        assert bad.returncode == 2 and "--build-context loc:" in bad.stderr and "FROM cannot" in bad.stderr
+        # FROM a context of files: its files (.dockerignore applied) are the stage's root, one layer made at the
+        # FROM line, as BuildKit's FROM on a local named context; from git alike.
+        based = kiln_bb.build(write_context(tmp_path / "ctx2", {"Dockerfile": "FROM loc\nFROM lib\n"
+                                                                "COPY --from=0 f.txt /from-loc.txt\n"}),
+                              "--build-context", f"loc={local}", "--build-context", f"lib={daemon}/lib.git#v1").ok()
+        files = [sorted(e.name for e in layer) for layer in based.layers()]
+        assert files == [["lib.txt"], ["from-loc.txt"]]
+        assert read_layer_file(based.layout, based.tag, "from-loc.txt") == b"local\n"
+        assert [h["created_by"] for h in based.config()["history"]] == ["FROM lib", "COPY --from=0 f.txt /from-loc.txt"]
     assert repo.commits
 
 

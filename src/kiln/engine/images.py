@@ -46,11 +46,8 @@ class ImageResolver:
         return self._pull(ref, platform)
 
     def _from_spec(self, spec: str, flag: str, platform: Platform) -> Image:
-        from kiln.context.opener import names_files
-
-        if names_files(spec):
-            raise UsageError(f"{spec!r} is a context of files: COPY --from and RUN --mount=from= read it, FROM cannot "
-                             "build on it yet", flag)
+        # A context of files never gets here: FROM starts from its files (engine/stage.py), COPY --from and RUN
+        # --mount=from= read them (engine/buildenv.named_context).
         if "://" not in spec:
             raise UsageError(f"expected oci-layout://, docker-image:// or docker-archive://, got {spec!r}", flag)
         address = ImageAddress.parse(spec, flag)

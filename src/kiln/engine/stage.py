@@ -7,11 +7,11 @@ import os
 import time
 from dataclasses import replace
 
-from kiln.dockerfile.instructions import Instruction
+from kiln.dockerfile.instructions import Copy, Instruction
 from kiln.dockerfile.parse import parse_instruction_text
 from kiln.dockerfile.plan import StagePlan, onbuild_instructions, with_onbuild
 from kiln.dockerfile.scope import StageScope
-from kiln.engine.buildenv import BuildEnv, StageResult, blob_opener, new_root
+from kiln.engine.buildenv import BuildEnv, StageResult, blob_opener, named_context, new_root
 from kiln.engine.dispatch import StageState, StepRunner, begin_discovery, env_tuple, make_layer, record, stage_cache
 from kiln.engine.rootfs import StageRoot
 from kiln.engine.steps.metadata import MetaState
@@ -38,7 +38,7 @@ def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
     if st.base_stage is not None:
         parent = env.results[st.base_stage]
         return parent.image, plan.scope(st, parent=parent.scope)
-    if st.base_image is None or st.base_image.lower() == "scratch":
+    if st.base_image is None or st.base_image.lower() == "scratch" or _files_base(env, st):
         return None, plan.scope(st, base_env={})
     started = time.monotonic()
     image = env.resolve_image(st.base_image, st.platform)
@@ -52,10 +52,29 @@ def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
     return image, plan.scope(st, base_env=image.config.config.env_dict())
 
 
+def _files_base(env: BuildEnv, st: StagePlan) -> bool:
+    """Whether the stage is built FROM a --build-context of files (a directory, a git repository, a tarball URL)."""
+    return st.base_image is not None and env.opts.build_contexts.get(st.base_image) is not None and \
+        named_context(env, st.base_image) is not None
+
+
+def _seeded_with_files(st: StagePlan) -> StagePlan:
+    """A stage FROM a context of files starts, as in BuildKit, with those files as its root: here a first step
+    that copies them (the context's .dockerignore applied, owners root's as COPY gives them) into an empty root,
+    made at the FROM line and shown as it."""
+    assert st.base_image is not None
+    seed = Copy(line=st.from_.line, end_line=st.from_.end_line, original=f"FROM {st.base_image}", sources=(".",),
+                dest="/", from_=st.base_image, chown=None, chmod=None, link=False, parents=False, excludes=(),
+                heredocs=())  # fmt: skip
+    return replace(st, instructions=(seed, *st.instructions))
+
+
 def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     opts = env.opts
     path = env.plan.path
     base, scope = _base(env, st)
+    if base is None and st.base_stage is None and _files_base(env, st):
+        st = _seeded_with_files(st)
     root = new_root(env, f"stage{st.index}", stage=True)
     try:
         if base is not None:
