@@ -118,6 +118,18 @@ def test_stdin_pipe(tree: Path, work: Path) -> None:
     assert not root.exists()
 
 
+def test_a_dockerfile_on_stdin_is_the_dockerfile_of_an_empty_context(work: Path) -> None:
+    """As `docker build - < Dockerfile`: text that is no archive is the Dockerfile, kept outside the context."""
+    text = b"FROM scratch\nLABEL a=b\n"
+    with open_context("-", work, io.BytesIO(text)) as ctx:
+        assert ctx.dockerfile is not None and ctx.dockerfile.read_bytes() == text
+        assert list(ctx.root.iterdir()) == []
+        assert ctx.root not in ctx.dockerfile.parents
+        owned = ctx.dockerfile.parent
+    assert not owned.exists()
+    assert list(work.iterdir()) == []
+
+
 def test_tar_stdin_spelling(tree: Path, work: Path, tmp_path: Path) -> None:
     data = gnu_tar(tree, tmp_path / "c.tar").read_bytes()
     with open_context("tar://stdin", work, io.BytesIO(data)) as ctx:

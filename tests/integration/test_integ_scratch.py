@@ -298,3 +298,39 @@ def test_outputs_read_by_skopeo_umoci_and_podman(kiln: Kiln, tmp_path: Path) -> 
     finally:
         run([*podman, "rmi", "--all", "--force"], check=False)
         remove_tree(short)
+
+
+def test_a_context_that_is_a_dockerfiles_text(kiln: Kiln, tmp_path: Path) -> None:
+    """As BuildKit reads `docker build - < Dockerfile` and a URL serving plain text: the text is the Dockerfile,
+    the context is empty (COPY finds nothing; the Dockerfile itself is no file of it)."""
+    import http.server
+    import threading
+
+    text = b"FROM scratch\nLABEL from=text\nCOPY Dockerfile /\n"
+    on_stdin = kiln.build("-", stdin=text)
+    assert on_stdin.returncode != 0 and "Dockerfile:3: Dockerfile: file not found in build context" in on_stdin.stderr
+    ok = kiln.build("-", stdin=b"FROM scratch\nLABEL from=text\n").ok()
+    assert json.loads(run(["skopeo", "inspect", "--config", f"oci:{ok.layout}:{TAG}"]).stdout)["config"]["Labels"] \
+        == {"from": "text"}  # fmt: skip
+    served = tmp_path / "www"
+    served.mkdir()
+    (served / "Dockerfile").write_bytes(b"FROM scratch\nLABEL from=url\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/Dockerfile"
+        from_url = kiln.build(url).ok()
+    finally:
+        server.shutdown()
+        server.server_close()
+    config = json.loads(run(["skopeo", "inspect", "--config", f"oci:{from_url.layout}:{TAG}"]).stdout)
+    assert config["config"]["Labels"] == {"from": "url"}

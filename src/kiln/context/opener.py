@@ -32,7 +32,7 @@ from typing import BinaryIO
 from kiln.context.dockerignore import DockerIgnore
 from kiln.context.git import GitOptions, fetch, is_git_url, parse_git_url, parse_kaniko_context, scrub, subdir_of
 from kiln.context.special import special_kind
-from kiln.context.tarball import extract_tarball
+from kiln.context.tarball import extract_tarball, is_archive
 from kiln.errors import ContextError, NotSupportedYet, UsageError
 
 DOCKERIGNORE = ".dockerignore"
@@ -75,6 +75,9 @@ class BuildContext:
     name: str
     owned_dir: Path | None = field(default=None, repr=False)
     hidden: tuple[str, ...] = ()
+    # A context that was a Dockerfile's text (stdin or a URL serving plain text, as BuildKit reads one): the
+    # build's Dockerfile, kept outside the context, which is empty.
+    dockerfile: Path | None = None
 
     def is_hidden(self, real_rel: str) -> bool:
         """Whether the real path ``real_rel`` (relative to the root, "/"-separated) is in a hidden directory."""
@@ -201,13 +204,16 @@ def _from_stream(name: str, stream: BinaryIO, work_dir: Path, dockerfile: Path |
     try:
         with os.fdopen(fd, "wb") as out:
             shutil.copyfileobj(stream, out, 1 << 20)
-        return _unpacked(name, spool, work_dir, dockerfile)
+        return _unpacked(name, spool, work_dir, dockerfile, text_is_dockerfile=True)
     finally:
         spool.unlink(missing_ok=True)
 
 
-def _unpacked(name: str, archive: Path, work_dir: Path, dockerfile: Path | None) -> BuildContext:
+def _unpacked(name: str, archive: Path, work_dir: Path, dockerfile: Path | None, *,
+              text_is_dockerfile: bool = False) -> BuildContext:  # fmt: skip
     work_dir.mkdir(parents=True, exist_ok=True)
+    if text_is_dockerfile and not is_archive(archive):
+        return _dockerfile_only(name, archive, work_dir)
     root = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir))
     try:
         extract_tarball(archive, root, name)
@@ -217,6 +223,16 @@ def _unpacked(name: str, archive: Path, work_dir: Path, dockerfile: Path | None)
         shutil.rmtree(root, ignore_errors=True)
         raise
     return ctx
+
+
+def _dockerfile_only(name: str, text: Path, work_dir: Path) -> BuildContext:
+    """A context that is a Dockerfile's text: an empty context, and the text as the build's Dockerfile beside it."""
+    owned = Path(tempfile.mkdtemp(prefix="context-", dir=work_dir))
+    (owned / "context").mkdir()
+    dockerfile = owned / "Dockerfile"
+    shutil.copyfile(text, dockerfile)
+    return BuildContext(root=(owned / "context").resolve(), ignore=DockerIgnore(), name=name, owned_dir=owned,
+                        dockerfile=dockerfile)
 
 
 def open_remote(
@@ -281,7 +297,7 @@ def _from_url(url: str, name: str, work_dir: Path, dockerfile: Path | None) -> B
                         out.write(chunk)
             except requests.RequestException as e:
                 raise ContextError(f"{name}: cannot download the build context: {scrub(str(e))}") from None
-        return _unpacked(name, spool, work_dir, dockerfile)
+        return _unpacked(name, spool, work_dir, dockerfile, text_is_dockerfile=True)
     finally:
         spool.unlink(missing_ok=True)
 

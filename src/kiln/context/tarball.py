@@ -67,6 +67,15 @@ def _decompressed(raw: BinaryIO) -> Iterator[IO[bytes]]:
         yield raw
 
 
+def is_archive(path: Path) -> bool:
+    """Whether a file is a (possibly compressed) tar archive rather than, say, a Dockerfile's text."""
+    with path.open("rb") as f:
+        head = f.read(6)
+    if head.startswith((_GZIP, _ZSTD, _XZ, _BZIP2)):
+        return True
+    return tarfile.is_tarfile(path)
+
+
 def extract_tarball(archive: Path, dest: Path, name: str) -> None:
     """Unpack ``archive`` into the existing empty directory ``dest``. ``name`` is how errors call the context."""
     try:

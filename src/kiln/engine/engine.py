@@ -52,6 +52,9 @@ def _dockerfile_text(opts: BuildOptions, ctx: BuildContext | None) -> tuple[str,
     """The Dockerfile's text, the name errors use for it, and its path (for <Dockerfile>.dockerignore)."""
     if opts.dockerfile == "-":
         return sys.stdin.buffer.read().decode("utf-8", "surrogateescape"), "Dockerfile", None
+    if ctx is not None and ctx.dockerfile is not None and opts.dockerfile == "Dockerfile":
+        # The context was a Dockerfile's text (stdin, or a URL serving one): that is the Dockerfile.
+        return ctx.dockerfile.read_bytes().decode("utf-8", "surrogateescape"), "Dockerfile", None
     candidates = []
     given = Path(opts.dockerfile)
     if given.is_absolute():
