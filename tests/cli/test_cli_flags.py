@@ -71,6 +71,14 @@ def test_dry_run_prints_plan_with_lines(tmp_path: Path) -> None:
     assert "ENV X=3" in r.stdout
 
 
+def test_dry_run_finds_the_dockerfile_in_a_dir_scheme_context(tmp_path: Path) -> None:
+    """kaniko's dir:// spelling: the Dockerfile is looked up in the context, not in the working directory."""
+    (tmp_path / "Dockerfile").write_text("FROM scratch\nLABEL where=context\n")
+    r = _kiln("build", "--context", f"dir://{tmp_path}", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert "LABEL where=context" in r.stdout
+
+
 def test_dockerfile_error_has_file_and_line(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM scratch\nCOPY --bogus=1 a b\n")
     r = _kiln("build", "--context", str(tmp_path), "--dry-run")

@@ -97,8 +97,9 @@ def make_plan(df: Dockerfile, opts: BuildOptions, platform: Platform) -> BuildPl
 
 def _dry_run(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     ctx = None
-    if not opts.context.startswith("tar://") and opts.context != "-" and Path(opts.context).is_dir():
-        ctx = BuildContext(Path(opts.context), DockerIgnore(), opts.context)
+    local = str(opts.context).removeprefix("dir://")  # kaniko's spelling of a directory context
+    if not local.startswith("tar://") and local != "-" and Path(local).is_dir():
+        ctx = BuildContext(Path(local), DockerIgnore(), opts.context)
     df, _ = load_dockerfile(opts, ctx, reporter)
     plans = [make_plan(df, opts, platform) for platform in opts.platforms]
     if opts.dry_run_format == "json":
