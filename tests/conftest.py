@@ -222,3 +222,11 @@ def debian_arm64_image_fixture(test_cache_dir: Path, arm64_emulation: Emulation)
     """debian_image for linux/arm64 (debootstrap --arch arm64 under qemu; slow the first time). Brings
     arm64_emulation, which building and running it need."""
     return debian_arm64_image(test_cache_dir)
+
+
+@pytest.fixture(scope="session", name="debian_git_image")
+def debian_git_image_fixture(test_cache_dir: Path, debian_image: OciImage) -> OciImage:
+    """debian_image with git and openssh-client installed by apt-get (read-only, shared; slow the first time)."""
+    from support.base_images import debian_git_image
+
+    return debian_git_image(test_cache_dir, debian_image)

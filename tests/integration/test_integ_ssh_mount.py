@@ -1,26 +1,25 @@
 """RUN --mount=type=ssh and git over SSH, against an sshd of the test's own on 127.0.0.1 whose only accepted key
 is held by an ssh-agent the test started (the key's file is gone once loaded).
 
-The step reaches the sshd with the host's own ssh client (Debian's minbase has none), bind-mounted from the
-context with its libraries and run through their loader, and asks git-upload-pack on the server for the
-repository's refs: what `git ls-remote` does over SSH. Checks: the refs came back (the agent signed), the
-step saw SSH_AUTH_SOCK at the mount's target, and neither the key nor the agent's socket path is in the
-image, its history, kiln's output or kiln's directory."""
+The step runs ``git clone`` over SSH (the debian test base with git and openssh-client: support.base_images.
+debian_git_image) through the forwarded agent. Checks: the clone holds the repository's files at the ref (the
+agent signed), the step saw SSH_AUTH_SOCK at the mount's target, and neither the key nor the agent's socket path
+is in the image, its history, kiln's output or kiln's directory."""
 
 from __future__ import annotations
 
 import gzip
-import os
-import shutil
 import subprocess
+import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integ_helpers import Kiln, write_context
+from integ_helpers import Kiln, layer_count, write_context
 
+from support.base_images import OciImage
 from support.gitserver import Repo, make_repo
-from support.images import read_layer_file
+from support.images import normalise_tar_name, open_layer, read_layer_file, read_manifest
 from support.sshd import Sshd, require_sshd, ssh_agent, sshd
 
 
@@ -28,75 +27,105 @@ from support.sshd import Sshd, require_sshd, ssh_agent, sshd
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Sshd, Repo]]:
     require_sshd()
     base = tmp_path_factory.mktemp("ssh")
-    repo = make_repo(base / "srv", "app.git", [("v1", {"a.txt": "over ssh\n", "d/Dockerfile": "FROM scratch\n"
-                                                       "COPY . /ctx/\n"})])
+    repo = make_repo(base / "srv", "app.git", [
+        ("v1", {"a.txt": "over ssh\n", "d/Dockerfile": "FROM scratch\nCOPY . /ctx/\n", "d/n/deep.txt": "deep\n"}),
+        ("v2", {"a.txt": "moved on\n", "b.txt": "later\n"}),
+    ], branches={"rel": 0})
     with ssh_agent(base / "agent") as agent, sshd(base / "sshd", agent) as daemon:
         yield daemon, repo
 
 
-def host_ssh(into: Path) -> None:
-    """The host's ssh with every library it loads and the loader itself: runnable in any Linux root."""
-    into.mkdir(parents=True)
-    shutil.copy2("/usr/bin/ssh", into / "ssh")
-    out = subprocess.run(["ldd", "/usr/bin/ssh"], capture_output=True, text=True, check=True).stdout
-    for line in out.splitlines():
-        parts = line.split()
-        path = parts[2] if "=>" in parts and len(parts) > 3 else parts[0]
-        if path.startswith("/"):
-            shutil.copy2(path, into / os.path.basename(path))
+@pytest.fixture
+def kiln_git(kiln: Kiln, debian_git_image: OciImage) -> Kiln:
+    """kiln with `FROM debian-git` naming the debian test layout with git and openssh-client."""
+    kiln.contexts["debian-git"] = debian_git_image
+    return kiln
 
 
-def ssh_line(daemon: Sshd, remote: str) -> str:
-    # A flush packet ends git-upload-pack's conversation once it has listed the refs (as ls-remote does).
-    return ("printf 0000 | /hostssh/ld-linux-x86-64.so.2 --library-path /hostssh /hostssh/ssh -F /dev/null "
-            f"-p {daemon.port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes "
-            f"-o LogLevel=ERROR root@127.0.0.1 {remote}")
+def clone_line(daemon: Sshd, repo: Repo, ref: str, into: str) -> str:
+    """A RUN command cloning ``ref`` of the repository over SSH with the step's agent (no key of its own)."""
+    ssh = (f"ssh -F /dev/null -p {daemon.port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+           "-o BatchMode=yes -o LogLevel=ERROR -o IdentityFile=none")
+    return f"GIT_SSH_COMMAND='{ssh}' git clone -q --branch {ref} root@127.0.0.1:{repo.bare} {into}"
 
 
-def all_bytes(kiln: Kiln, outcome: object) -> bytes:
-    """Everything the build left: kiln's directory and the outputs, layers decompressed, plus its output."""
-    chunks = [outcome.stdout.encode(), outcome.stderr.encode()]  # type: ignore[attr-defined]
+def built_files(outcome: object, base: OciImage) -> dict[str, bytes]:
+    """The regular files the build's own layers hold (above the base's, which are not read: they are big),
+    the topmost layer's version of each."""
+    files: dict[str, bytes] = {}
+    layers = read_manifest(outcome.layout, outcome.tag)["layers"]  # type: ignore[attr-defined]
+    for descriptor in layers[layer_count(base):]:
+        with open_layer(outcome.layout, descriptor) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[attr-defined]
+            for info in tar:
+                member = tar.extractfile(info) if info.isfile() else None
+                if member is not None:
+                    files[normalise_tar_name(info.name)] = member.read()
+    return files
+
+
+def under(files: dict[str, bytes], prefix: str) -> dict[str, str]:
+    """The files below ``prefix``, .git left out."""
+    return {name[len(prefix) + 1:]: data.decode() for name, data in files.items()
+            if name.startswith(prefix + "/") and not name.startswith(prefix + "/.git/")}
+
+
+def found_in(kiln: Kiln, outcome: object, needles: list[bytes], base: OciImage | None = None) -> list[str]:
+    """Where any of ``needles`` is in what the build left: its output, kiln's directory and the outputs (layers
+    decompressed). The base image's own blobs (files named by their digest, made before the test) are skipped."""
+    skip = {p.name for p in (base.layout / "blobs" / "sha256").iterdir()} if base is not None else set()
+    hits = [f"output: {n!r}" for n in needles
+            for text in (outcome.stdout, outcome.stderr) if n in text.encode()]  # type: ignore[attr-defined]
     for top in (kiln.kiln_dir, kiln.out_dir):
         for file in top.rglob("*"):
-            if file.is_file() and not file.is_symlink():
-                data = file.read_bytes()
-                chunks.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
-    return b"\n".join(chunks)
+            if file.name in skip or not file.is_file() or file.is_symlink():
+                continue
+            data = file.read_bytes()
+            if data[:2] == b"\x1f\x8b":
+                data = gzip.decompress(data)
+            hits += [f"{file}: {n!r}" for n in needles if n in data]
+    return hits
 
 
-def test_run_with_the_ssh_agent_reaches_the_sshd_and_leaves_nothing(
-    kiln_deb: Kiln, server: tuple[Sshd, Repo], tmp_path: Path
+def test_git_clone_over_ssh_inside_run_with_the_agent_leaves_nothing(
+    kiln_git: Kiln, server: tuple[Sshd, Repo], tmp_path: Path
 ) -> None:
     daemon, repo = server
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": "\n".join([
-        "FROM debian",
-        "RUN --mount=type=bind,source=hostssh,target=/hostssh --mount=type=ssh \\",
-        f"    {ssh_line(daemon, repr('git-upload-pack ' + str(repo.bare)))} > /refs.txt && "
+        "FROM debian-git",
+        f"RUN --mount=type=ssh {clone_line(daemon, repo, 'rel', '/clone')} && "
+        "git -C /clone rev-parse HEAD > /head.txt && "
         "echo \"$SSH_AUTH_SOCK\" > /sock.txt && ls -l \"$SSH_AUTH_SOCK\" > /ls.txt",
         "RUN --mount=type=ssh,id=deploy,target=/agent.sock,mode=0660,uid=1,gid=2 \\",
         "    stat -c '%a %u %g %F' /agent.sock > /stat.txt && echo \"$SSH_AUTH_SOCK\" >> /stat.txt",
         "RUN --mount=type=ssh,id=absent echo \"[$SSH_AUTH_SOCK]\" > /absent.txt",
         "",
     ])})
-    host_ssh(ctx / "hostssh")
     sock = str(daemon.agent.socket)
-    out = kiln_deb.build(ctx, "--ssh", "default", "--ssh", f"deploy={sock}", env={"SSH_AUTH_SOCK": sock}).ok()
-    refs = read_layer_file(out.layout, out.tag, "refs.txt").decode()
-    assert f"{repo.commits['v1']} refs/heads/main" in refs.replace("\t", " ").replace("\0", " "), refs
-    assert read_layer_file(out.layout, out.tag, "sock.txt") == b"/run/buildkit/ssh_agent.0\n"
-    assert read_layer_file(out.layout, out.tag, "ls.txt").startswith(b"srw-------")
-    assert read_layer_file(out.layout, out.tag, "stat.txt") == b"660 1 2 socket\n/agent.sock\n"
-    assert read_layer_file(out.layout, out.tag, "absent.txt") == b"[]\n"  # optional and not given: not mounted
-    names = {e.name for layer in out.layers() for e in layer}
-    assert not any(n.startswith(("run/buildkit", "agent.sock", "hostssh")) for n in names), names
-    everything = all_bytes(kiln_deb, out)
-    assert sock.encode() not in everything
-    assert str(daemon.agent.socket.parent).encode() not in everything
-    assert daemon.agent.private_body[:40].encode() not in everything
+    out = kiln_git.build(ctx, "--ssh", "default", "--ssh", f"deploy={sock}", env={"SSH_AUTH_SOCK": sock}).ok()
+    files = built_files(out, kiln_git.contexts["debian-git"])
+    assert under(files, "clone") == repo.trees["v1"]  # the branch's files, not main's
+    assert files["head.txt"].decode().strip() == repo.commits["v1"]
+    assert files["sock.txt"] == b"/run/buildkit/ssh_agent.0\n"
+    assert files["ls.txt"].startswith(b"srw-------")
+    assert files["stat.txt"] == b"660 1 2 socket\n/agent.sock\n"
+    assert files["absent.txt"] == b"[]\n"  # optional and not given: not mounted
+    names = {name for layer in out.new_layers(layer_count(kiln_git.contexts["debian-git"])) for name in layer}
+    assert not any(n.startswith(("run/buildkit", "agent.sock")) for n in names), names
+    needles = [sock.encode(), str(daemon.agent.socket.parent).encode(), daemon.agent.private_body[:40].encode()]
+    assert found_in(kiln_git, out, needles, kiln_git.contexts["debian-git"]) == []
+
+
+def test_without_the_agent_the_clone_is_refused(kiln_git: Kiln, server: tuple[Sshd, Repo], tmp_path: Path) -> None:
+    """The sshd accepts nothing but the agent's key: the clone above worked through the forwarded agent."""
+    daemon, repo = server
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM debian-git\n"
+                                                         f"RUN {clone_line(daemon, repo, 'rel', '/clone')}\n"})
+    out = kiln_git.build(ctx, env={"SSH_AUTH_SOCK": str(daemon.agent.socket)}).failed()
+    assert "Permission denied (publickey)" in out.stderr, out.stderr
 
 
 def test_ssh_keys_given_as_files_are_loaded_into_an_agent_of_kilns(
-    kiln_deb: Kiln, server: tuple[Sshd, Repo], tmp_path: Path
+    kiln_git: Kiln, server: tuple[Sshd, Repo], tmp_path: Path
 ) -> None:
     daemon, repo = server
     # A second key, authorised too, given as a file: kiln's own ssh-agent holds it for the step.
@@ -106,16 +135,14 @@ def test_ssh_keys_given_as_files_are_loaded_into_an_agent_of_kilns(
     original = authorized.read_text()
     authorized.write_text(original + (tmp_path / "deploy_key.pub").read_text())
     try:
-        ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM debian\n"
-                            "RUN --mount=type=bind,source=hostssh,target=/hostssh --mount=type=ssh "
-                            f"{ssh_line(daemon, repr('git-upload-pack ' + str(repo.bare)))} > /refs.txt\n"})
-        host_ssh(ctx / "hostssh")
-        out = kiln_deb.build(ctx, "--ssh", f"default={key}", env={"SSH_AUTH_SOCK": ""}).ok()
+        ctx = write_context(tmp_path / "ctx", {"Dockerfile": "FROM debian-git\n"
+                            f"RUN --mount=type=ssh {clone_line(daemon, repo, 'main', '/clone')}\n"})
+        out = kiln_git.build(ctx, "--ssh", f"default={key}", env={"SSH_AUTH_SOCK": ""}).ok()
     finally:
         authorized.write_text(original)
-    assert repo.commits["v1"].encode() in read_layer_file(out.layout, out.tag, "refs.txt")
+    assert under(built_files(out, kiln_git.contexts["debian-git"]), "clone") == repo.trees["v2"]
     body = "".join(ln for ln in key.read_text().splitlines() if not ln.startswith("-----"))
-    assert body[:40].encode() not in all_bytes(kiln_deb, out)
+    assert found_in(kiln_git, out, [body[:40].encode()], kiln_git.contexts["debian-git"]) == []
 
 
 def test_a_required_agent_that_was_not_given_fails_at_its_line(kiln_bb: Kiln, tmp_path: Path) -> None:
@@ -141,7 +168,7 @@ def test_git_context_over_ssh_with_the_agent(kiln: Kiln, server: tuple[Sshd, Rep
     env = {"SSH_AUTH_SOCK": str(daemon.agent.socket), "GIT_SSH_COMMAND": daemon.ssh_command}
     out = kiln.build(f"root@127.0.0.1:{repo.bare}#main:d", env=env).ok()
     assert read_layer_file(out.layout, out.tag, "ctx/Dockerfile").startswith(b"FROM scratch")
-    assert str(daemon.agent.socket).encode() not in all_bytes(kiln, out)
+    assert found_in(kiln, out, [str(daemon.agent.socket).encode()]) == []
 
 
 def test_in_place_refuses_an_ssh_mount_in_one_line(tmp_path: Path) -> None:

@@ -379,3 +379,57 @@ def push(image: OciImage, dest_ref: str, dest_flags: list[str]) -> str:
     Registry.skopeo_flags('dest')."""
     run(["skopeo", "copy", "--quiet", "--all", *dest_flags, image.ref, f"docker://{dest_ref}"])
     return dest_ref
+
+
+# --- debian with git ------------------------------------------------------------------------------------
+
+
+def build_debian_git_layout(layout: Path, tag: str, base: OciImage, packages: Sequence[str]) -> None:
+    """``base`` (a debian layout) with ``packages`` installed by apt-get in a chroot, from the mirror its
+    sources.list names; one layer, as the other bases. The chroot's /dev and /proc live in a mount namespace of
+    their own (unshare), so nothing is left mounted whatever happens."""
+    rootfs = layout.parent / "rootfs"
+    run(["umoci", "raw", "unpack", "--image", f"{base.layout}:{base.tag}", rootfs])
+    shutil.copyfile("/etc/resolv.conf", rootfs / "etc/resolv.conf")
+    install = ("apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -q -y "
+               f"--no-install-recommends {' '.join(packages)}")
+    script = (f"mount --rbind /dev {rootfs}/dev && mount -t proc proc {rootfs}/proc && "
+              f"exec chroot {rootfs} sh -c '{install}'")
+    errors = []
+    for attempt in range(1, 4):  # mirrors flake
+        proc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                              capture_output=True, timeout=1800, check=False)
+        if proc.returncode == 0:
+            break
+        errors.append(f"attempt {attempt}: status {proc.returncode}: {proc.stderr.decode(errors='replace')[-1500:]}")
+        time.sleep(5 * attempt)
+    else:
+        raise ToolError(f"apt-get install {' '.join(packages)} failed 3 times:\n" + "\n".join(errors))
+    # apt's indexes and caches, and documentation and translations: a smaller layer is a faster test.
+    for d in ("var/lib/apt/lists", "var/cache/apt", "usr/share/doc", "usr/share/man", "usr/share/locale"):
+        for child in (rootfs / d).iterdir():
+            if child.is_dir() and not child.is_symlink():
+                remove_tree(child)
+            elif child.name != "lock":
+                child.unlink()
+    (rootfs / "var/cache/apt/archives/partial").mkdir(parents=True, exist_ok=True)
+    for f in ("etc/resolv.conf", "var/cache/ldconfig/aux-cache", "var/log/apt/eipp.log.xz"):
+        if os.path.lexists(rootfs / f):
+            os.unlink(rootfs / f)
+    layout_from_rootfs(
+        rootfs, layout, tag,
+        config=[f"--config.env=PATH={DEFAULT_PATH}", "--config.cmd=bash"],
+        created_by=f"kiln tests: apt-get install {' '.join(packages)}",
+    )  # fmt: skip
+    remove_tree(rootfs)
+
+
+def debian_git_image(cache: Path, base: OciImage) -> OciImage:
+    """The debian test image with git and openssh-client (a git clone over SSH inside RUN)."""
+    packages = ("git", "openssh-client")
+
+    def build(layout: Path, tag: str) -> None:
+        build_debian_git_layout(layout, tag, base, packages)
+
+    key = {"base": base.layout.name, "packages": " ".join(packages), "trimmed": "doc man locale apt-cache"}
+    return cached_layout(cache, "debian-git", key, build)
