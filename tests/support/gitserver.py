@@ -11,7 +11,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +173,8 @@ class _GitHttpHandler(http.server.BaseHTTPRequestHandler):
         if srv.credentials is not None:
             env["REMOTE_USER"] = srv.credentials[0]
         proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
+        if srv.before_reply is not None:
+            srv.before_reply(self.command, path)  # the answer is made, not sent: a client sees the world before it
         head, _, payload = proc.stdout.partition(b"\r\n\r\n")
         if not _:
             head, _, payload = proc.stdout.partition(b"\n\n")
@@ -200,6 +202,7 @@ class _GitHttpServer(http.server.ThreadingHTTPServer):
         self.static_dir = static_dir
         self.static = static_dir or root
         self.seen_auth: list[str | None] = []
+        self.before_reply: Callable[[str, str], None] | None = None  # (method, path) of each git request
 
 
 @dataclass
@@ -210,6 +213,11 @@ class HttpGit:
     @property
     def seen_auth(self) -> list[str | None]:
         return self.server.seen_auth
+
+    def before_reply(self, hook: Callable[[str, str], None] | None) -> None:
+        """Call ``hook(method, path)`` once git http-backend has answered a request, before the answer is sent:
+        what it changes (a ref moved) the client sees from its next request on."""
+        self.server.before_reply = hook
 
 
 @contextmanager

@@ -2,18 +2,26 @@
 and ``git@HOST:REPO.git#REF:DIR``), named build contexts and ``ADD <git url>``, fetched with the git command.
 
 A fetch takes exactly one commit: ``git ls-remote`` resolves the ref (a branch, a tag, a full ref name, or a
-commit id) to a commit first, then ``git init`` + ``git fetch --depth 1 URL COMMIT`` + a detached checkout; a
-commit the server will not hand out by id (old servers, abbreviated ids) is found by fetching the branches and
-tags. Submodules are checked out at the commits the superproject records (``--recursive``, shallow).
+commit id) to a commit first (``resolve``: what ADD's cache key is made from, handed back to ``fetch`` so that
+the layer holds that very commit), then ``git init`` + ``git fetch --depth 1 URL COMMIT`` + a detached
+checkout. A server that will not hand out a commit by id (protocol v0 without uploadpack.allowAnySHA1InWant)
+gets the ref fetched by name instead, and what came must be the resolved commit: a branch moved in between is
+an error, never another tree under the old key. An abbreviated id is found by fetching the branches and tags.
+Submodules are checked out at the commits the superproject records (``--recursive``, shallow).
 
 Credentials come from the usual places and never reach a command line, a log, a message or an image:
 - git's own credential helpers and ``core.sshCommand``/``GIT_SSH_COMMAND`` work by themselves (kiln calls
-  git); an SSH URL uses the agent of ``SSH_AUTH_SOCK``;
+  git); an SSH URL uses the agent of ``SSH_AUTH_SOCK`` — for a build context. ``ADD`` passes a ``GitAuth``
+  instead, as BuildKit fetches git sources: the agent of the build's ``--ssh default`` (never kiln's own
+  ``SSH_AUTH_SOCK``; an SSH URL without it is refused) and BuildKit's build secrets ``GIT_AUTH_HEADER.<host>``,
+  ``GIT_AUTH_TOKEN.<host>``, ``GIT_AUTH_HEADER``, ``GIT_AUTH_TOKEN`` (the first given wins; ``<host>`` is the
+  URL's host with its port, if any);
 - ``GIT_AUTH_TOKEN`` (sent as HTTP basic auth with the user ``x-access-token``, as BuildKit does) or
   ``GIT_AUTH_HEADER`` (a whole ``Authorization`` value), and kaniko's ``GIT_USERNAME``/``GIT_PASSWORD``/
   ``GIT_TOKEN``, and a ``user:password@`` in the URL itself: each becomes an ``Authorization`` header that git
   reads from its environment (``--config-env=http.<origin>/.extraHeader=VAR``, so /proc/PID/cmdline names
-  only the variable), scoped to the repository's own origin: a submodule on another host never sees it.
+  only the variable), scoped to the repository's own origin: a submodule on another host never sees it. The
+  URL's own user information comes first, then the build secrets, then the environment.
 - messages name the URL without its user information, and git's own output is scrubbed of it and of every
   credential value before it is shown.
 
@@ -111,6 +119,25 @@ class GitSource:
 
 
 @dataclass(frozen=True)
+class GitAuth:
+    """Credentials a build hands a fetch, as BuildKit hands them to its git sources (``ADD``): the build's
+    secrets named ``GIT_AUTH_HEADER[.HOST]`` / ``GIT_AUTH_TOKEN[.HOST]`` and the agent of ``--ssh default``.
+    With a GitAuth, kiln's own ``SSH_AUTH_SOCK`` is not used: ``agent`` (None: no agent at all) takes its place."""
+
+    secrets: Mapping[str, str] = field(default_factory=dict, repr=False)  # those build secrets: id -> value
+    agent: Path | None = None  # the socket of the build's default ssh agent
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What a source's ref names on the server now (``git ls-remote``): the full ref name (None when the ref is
+    a commit id the server does not advertise) and its commit (None: an abbreviated id only a fetch completes)."""
+
+    ref: str | None
+    commit: str | None
+
+
+@dataclass(frozen=True)
 class Checkout:
     """A fetched tree: where it is, and the commit it holds."""
 
@@ -121,6 +148,11 @@ class Checkout:
 def scrub(text: str) -> str:
     """``text`` with the user information of every URL in it removed."""
     return _USERINFO.sub(lambda m: m.group("scheme"), text)
+
+
+def is_ssh_url(url: str) -> bool:
+    """Whether git reaches ``url`` (a GitSource's url) over SSH: ``ssh://`` or scp-like ``USER@HOST:PATH``."""
+    return url.startswith("ssh://") or ("://" not in url and _SCP_LIKE.match(url) is not None)
 
 
 def is_git_url(src: str) -> bool:
@@ -224,22 +256,29 @@ def _clean_subdir(subdir: str, src: str) -> str | None:
 class _Git:
     """git commands for one source: the credentials in the environment, every output scrubbed."""
 
-    def __init__(self, source: GitSource, environ: Mapping[str, str], insecure_skip_tls: bool = False) -> None:
+    def __init__(self, source: GitSource, environ: Mapping[str, str], insecure_skip_tls: bool = False,
+                 auth: GitAuth | None = None) -> None:
         self.source = source
         self.secrets: list[str] = []
         # The user's git settings stay (credential helpers, GIT_SSH_COMMAND, GIT_CONFIG_GLOBAL); what would make
         # git work on another repository than the one kiln made does not.
         self.env = {k: v for k, v in environ.items() if not k.startswith("KILN_GIT_") and k not in _REPO_VARS}
         self.env.update({"GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C", "GIT_PROTOCOL_FROM_USER": "0"})
+        if auth is not None:
+            self.env.pop("SSH_AUTH_SOCK", None)
+            if auth.agent is not None:
+                self.env["SSH_AUTH_SOCK"] = os.fspath(auth.agent)
         self.config: list[str] = ["-c", "core.hooksPath=/dev/null", "-c", "advice.detachedHead=false",
                                   "-c", "protocol.file.allow=never"]
         if insecure_skip_tls:
             self.config += ["-c", "http.sslVerify=false"]
-        header = _auth_header(source, environ)
+        given = auth.secrets if auth is not None else {}
+        header = _auth_header(source, environ, given)
         if header is not None:
             self.secrets += [header, header.partition(" ")[2]]
             self.secrets += [v for v in (source.userinfo or ()) if len(v) >= 4]
             self.secrets += [environ[k] for k in _SECRET_VARS if len(environ.get(k, "")) >= 4]
+            self.secrets += [v.rstrip("\r\n") for v in given.values() if len(v.rstrip("\r\n")) >= 4]
             self.env["KILN_GIT_AUTH_HEADER"] = f"Authorization: {header}"
             self.config.append(f"--config-env=http.{_origin(source.url)}/.extraHeader=KILN_GIT_AUTH_HEADER")
 
@@ -278,14 +317,21 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-def _auth_header(source: GitSource, environ: Mapping[str, str]) -> str | None:
-    """The Authorization value for an http(s) source: from the URL's own user information, else BuildKit's
-    GIT_AUTH_HEADER / GIT_AUTH_TOKEN, else kaniko's GIT_TOKEN / GIT_USERNAME + GIT_PASSWORD. None: git's
-    credential helpers decide."""
+def _auth_header(source: GitSource, environ: Mapping[str, str], secrets: Mapping[str, str]) -> str | None:
+    """The Authorization value for an http(s) source: from the URL's own user information, else the build's
+    secrets (BuildKit's names and order), else the environment's GIT_AUTH_HEADER / GIT_AUTH_TOKEN, else kaniko's
+    GIT_TOKEN / GIT_USERNAME + GIT_PASSWORD. None: git's credential helpers decide."""
     if not source.url.startswith(("http://", "https://")):
         return None
     if source.userinfo is not None:
         return _basic(*source.userinfo)
+    host = urllib.parse.urlsplit(source.url).netloc
+    for name, token in ((f"GIT_AUTH_HEADER.{host}", False), (f"GIT_AUTH_TOKEN.{host}", True),
+                        ("GIT_AUTH_HEADER", False), ("GIT_AUTH_TOKEN", True)):
+        # A header cannot hold a line break: a secret file's final newline is no part of the value.
+        value = secrets.get(name, "").rstrip("\r\n")
+        if value:
+            return _basic("x-access-token", value) if token else value
     if environ.get("GIT_AUTH_HEADER"):
         return environ["GIT_AUTH_HEADER"]
     if environ.get("GIT_AUTH_TOKEN"):
@@ -330,21 +376,33 @@ def _pick(refs: Mapping[str, str], ref: str | None) -> tuple[str, str] | None:
     return None
 
 
-def resolve_commit(source: GitSource, environ: Mapping[str, str] | None = None) -> str | None:
-    """The commit ``source`` names now, asking the server only (``git ls-remote``): what a cache key is made
-    from before anything is fetched. None when the ref is a commit id the server does not advertise (the
-    fetch then finds out). ContextError when the repository cannot be listed or the ref does not exist."""
+def resolve(source: GitSource, environ: Mapping[str, str] | None = None, auth: GitAuth | None = None) -> Resolved:
+    """What ``source``'s ref names now, asking the server only (``git ls-remote``): what a cache key is made
+    from before anything is fetched, and what ``fetch`` then takes. ContextError when the repository cannot be
+    listed or the ref does not exist."""
     if source.commit is not None and _HEX_FULL.fullmatch(source.commit):
-        return source.commit
-    env = os.environ if environ is None else environ
-    git = _Git(source, env)
+        return Resolved(None, source.commit)
+    git = _Git(source, os.environ if environ is None else environ, auth=auth)
+    resolved = _resolve(git)
+    # kaniko's #REF#COMMIT with an abbreviated COMMIT: only the fetch knows the commit.
+    return resolved if source.commit is None else Resolved(resolved.ref, None)
+
+
+def resolve_commit(source: GitSource, environ: Mapping[str, str] | None = None,
+                   auth: GitAuth | None = None) -> str | None:
+    """The commit ``source`` names now (``resolve``'s); None when only a fetch can tell (an abbreviated id)."""
+    return resolve(source, environ, auth).commit
+
+
+def _resolve(git: _Git) -> Resolved:
+    source = git.source
     picked = _pick(_ls_remote(git), source.ref)
     if picked is not None:
-        return picked[1] if source.commit is None else None
+        return Resolved(*picked)
     if source.ref is not None and _HEX_FULL.fullmatch(source.ref):
-        return source.ref
+        return Resolved(None, source.ref)
     if source.ref is not None and _HEX_PART.fullmatch(source.ref):
-        return None
+        return Resolved(None, None)
     raise ContextError(f"{source.display}: {_missing(source.ref)}")
 
 
@@ -360,30 +418,30 @@ def fetch(
     keep_git_dir: bool = False,
     insecure_skip_tls: bool = False,
     environ: Mapping[str, str] | None = None,
+    auth: GitAuth | None = None,
+    resolved: Resolved | None = None,
 ) -> Checkout:
     """Fetch ``source`` into the new directory ``dest`` (its parent must exist) and check it out; the commit.
-    Without ``keep_git_dir`` the tree holds no ``.git`` (nor its submodules'). ContextError names the source."""
+    ``resolved`` (from ``resolve``) pins the commit to take; without it the ref is resolved now. Without
+    ``keep_git_dir`` the tree holds no ``.git`` (nor its submodules'). ContextError names the source."""
     if source.url.startswith("-"):
         raise ContextError(f"{source.display}: not a repository URL")
     if source.commit is not None and not _HEX_PART.fullmatch(source.commit):
         raise ContextError(f"{source.display}: {source.commit!r} is not a commit id")
     env = os.environ if environ is None else environ
-    git = _Git(source, env, insecure_skip_tls)
-    refs = _ls_remote(git)
-    picked = _pick(refs, source.ref)
-    want: str
-    if picked is not None:
-        want = picked[1]
-    elif source.ref is not None and _HEX_PART.fullmatch(source.ref):
-        want = source.ref
-    else:
-        raise ContextError(f"{source.display}: {_missing(source.ref)}")
+    git = _Git(source, env, insecure_skip_tls, auth)
+    if resolved is None or source.commit is not None:
+        resolved = _resolve(git)  # kaniko's #REF#COMMIT: REF is fetched first, whatever COMMIT is
     dest.mkdir()
     try:
         git.run(["init", "-q", "--template=", str(dest)], what="git init")
         git.run(["remote", "add", "origin", source.url], cwd=dest, what="git remote add")
         deepen = ["--depth", str(depth or 1)]
-        commit = _fetch_commit(git, dest, want, deepen)
+        if resolved.commit is not None:
+            commit = _fetch_resolved(git, dest, resolved, deepen)
+        else:
+            assert source.ref is not None  # only an abbreviated id resolves to no commit
+            commit = _find_commit(git, dest, source.ref)
         if source.commit is not None:
             commit = _fetch_commit(git, dest, source.commit, [])
         if source.checksum is not None and not commit.startswith(source.checksum):
@@ -393,9 +451,9 @@ def fetch(
             git.run(["submodule", "update", "--init", "--recursive", "--depth", "1"], cwd=dest,
                     what="fetching the submodules")
         if keep_git_dir:
-            if picked is not None and picked[0].startswith("refs/heads/"):
+            if resolved.ref is not None and resolved.ref.startswith("refs/heads/"):
                 # As BuildKit's kept .git: the branch checked out, not a detached HEAD.
-                branch = picked[0].removeprefix("refs/heads/")
+                branch = resolved.ref.removeprefix("refs/heads/")
                 git.run(["checkout", "-q", "-B", branch, commit], cwd=dest, what="naming the branch")
         else:
             _remove_git_dirs(dest)
@@ -403,6 +461,35 @@ def fetch(
         shutil.rmtree(dest, ignore_errors=True)
         raise
     return Checkout(dest, commit)
+
+
+def _fetch_resolved(git: _Git, dest: Path, resolved: Resolved, deepen: list[str]) -> str:
+    """Fetch exactly the resolved commit: by id, else (a server that hands out only what it advertises) the ref
+    by name, which must still be that commit."""
+    commit = resolved.commit
+    assert commit is not None
+    if resolved.ref is None:
+        return _fetch_commit(git, dest, commit, deepen)
+    try:
+        git.run(["fetch", "-q", "--no-tags", *deepen, "origin", commit], cwd=dest, what=f"fetching {commit[:12]}")
+        return commit
+    except ContextError:
+        pass
+    git.run(["fetch", "-q", "--no-tags", *deepen, "origin", resolved.ref], cwd=dest,
+            what=f"fetching {_short_ref(resolved.ref)}")
+    got = git.run(["rev-parse", "--verify", "-q", "FETCH_HEAD^{commit}"], cwd=dest, what="reading what came").strip()
+    if got != commit:
+        raise ContextError(f"{git.source.display}: {_short_ref(resolved.ref)} moved from {commit[:12]} to "
+                           f"{got[:12]} since the build resolved it, and the server hands out only the commits its "
+                           "refs name: build again")
+    return got
+
+
+def _short_ref(ref: str) -> str:
+    for prefix, kind in (("refs/heads/", "the branch "), ("refs/tags/", "the tag ")):
+        if ref.startswith(prefix):
+            return kind + ref.removeprefix(prefix)
+    return ref
 
 
 def _fetch_commit(git: _Git, dest: Path, want: str, deepen: list[str]) -> str:
@@ -414,6 +501,10 @@ def _fetch_commit(git: _Git, dest: Path, want: str, deepen: list[str]) -> str:
             return want
         except ContextError:
             pass
+    return _find_commit(git, dest, want)
+
+
+def _find_commit(git: _Git, dest: Path, want: str) -> str:
     git.run(["fetch", "-q", "--tags", "origin", "+refs/heads/*:refs/remotes/origin/*"], cwd=dest,
             what="fetching the branches and tags")
     try:

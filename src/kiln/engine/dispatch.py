@@ -24,7 +24,7 @@ from kiln.engine.buildenv import BuildEnv, blob_opener, named_context, run_conte
 from kiln.engine.cache import StageCache, chain_start, instruction_text, open_cache, run_extra, sources_digest, step_key
 from kiln.engine.layer import BuiltLayer, write_layer_blob
 from kiln.engine.rootfs import FlatRoot, StageRoot
-from kiln.engine.steps.add import remote_cache_inputs, run_add
+from kiln.engine.steps.add import AddContext, remote_cache_inputs, run_add
 from kiln.engine.steps.copy import ContextTree, heredoc_sources, run_copy
 from kiln.engine.steps.metadata import MetaState, apply_metadata, created_by
 from kiln.engine.steps.run import run_step
@@ -177,6 +177,7 @@ class StepRunner:
     def _copy(self, instr: Copy | Add, where: SourceLocation) -> BuiltLayer | None:
         meta = self.state.meta
         env = self.env
+        add = AddContext.of(env.opts, env.work_dir)  # the key's resolved commits are what the step fetches
 
         def execute() -> list[str]:
             tree = source_tree(env, instr)
@@ -185,7 +186,7 @@ class StepRunner:
                 bodies = Expander(words.env, words.escape, skip_quotes=True)
                 extra = heredoc_sources(instr, Path(tmp), bodies.word)
                 if isinstance(instr, Add):
-                    return run_add(instr, tree, self.root.path, meta.config.working_dir, where, extra, Path(tmp))
+                    return run_add(instr, tree, self.root.path, meta.config.working_dir, where, extra, Path(tmp), add)
                 return run_copy(instr, tree, self.root.path, meta.config.working_dir, where, extra)
 
         def key() -> str | None:
@@ -193,7 +194,7 @@ class StepRunner:
             local = list(instr.sources)
             extra: dict[str, str] = {}
             if isinstance(instr, Add) and any(_is_remote(s) for s in instr.sources):
-                remote = remote_cache_inputs(instr)  # git: the resolved commit; a URL: only with --checksum
+                remote = remote_cache_inputs(instr, add)  # git: the resolved commit; a URL: only with --checksum
                 if remote is None:
                     return None  # what a URL serves is only known by fetching it
                 extra.update(remote)

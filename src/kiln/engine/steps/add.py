@@ -29,28 +29,53 @@ included, and its tree (or DIR of it) is copied into the destination as a direct
 branch checked out when the ref is one, ``origin`` the URL without user information); files keep the times of
 the checkout and git's modes; ``--checksum=COMMIT`` (a full commit id or a prefix of at least 7 hex digits)
 must name the commit the ref resolves to, else the step fails before anything is written. The layer cache
-keys such a step by the resolved commit (``remote_cache_inputs``, asked of the server with ``git ls-remote``).
+keys such a step by the resolved commit (``remote_cache_inputs``, asked of the server with ``git ls-remote``),
+and the fetch then takes that very commit (``AddContext.resolved``), so a layer always matches its key.
+
+A git source authenticates as BuildKit's git sources do, with what the build was given, not kiln's own
+environment: an ssh URL (``git@HOST:…``, ``ssh://``) through the agent of ``--ssh default`` (a socket, or key
+files loaded into an ssh-agent of kiln's own for the fetch: kiln.sandbox.sshproxy.KeyAgent) and refused
+without it, as BuildKit refuses ("no SSH key "default" forwarded"); an http(s) URL with the build secrets
+``GIT_AUTH_HEADER.<host>``, ``GIT_AUTH_TOKEN.<host>``, ``GIT_AUTH_HEADER``, ``GIT_AUTH_TOKEN`` (``--secret
+id=GIT_AUTH_TOKEN,env=VAR``), the first given winning, passed to git through its environment
+(kiln.context.git.GitAuth); kiln's environment variables of kiln.context.git stay a fallback.
 """
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import hashlib
 import os
 import posixpath
 import re
+import shutil
 import stat
 import tarfile
+import tempfile
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from kiln.context.git import GitSource, fetch, is_git_url, parse_git_url, resolve_commit, scrub, subdir_of
+from kiln.context.git import (
+    GitAuth,
+    GitSource,
+    Resolved,
+    fetch,
+    is_git_url,
+    is_ssh_url,
+    parse_git_url,
+    resolve,
+    scrub,
+    subdir_of,
+)
 from kiln.dockerfile.instructions import Add
 from kiln.engine.steps.copy import Source, SourceTree, destination, run_copy
 from kiln.engine.steps.fscopy import Owner, WriteLog, make_dirs, walk_sorted
 from kiln.engine.steps.owners import resolve_chown
-from kiln.errors import BuildError, ContextError, ImageFormatError, SourceLocation
+from kiln.errors import BuildError, ContextError, ImageFormatError, SandboxError, SourceLocation
 from kiln.layers.compress import open_decompressed
 from kiln.layers.extract import ExtractError, extract_layer, member_names
 from kiln.layers.paths import split_image_path
@@ -58,7 +83,27 @@ from kiln.rootfs import owners
 from kiln.rootfs.paths import resolve_in_root
 from kiln.rootfs.resolver import RootResolver
 
+if TYPE_CHECKING:
+    from kiln.engine.options import BuildOptions, SecretSource, SshSource
+
 _URL_SCHEMES = ("http://", "https://")
+_GIT_SECRET = re.compile(r"GIT_AUTH_(?:TOKEN|HEADER)(?:\..+)?")
+
+
+@dataclass(frozen=True)
+class AddContext:
+    """What an ADD step needs of its build: the ``--secret`` and ``--ssh`` sources its git sources authenticate
+    with, a directory for an ssh-agent of kiln's own, and the commits its cache key resolved (the fetch takes
+    those). One per step: the key and the execution share it."""
+
+    secrets: Mapping[str, SecretSource] = field(default_factory=dict)
+    ssh: Mapping[str, SshSource] = field(default_factory=dict)
+    work_dir: Path | None = None
+    resolved: dict[str, Resolved] = field(default_factory=dict)  # by source as written
+
+    @classmethod
+    def of(cls, opts: BuildOptions, work_dir: Path) -> AddContext:
+        return cls(opts.secret_sources(), opts.ssh_sources(), work_dir)
 
 
 def _is_url(src: str) -> bool:
@@ -69,25 +114,76 @@ def _is_git(src: str) -> bool:
     return is_git_url(src)
 
 
-def remote_cache_inputs(instr: Add) -> dict[str, str] | None:
+def remote_cache_inputs(instr: Add, ctx: AddContext | None = None) -> dict[str, str] | None:
     """What the layer cache keys an ADD's remote sources by, or None when one of them can only be known by
     fetching it (a plain URL without --checksum). A git source is its resolved commit (``git ls-remote``: no
-    fetch) and whether .git is kept; a URL with --checksum is that checksum. Local sources are not included:
-    they are keyed by content as COPY's are. Raises ContextError when a repository cannot be listed (the
-    step itself then reports it at its line)."""
+    fetch; kept in ``ctx.resolved`` for the fetch) and whether .git is kept; a URL with --checksum is that
+    checksum. Local sources are not included: they are keyed by content as COPY's are. Raises ContextError
+    (or SandboxError) when a repository cannot be listed (the step itself then reports it at its line)."""
+    ctx = ctx or AddContext()
     out: dict[str, str] = {}
     for i, src in enumerate(instr.sources):
         if _is_git(src):
             source = parse_git_url(src)
-            commit = resolve_commit(source)
-            if commit is None:
+            with git_auth(ctx, source) as auth:
+                resolved = resolve(source, auth=auth)
+            ctx.resolved[src] = resolved
+            if resolved.commit is None:
                 return None  # an abbreviated id: only the fetch knows the commit
-            out[f"git{i}"] = f"{source.url}#{commit}:{source.subdir or ''}"
+            out[f"git{i}"] = f"{source.url}#{resolved.commit}:{source.subdir or ''}"
         elif _is_url(src):
             if not instr.checksum:
                 return None
             out[f"url{i}"] = f"{scrub(src)}@{instr.checksum}"
     out["keep_git_dir"] = str(bool(instr.keep_git_dir))
+    return out
+
+
+@contextlib.contextmanager
+def git_auth(ctx: AddContext, source: GitSource) -> Iterator[GitAuth]:
+    """The credentials ``source`` is fetched with, for as long as the fetch lasts (an agent kiln starts for
+    ``--ssh default=KEY`` is stopped after it). ContextError: an ssh URL without ``--ssh default``."""
+    secrets = _git_secrets(ctx.secrets)
+    if not is_ssh_url(source.url):
+        yield GitAuth(secrets)  # BuildKit mounts the agent for ssh URLs only
+        return
+    ssh = ctx.ssh.get("default")
+    if ssh is None:
+        raise ContextError(f"{source.display}: an ssh git source is fetched with the build's ssh agent: pass "
+                           "--ssh default[=SOCKET|KEY]")
+    if ssh.socket is not None:
+        yield GitAuth(secrets, ssh.socket)
+        return
+    from kiln.sandbox.sshproxy import KeyAgent
+
+    directory = Path(tempfile.mkdtemp(prefix="kiln-ssh-", dir=_short_dir(ctx.work_dir)))
+    try:
+        agent = KeyAgent(ssh.keys, directory, ssh.id)
+        try:
+            yield GitAuth(secrets, agent.socket)
+        finally:
+            agent.close()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _short_dir(work_dir: Path | None) -> Path | None:
+    # git's ssh is handed the agent's path, and a unix socket's address holds 108 bytes: a long build directory
+    # gives way to the system's temporary directory (the socket holds no key, and goes with the fetch).
+    return work_dir if work_dir is not None and len(os.fspath(work_dir)) < 64 else None
+
+
+def _git_secrets(sources: Mapping[str, SecretSource]) -> dict[str, str]:
+    """The values of BuildKit's git credential secrets among the build's (no other secret is read)."""
+    out: dict[str, str] = {}
+    for secret_id, source in sources.items():
+        if not _GIT_SECRET.fullmatch(secret_id):
+            continue
+        try:
+            raw = source.path.read_bytes() if source.path is not None else os.environ.get(source.env or "", "").encode()
+        except OSError as e:
+            raise ContextError(f"secret {secret_id}: cannot be read: {e.strerror or e}") from None
+        out[secret_id] = raw.decode("utf-8", "replace")
     return out
 
 
@@ -125,13 +221,15 @@ def run_add(
     where: SourceLocation,
     extra: Sequence[Source],
     scratch: Path,
+    ctx: AddContext | None = None,
 ) -> list[str]:
+    ctx = ctx or AddContext()
     gits = [s for s in instr.sources if _is_git(s)]
     if instr.keep_git_dir and not gits:
         raise BuildError("ADD --keep-git-dir applies to git sources only", where)
     urls = [s for s in instr.sources if _is_url(s)]
     local = [s for s in instr.sources if not _is_url(s) and not _is_git(s)]
-    checkouts = [_checkout(g, instr, scratch, where) for g in gits]
+    checkouts = [_checkout(g, instr, scratch, where, ctx) for g in gits]
     fetched = [_fetch(u, instr, scratch, where) for u in urls]
     written: set[str] = set()
     unpack_local = instr.unpack is not False
@@ -220,8 +318,9 @@ class _Fixed:
         return self.inner.walk(source)
 
 
-def _checkout(src: str, instr: Add, scratch: Path, where: SourceLocation) -> Source:
-    """A git source fetched into ``scratch`` and checked against --checksum: the directory to copy."""
+def _checkout(src: str, instr: Add, scratch: Path, where: SourceLocation, ctx: AddContext) -> Source:
+    """A git source fetched into ``scratch`` (the commit the cache key resolved, when it did) and checked
+    against --checksum: the directory to copy."""
     try:
         source: GitSource = parse_git_url(src)
         checksum = instr.checksum
@@ -229,13 +328,17 @@ def _checkout(src: str, instr: Add, scratch: Path, where: SourceLocation) -> Sou
             raise BuildError(f"ADD {source.display}: --checksum of a git source is a commit id, got {checksum}",
                              where)
         target = scratch / f"git{len(os.listdir(scratch))}"
-        checkout = fetch(source, target, keep_git_dir=instr.keep_git_dir)
+        with git_auth(ctx, source) as auth:
+            checkout = fetch(source, target, keep_git_dir=instr.keep_git_dir, auth=auth,
+                             resolved=ctx.resolved.get(src))
         if checksum is not None and not checkout.commit.startswith(checksum):
             raise BuildError(f"ADD {source.display}: checksum mismatch: expected commit {checksum}, got "
                              f"{checkout.commit}", where)
         path = subdir_of(checkout.path, source.subdir, source.display)
     except ContextError as e:
         raise BuildError(f"ADD {e}", where) from None
+    except SandboxError as e:  # kiln's ssh-agent for --ssh default=KEY
+        raise BuildError(f"ADD {source.display}: {e}", where) from None
     return Source(posixpath.basename(path), path, True)
 
 
