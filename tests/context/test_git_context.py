@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import os
 import subprocess
+import sys
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -297,3 +298,28 @@ def test_buildkit_query_form(servers: dict, tmp_path: Path) -> None:  # type: ig
         open_context(f"{base}?tag=v2.0&checksum={app.commits['v1']}", tmp_path / "w")
     assert f"checksum mismatch: expected commit {app.commits['v1']}, got {app.commits['v2']}" in str(err.value)
     assert not any((tmp_path / "w").iterdir())
+
+
+def test_a_git_context_takes_the_builds_git_secrets_as_buildkit_does(servers: dict, tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """`--secret id=GIT_AUTH_TOKEN,...` reaches a git context (and a named one) as it reaches ADD's git sources;
+    the build and its output never show it."""
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    url = f"{servers['token']}/app.git#v1.0"
+    env = {**os.environ, "TOKEN_VAR": TOKEN}
+    env.pop("GIT_AUTH_TOKEN", None)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY --from=app x.txt /named-x.txt\n")
+    common = [sys.executable, "-m", "kiln", "build", "--kiln-dir", str(tmp_path / "kiln"), "--no-push",
+              "--secret", "id=GIT_AUTH_TOKEN,env=TOKEN_VAR"]  # fmt: skip
+    r = subprocess.run([*common, "--context", f"{url}:app", "--oci-layout-path", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    named = subprocess.run([*common, "--context", str(ctx), "--build-context", f"app={url}:app",
+                            "--oci-layout-path", str(tmp_path / "out2")],
+                           capture_output=True, text=True, env=env)  # fmt: skip
+    assert named.returncode == 0, named.stderr
+    without = subprocess.run([*common[:-2], "--context", f"{url}:app", "--oci-layout-path", str(tmp_path / "out3")],
+                             capture_output=True, text=True, env=env)  # fmt: skip
+    assert without.returncode != 0 and "app.git" in without.stderr  # no token: the server refuses
+    for out in (r, named, without):
+        assert TOKEN not in out.stdout + out.stderr

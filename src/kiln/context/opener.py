@@ -30,7 +30,16 @@ from types import TracebackType
 from typing import BinaryIO
 
 from kiln.context.dockerignore import DockerIgnore
-from kiln.context.git import GitOptions, fetch, is_git_url, parse_git_url, parse_kaniko_context, scrub, subdir_of
+from kiln.context.git import (
+    GitAuth,
+    GitOptions,
+    fetch,
+    is_git_url,
+    parse_git_url,
+    parse_kaniko_context,
+    scrub,
+    subdir_of,
+)
 from kiln.context.special import special_kind
 from kiln.context.tarball import extract_tarball, is_archive
 from kiln.errors import ContextError, NotSupportedYet, UsageError
@@ -140,6 +149,7 @@ def open_context(
     *,
     git: GitOptions | None = None,
     sub_path: str | None = None,
+    git_auth: GitAuth | None = None,
 ) -> BuildContext:
     """The build context named by ``spec`` (see the module doc). With ``dockerfile``, its own
     ``<Dockerfile>.dockerignore`` takes precedence over the context's. ``kiln_dir`` and ``work_dir`` are
@@ -150,7 +160,7 @@ def open_context(
         git = git if git is not None else spec.git
         sub_path = sub_path if sub_path is not None else spec.sub_path
     if is_remote_spec(spec) and not Path(spec).exists():
-        return open_remote(str(spec), work_dir, dockerfile, git=git, sub_path=sub_path)
+        return open_remote(str(spec), work_dir, dockerfile, git=git, sub_path=sub_path, auth=git_auth)
     if spec in _STDIN_SPECS:
         if stdin is None:
             raise ContextError(f"{spec}: the build context is standard input, but none was given")
@@ -244,6 +254,7 @@ def open_remote(
     sub_path: str | None = None,
     flag: str = "--context",
     kaniko_git: bool = True,
+    auth: GitAuth | None = None,
 ) -> BuildContext:
     """A context fetched into ``work_dir``: a git repository or a tarball over http(s) (see the module doc).
     ``kaniko_git``: ``git://`` is kaniko's (over https) rather than git's own protocol (BuildKit's, named
@@ -270,7 +281,8 @@ def open_remote(
     opts = git or GitOptions()
     checkout_dir = Path(tempfile.mkdtemp(prefix="context-git-", dir=work_dir))
     try:
-        checkout = fetch(source, checkout_dir / "tree", depth=opts.depth, insecure_skip_tls=opts.insecure_skip_tls)
+        checkout = fetch(source, checkout_dir / "tree", depth=opts.depth, insecure_skip_tls=opts.insecure_skip_tls,
+                         auth=auth)
         root = subdir_of(checkout.path, source.subdir, source.display)
         ctx = BuildContext(root=root, ignore=DockerIgnore(), name=source.display, owned_dir=checkout_dir)
         ctx.ignore = ctx.dockerignore_for(dockerfile)
@@ -312,7 +324,7 @@ def names_files(spec: str) -> bool:
     return not spec.startswith(IMAGE_PREFIXES)
 
 
-def open_named_context(name: str, spec: str, work_dir: Path) -> BuildContext:
+def open_named_context(name: str, spec: str, work_dir: Path, auth: GitAuth | None = None) -> BuildContext:
     """A named build context that names files (BuildKit's ``--build-context NAME=/dir``, ``NAME=https://…/ctx.tar
     .gz``, ``NAME=https://…/REPO.git#REF:DIR``, ``NAME=git@HOST:REPO.git``), for ``COPY --from=NAME`` and
     ``RUN --mount=from=NAME``: a directory is used where it is (its own .dockerignore applies), the others are
@@ -324,7 +336,7 @@ def open_named_context(name: str, spec: str, work_dir: Path) -> BuildContext:
     if is_remote_spec(spec) and not Path(spec).exists():
         try:
             return open_remote(spec, work_dir / f"named-{len(os.listdir(work_dir)) if work_dir.is_dir() else 0}",
-                               flag=flag, kaniko_git=False)
+                               flag=flag, kaniko_git=False, auth=auth)
         except ContextError as e:
             raise ContextError(f"{flag}: {e}") from None
     path = Path(spec.removeprefix("dir://"))

@@ -20,6 +20,7 @@ from kiln.engine.modes import BuildModes
 from kiln.engine.options import BuildOptions
 from kiln.engine.platforms import SharedStages
 from kiln.engine.rootfs import FlatRoot, OverlayRoot, StageRoot
+from kiln.engine.steps.add import context_git_auth
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
 from kiln.engine.steps.run import RunContext
 from kiln.oci.platform import Platform
@@ -171,7 +172,8 @@ def named_context(env: BuildEnv, name: str) -> BuildContext | None:
         return None
     with env.named_lock:
         if name not in env.named:
-            env.named[name] = open_named_context(name, spec, env.work_dir)
+            auth = context_git_auth(env.opts.secret_sources(), env.opts.ssh_sources())
+            env.named[name] = open_named_context(name, spec, env.work_dir, auth)
         return env.named[name]
 
 

@@ -28,6 +28,7 @@ from kiln.engine.options import BuildOptions
 from kiln.engine.outputs import check_output_paths, write_outputs
 from kiln.engine.platforms import SharedStages, emulated_platforms, stage_key
 from kiln.engine.stage import BuildEnv, StageResult, build_stage
+from kiln.engine.steps.add import context_git_auth
 from kiln.engine.sweep import BUILD_PREFIX, lock_build_dir, sweep_dead_builds
 from kiln.errors import UsageError
 from kiln.oci import mediatypes as mt
@@ -146,7 +147,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     envs: list[BuildEnv] = []
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
-        with open_context(opts.context, build_dir, stdin, kiln_dir=kiln_dir) as ctx:
+        git_auth = context_git_auth(opts.secret_sources(), opts.ssh_sources())
+        with open_context(opts.context, build_dir, stdin, kiln_dir=kiln_dir, git_auth=git_auth) as ctx:
             df, df_path = load_dockerfile(opts, ctx, reporter)
             ctx.ignore = ctx.dockerignore_for(df_path)
             modes = choose_modes(opts, build_dir, reporter.warning)

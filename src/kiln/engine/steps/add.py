@@ -167,6 +167,19 @@ def git_auth(ctx: AddContext, source: GitSource) -> Iterator[GitAuth]:
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def context_git_auth(secrets: Mapping[str, SecretSource], ssh: Mapping[str, SshSource]) -> GitAuth:
+    """The credentials a git build context (the build's or a named one) is fetched with: BuildKit hands its
+    context the same git secrets as ADD's, and buildx forwards ``--ssh default`` (or, without it, the client's
+    own ``SSH_AUTH_SOCK``). An agent of key files (``--ssh default=KEY``) is ADD's only: a context uses the
+    client's agent then."""
+    default = ssh.get("default")
+    if default is not None and default.socket is not None:
+        agent: Path | None = default.socket
+    else:
+        agent = Path(os.environ["SSH_AUTH_SOCK"]) if os.environ.get("SSH_AUTH_SOCK") else None
+    return GitAuth(_git_secrets(secrets), agent)
+
+
 def _short_dir(work_dir: Path | None) -> Path | None:
     # git's ssh is handed the agent's path, and a unix socket's address holds 108 bytes: a long build directory
     # gives way to the system's temporary directory (the socket holds no key, and goes with the fetch).
