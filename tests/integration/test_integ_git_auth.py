@@ -6,10 +6,8 @@ very commit the layer cache key was made from, even when the branch moves in bet
 from __future__ import annotations
 
 import base64
-import gzip
 import stat
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import pytest
 from integ_helpers import Kiln, Outcome, write_context
 
+from support import leaks
 from support.gitserver import HttpGit, Repo, git, git_http, make_repo
-from support.images import normalise_tar_name, open_layer, read_manifest
 from support.sshd import Agent, Sshd, require_sshd, ssh_agent, sshd
 
 TOKEN = "ghp-kiln-t0ken-value"
@@ -52,32 +50,16 @@ def token_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Htt
 
 
 def built_files(outcome: Outcome) -> dict[str, bytes]:
-    """The regular files of every layer of the image (FROM scratch: all the build's), the topmost version."""
-    files: dict[str, bytes] = {}
-    for descriptor in read_manifest(outcome.layout, outcome.tag)["layers"]:
-        with open_layer(outcome.layout, descriptor) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
-            for info in tar:
-                member = tar.extractfile(info) if info.isfile() else None
-                if member is not None:
-                    files[normalise_tar_name(info.name)] = member.read()
-    return files
+    """Every file of the image (FROM scratch: all the build's), the topmost version."""
+    return leaks.built_files(outcome.layout, outcome.tag)
 
 
-def under(files: dict[str, bytes], prefix: str) -> dict[str, str]:
-    return {name[len(prefix) + 1:]: data.decode() for name, data in files.items()
-            if name.startswith(prefix + "/") and not name.startswith(prefix + "/.git/")}
+under = leaks.files_under
 
 
 def found_in(kiln: Kiln, outcome: Outcome, needles: list[bytes]) -> list[str]:
-    """Where any of ``needles`` is: kiln's output, its directory, the outputs (compressed files decompressed)."""
-    hits = [f"output: {n!r}" for n in needles for text in (outcome.stdout, outcome.stderr) if n in text.encode()]
-    for top in (kiln.kiln_dir, kiln.out_dir):
-        for file in top.rglob("*"):
-            if file.is_file() and not file.is_symlink():
-                data = file.read_bytes()
-                data = gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
-                hits += [f"{file}: {n!r}" for n in needles if n in data]
-    return hits
+    """Where any of ``needles`` is: kiln's output, its directory, the outputs."""
+    return leaks.found_in((outcome.stdout, outcome.stderr), (kiln.kiln_dir, kiln.out_dir), needles)
 
 
 def errors_of(outcome: Outcome) -> list[str]:

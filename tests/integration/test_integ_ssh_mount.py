@@ -8,18 +8,17 @@ is in the image, its history, kiln's output or kiln's directory."""
 
 from __future__ import annotations
 
-import gzip
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from integ_helpers import Kiln, layer_count, write_context
+from integ_helpers import Kiln, Outcome, layer_count, write_context
 
+from support import leaks
 from support.base_images import OciImage
 from support.gitserver import Repo, make_repo
-from support.images import normalise_tar_name, open_layer, read_layer_file, read_manifest
+from support.images import read_layer_file
 from support.sshd import Sshd, require_sshd, ssh_agent, sshd
 
 
@@ -49,41 +48,19 @@ def clone_line(daemon: Sshd, repo: Repo, ref: str, into: str) -> str:
     return f"GIT_SSH_COMMAND='{ssh}' git clone -q --branch {ref} root@127.0.0.1:{repo.bare} {into}"
 
 
-def built_files(outcome: object, base: OciImage) -> dict[str, bytes]:
-    """The regular files the build's own layers hold (above the base's, which are not read: they are big),
-    the topmost layer's version of each."""
-    files: dict[str, bytes] = {}
-    layers = read_manifest(outcome.layout, outcome.tag)["layers"]  # type: ignore[attr-defined]
-    for descriptor in layers[layer_count(base):]:
-        with open_layer(outcome.layout, descriptor) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:  # type: ignore[attr-defined]
-            for info in tar:
-                member = tar.extractfile(info) if info.isfile() else None
-                if member is not None:
-                    files[normalise_tar_name(info.name)] = member.read()
-    return files
+def built_files(outcome: Outcome, base: OciImage) -> dict[str, bytes]:
+    """The files the build's own layers hold (the base's are big and not read), the topmost version of each."""
+    return leaks.built_files(outcome.layout, outcome.tag, layer_count(base))
 
 
-def under(files: dict[str, bytes], prefix: str) -> dict[str, str]:
-    """The files below ``prefix``, .git left out."""
-    return {name[len(prefix) + 1:]: data.decode() for name, data in files.items()
-            if name.startswith(prefix + "/") and not name.startswith(prefix + "/.git/")}
+under = leaks.files_under
 
 
-def found_in(kiln: Kiln, outcome: object, needles: list[bytes], base: OciImage | None = None) -> list[str]:
-    """Where any of ``needles`` is in what the build left: its output, kiln's directory and the outputs (layers
-    decompressed). The base image's own blobs (files named by their digest, made before the test) are skipped."""
-    skip = {p.name for p in (base.layout / "blobs" / "sha256").iterdir()} if base is not None else set()
-    hits = [f"output: {n!r}" for n in needles
-            for text in (outcome.stdout, outcome.stderr) if n in text.encode()]  # type: ignore[attr-defined]
-    for top in (kiln.kiln_dir, kiln.out_dir):
-        for file in top.rglob("*"):
-            if file.name in skip or not file.is_file() or file.is_symlink():
-                continue
-            data = file.read_bytes()
-            if data[:2] == b"\x1f\x8b":
-                data = gzip.decompress(data)
-            hits += [f"{file}: {n!r}" for n in needles if n in data]
-    return hits
+def found_in(kiln: Kiln, outcome: Outcome, needles: list[bytes], base: OciImage | None = None) -> list[str]:
+    """Where any of ``needles`` is in what the build left: its output, kiln's directory and the outputs. The
+    base image's own blobs (named by their digest, made before the test) are skipped."""
+    skip = frozenset(p.name for p in (base.layout / "blobs" / "sha256").iterdir()) if base is not None else frozenset()
+    return leaks.found_in((outcome.stdout, outcome.stderr), (kiln.kiln_dir, kiln.out_dir), needles, skip)
 
 
 def test_git_clone_over_ssh_inside_run_with_the_agent_leaves_nothing(
