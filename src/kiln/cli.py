@@ -339,7 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = rewrite_go_bools(args)
-        if args[:1] == ["build"]:
+        if args[:1] == ["build"] and not {"--dry-run", "--help", "-h"} & set(args):
             from kiln import rootless
 
             if rootless.needs_own_namespace():

@@ -263,3 +263,4 @@ def test_a_base_layer_with_a_device_node_is_refused_naming_it(busybox_image: Oci
     [error] = [line for line in r.stderr.splitlines() if line.startswith("error:")]
     assert "dev/console-copy" in error and "device node (5, 1)" in error and "user namespace" in error
     assert "Traceback" not in r.stderr
+
