@@ -55,3 +55,34 @@ def test_pull_failure_names_the_reference(registry: Registry, tmp_path: Path) ->
     assert r.returncode != 0
     assert "kiln/does-not-exist" in r.stderr
     assert not list((tmp_path / "kiln" / "tmp").iterdir())
+
+
+def test_the_base_layers_are_pushed_while_the_steps_run(registry: Registry, tmp_path: Path) -> None:
+    """The push overlaps the build: a base layer the registry lacks is uploaded while a slow RUN runs, not after
+    it (the registry's own log times both)."""
+    from datetime import datetime
+
+    from support.base_images import busybox_image, default_cache_dir
+    from support.registry import _logfmt_fields
+
+    base = busybox_image(default_cache_dir(Path(__file__).resolve().parents[2]))
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "Dockerfile").write_text("FROM busybox\nRUN sleep 3 && echo slow > /slow\n")
+    mark = registry.log_mark()
+    r = _kiln("build", "--context", str(ctx), "--kiln-dir", str(tmp_path / "kiln"), "--insecure",
+              "--build-context", f"busybox=oci-layout://{base.layout}:{base.tag}", "-d", registry.ref("kiln/ahead"))
+    assert r.returncode == 0, r.stderr
+    [layer] = json.loads((base.layout / "blobs" / "sha256" / json.loads((base.layout / "index.json").read_text())
+                          ["manifests"][0]["digest"].split(":")[1]).read_text())["layers"]  # fmt: skip
+    times: dict[str, datetime] = {}
+    for line in registry.log_since(mark).splitlines():
+        fields = _logfmt_fields(line)
+        uri, method = fields.get("http.request.uri", ""), fields.get("http.request.method")
+        if fields.get("msg") != "response completed" or method != "PUT":
+            continue
+        what = "layer" if layer["digest"].split(":")[1] in uri else "manifest" if "/manifests/" in uri else None
+        if what is not None:
+            times.setdefault(what, datetime.fromisoformat(fields["time"].replace("Z", "+00:00")))
+    assert set(times) == {"layer", "manifest"}, times
+    assert (times["manifest"] - times["layer"]).total_seconds() >= 2, times

@@ -9,7 +9,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from kiln.context.opener import BuildContext, names_files, open_named_context
 from kiln.dockerfile.instructions import Add, Copy
@@ -31,6 +31,9 @@ from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Image
 from kiln.transports.layercache import LayerCacheStore
 from kiln.transports.registry.sources import BlobOrigin
+
+if TYPE_CHECKING:
+    from kiln.transports.registry.push import PushAhead
 
 
 @dataclass
@@ -68,6 +71,7 @@ class BuildEnv:
     shared: SharedStages | None = None  # stages built once for all the platforms of a build
     stage_keys: dict[int, str] = field(default_factory=dict)  # what each stage's result depends on (shared)
     label_platforms: bool = False  # several platforms: progress names each stage's platform
+    push_ahead: PushAhead | None = None  # the target's blobs, sent to the registries while the build goes on
 
     def stage_label(self, st: StagePlan) -> str:
         return f"{st.platform} {st.label}" if self.label_platforms else st.label

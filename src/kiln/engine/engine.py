@@ -12,7 +12,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from kiln import binfmt
 from kiln.context.dockerignore import DockerIgnore
@@ -39,6 +39,9 @@ from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
 from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Built, Image, ImageIndex, assemble_image, assemble_index
+
+if TYPE_CHECKING:
+    from kiln.transports.registry.push import PushAhead
 
 T = TypeVar("T")
 
@@ -145,6 +148,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     lock = lock_build_dir(build_dir)
     reaper.track("remove", str(build_dir))  # if kiln is killed: its containers, mounts and files go too
     envs: list[BuildEnv] = []
+    push_ahead: PushAhead | None = None
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
         git_auth = context_git_auth(opts.secret_sources(), opts.ssh_sources())
@@ -159,6 +163,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             binfmt.require_runnable(emulated_platforms(plans))
             resolver = ImageResolver(blobs, opts.registry, opts.build_contexts)
             shared = SharedStages() if opts.multi_platform else None
+            push_ahead = _push_ahead(opts)
             envs = [
                 BuildEnv(
                     opts=opts,
@@ -175,6 +180,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                     platform=platform,
                     shared=shared,
                     label_platforms=opts.multi_platform,
+                    push_ahead=push_ahead,
                 )
                 for platform, plan in zip(opts.platforms, plans, strict=True)
             ]
@@ -184,6 +190,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                                  "the image")
             images = _build_platforms(envs, opts)
             image = images[0] if len(images) == 1 else _index(images, list(opts.platforms), blobs)
+            if push_ahead is not None:
+                push_ahead.wait()
             outputs = write_outputs(image, opts, reporter)
             unused = [set(env.plan.unused_build_args([r.scope.used_build_args for r in env.results.values()]))
                       for env in envs]
@@ -194,6 +202,8 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             reporter.summary(_summary(image, outputs, time.monotonic() - started))
             return BuildResult(image, outputs)
     finally:
+        if push_ahead is not None:
+            push_ahead.close()
         _close_envs(envs, opts.cleanup)
         remove_tree(build_dir)
         os.close(lock)
@@ -215,6 +225,16 @@ def _check_kiln_dir(kiln_dir: Path) -> None:
         resolved.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise UsageError(f"cannot create {resolved}: {e.strerror}", "--kiln-dir") from None
+
+
+def _push_ahead(opts: BuildOptions) -> PushAhead | None:
+    """Where the image goes to registries, its blobs go while it is built (transports' PushAhead)."""
+    if not opts.destinations or opts.no_push:
+        return None
+    from kiln.transports.registry import registry_options
+    from kiln.transports.registry.push import PushAhead
+
+    return PushAhead(list(opts.destinations), registry_options(opts.registry, pull=False))
 
 
 def _close_envs(envs: list[BuildEnv], cleanup: bool) -> None:

@@ -75,6 +75,10 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     base, scope = _base(env, st)
     if base is None and st.base_stage is None and _files_base(env, st):
         st = _seeded_with_files(st)
+    ahead = env.push_ahead if st.index == env.plan.target else None  # only the target's blobs are pushed
+    if ahead is not None and base is not None:
+        for desc in base.layers:
+            ahead.send(desc, base.blobs)
     root = new_root(env, f"stage{st.index}", stage=True)
     try:
         if base is not None:
@@ -128,10 +132,14 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             except OSError as e:
                 raise BuildError(f"{instr.keyword} failed: {e}", where) from e
             _report_lost_owners(env, root, where)
+            if ahead is not None and layer is not None:
+                ahead.send(layer.descriptor, StoreBlobs(env.blobs, env.origins))
             cached = cache is not None and cache.hit
             env.reporter.step_finished(layer.descriptor.size if layer else None, "cached" if cached else "")
         if single:
             layer = root.finish_step(None, lambda ch: make_layer(env, ch, state.docker_format))
+            if ahead is not None and layer is not None:
+                ahead.send(layer.descriptor, StoreBlobs(env.blobs, env.origins))
             record(env, state, layer, "single snapshot of the stage")
         image = _image(env, state, scope)
         return StageResult(image, scope, root, state.docker_format, cache.key if cache else None)

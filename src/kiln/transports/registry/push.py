@@ -9,7 +9,9 @@ is in place before a manifest that names it is written, and any failure raises: 
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -18,7 +20,7 @@ import requests
 
 from kiln.errors import RegistryError
 from kiln.oci.descriptor import Descriptor
-from kiln.transports.image import Built, Image, ImageIndex, images_of
+from kiln.transports.image import BlobReader, Built, ImageIndex, images_of
 from kiln.transports.registry.client import RegistryClient, pull_scope, push_scope
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.parallel import run_all
@@ -69,22 +71,22 @@ class _BlobPusher:
         client: RegistryClient,
         repository: str,
         reference: str,
-        image: Image,
+        blobs: BlobReader,
         origins: Mapping[str, BlobOrigin],
         opts: RegistryOptions,
     ) -> None:
         self.client = client
         self.repository = repository
         self.reference = reference
-        self.image = image
+        self.blobs = blobs
         self.origins = origins
         self.opts = opts
 
     def origin(self, digest: str) -> BlobOrigin | None:
         if digest in self.origins:
             return self.origins[digest]
-        if isinstance(self.image.blobs, KnowsBlobOrigins):
-            return self.image.blobs.blob_origin(digest)
+        if isinstance(self.blobs, KnowsBlobOrigins):
+            return self.blobs.blob_origin(digest)
         return None
 
     def exists(self, desc: Descriptor) -> bool:
@@ -147,7 +149,7 @@ class _BlobPusher:
             location = self._patch_chunks(desc, location, scopes)
             body: Callable[[], object] | None = None
         else:
-            body = lambda: self.image.blobs.open_blob(desc)  # noqa: E731
+            body = lambda: self.blobs.open_blob(desc)  # noqa: E731
         resp = self._send(
             "PUT",
             _with_query(location, digest=desc.digest),
@@ -163,7 +165,7 @@ class _BlobPusher:
         return "uploaded"
 
     def _patch_chunks(self, desc: Descriptor, location: str, scopes: list[str]) -> str:
-        with self.image.blobs.open_blob(desc) as f:
+        with self.blobs.open_blob(desc) as f:
             offset = 0
             while offset < desc.size:
                 n = min(self.opts.chunk_size, desc.size - offset)
@@ -251,7 +253,7 @@ def _push_to_repository(
     reference = str(targets[0])
     sent: set[str] = set()  # a blob two platforms share goes up once
     for image in images_of(built):
-        pusher = _BlobPusher(client, repository, reference, image, origins, opts)
+        pusher = _BlobPusher(client, repository, reference, image.blobs, origins, opts)
         layers = list({d.digest: d for d in image.layers if not d.urls and d.digest not in sent}.values())
         run_all(pusher.push, layers, opts.max_concurrent_transfers, "kiln-push")
         sent.update(d.digest for d in layers)
@@ -302,3 +304,46 @@ def _put_manifest(
     returned = resp.headers.get("Docker-Content-Digest")
     if returned and returned != manifest.digest:
         raise RegistryError(f"registry stored the manifest as {returned}, not {manifest.digest}", str(ref))
+
+
+class PushAhead:
+    """Blobs of an image still being built, sent to its destinations while the build goes on (a base image's
+    layers while the steps run, each step's layer once it is made), so that the push at the end has only the
+    config and the manifests left to send. Best effort: a blob that fails here is sent again, or its error
+    reported, by push_image, which sends only what a registry lacks."""
+
+    def __init__(self, refs: list[str], opts: RegistryOptions) -> None:
+        self._opts = opts
+        self._targets = list({(r.registry, r.repository): r for r in map(Reference.parse, refs)}.items())
+        self._clients: dict[str, RegistryClient] = {}
+        self._sent: set[tuple[str, str]] = set()
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_transfers),
+                                        thread_name_prefix="kiln-push-ahead")  # fmt: skip
+        self._futures: list[Future[object]] = []
+
+    def send(self, desc: Descriptor, blobs: BlobReader) -> None:
+        if desc.urls:
+            return  # a foreign layer stays where its URLs say
+        for (registry, repository), ref in self._targets:
+            with self._lock:
+                if (repository, desc.digest) in self._sent:
+                    continue
+                self._sent.add((repository, desc.digest))
+                client = self._clients.get(registry) or self._clients.setdefault(
+                    registry, RegistryClient(registry, self._opts))
+            pusher = _BlobPusher(client, repository, str(ref), blobs, {}, self._opts)
+            self._futures.append(self._pool.submit(pusher.push, desc))
+
+    def wait(self) -> None:
+        """Until every blob sent ahead is up (or has failed: push_image will see to it)."""
+        for future in self._futures:
+            try:
+                future.result()
+            except Exception as e:  # noqa: BLE001 - reported by push_image, which sends the blob again
+                log.debug("pushing ahead failed, left to the push: %s", e)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        for client in self._clients.values():
+            client.close()
