@@ -9,6 +9,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -43,6 +44,7 @@ from kiln.transports.image import Built, Image, ImageIndex, assemble_image, asse
 if TYPE_CHECKING:
     from kiln.transports.registry.push import PushAhead
 
+K = TypeVar("K")
 T = TypeVar("T")
 
 
@@ -257,8 +259,10 @@ def _build_platforms(envs: list[BuildEnv], opts: BuildOptions) -> list[Image]:
     if len(envs) == 1:
         return [_build_target(envs[0], opts)]
     workers = min(len(envs), opts.jobs or os.cpu_count() or 1)
+    images: dict[int, Image] = {}
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="platform") as pool:
-        return _all_results([pool.submit(_build_target, env, opts) for env in envs])
+        _gather({i: pool.submit(_build_target, env, opts) for i, env in enumerate(envs)}, images)
+    return [images[i] for i in range(len(envs))]
 
 
 def _build_target(env: BuildEnv, opts: BuildOptions) -> Image:
@@ -266,18 +270,17 @@ def _build_target(env: BuildEnv, opts: BuildOptions) -> Image:
     return _finish(env.results[env.plan.target].image, opts, env.blobs)
 
 
-def _all_results(futures: list[Future[T]]) -> list[T]:
-    """Every future's result, after all have finished; the first error (in submission order) is raised."""
-    results: list[T] = []
+def _gather(futures: Mapping[K, Future[T]], into: dict[K, T]) -> None:
+    """Every future's result into `into`, kept even when another failed (a stage's result holds a root to close);
+    once all have finished, the first error (in the mapping's order) is raised."""
     errors: list[BaseException] = []
-    for fut in futures:
+    for key, fut in futures.items():
         try:
-            results.append(fut.result())
+            into[key] = fut.result()
         except BaseException as e:  # noqa: BLE001 - the first error is raised once all have stopped
             errors.append(e)
     if errors:
         raise errors[0]
-    return results
 
 
 def _index(images: list[Image], platforms: list[Platform], blobs: BlobStore) -> ImageIndex:
@@ -309,15 +312,7 @@ def _build_stages(env: BuildEnv) -> None:
                 env.results[st.index] = _stage(env, st)
             continue
         with ThreadPoolExecutor(max_workers=min(len(stages), 4), thread_name_prefix="stage") as pool:
-            futures = {st.index: pool.submit(_stage, env, st) for st in stages}
-            errors: list[BaseException] = []
-            for index, fut in futures.items():
-                try:
-                    env.results[index] = fut.result()
-                except BaseException as e:  # noqa: BLE001 - the first error is raised once all have stopped
-                    errors.append(e)
-            if errors:
-                raise errors[0]
+            _gather({st.index: pool.submit(_stage, env, st) for st in stages}, env.results)
 
 
 def _stage(env: BuildEnv, st: StagePlan) -> StageResult:

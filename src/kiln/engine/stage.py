@@ -33,12 +33,12 @@ from kiln.transports.registry.sources import StoreBlobs
 __all__ = ["BuildEnv", "StageResult", "build_stage"]
 
 
-def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
+def _base(env: BuildEnv, st: StagePlan, files: bool) -> tuple[Image | None, StageScope]:
     plan = env.plan
     if st.base_stage is not None:
         parent = env.results[st.base_stage]
         return parent.image, plan.scope(st, parent=parent.scope)
-    if st.base_image is None or st.base_image.lower() == "scratch" or _files_base(env, st):
+    if st.base_image is None or st.base_image.lower() == "scratch" or files:
         return None, plan.scope(st, base_env={})
     started = time.monotonic()
     image = env.resolve_image(st.base_image, st.platform)
@@ -54,8 +54,7 @@ def _base(env: BuildEnv, st: StagePlan) -> tuple[Image | None, StageScope]:
 
 def _files_base(env: BuildEnv, st: StagePlan) -> bool:
     """Whether the stage is built FROM a --build-context of files (a directory, a git repository, a tarball URL)."""
-    return st.base_image is not None and env.opts.build_contexts.get(st.base_image) is not None and \
-        named_context(env, st.base_image) is not None
+    return st.base_stage is None and st.base_image is not None and named_context(env, st.base_image) is not None
 
 
 def _seeded_with_files(st: StagePlan) -> StagePlan:
@@ -72,8 +71,9 @@ def _seeded_with_files(st: StagePlan) -> StagePlan:
 def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
     opts = env.opts
     path = env.plan.path
-    base, scope = _base(env, st)
-    if base is None and st.base_stage is None and _files_base(env, st):
+    files = _files_base(env, st)
+    base, scope = _base(env, st, files)
+    if files:
         st = _seeded_with_files(st)
     ahead = env.push_ahead if st.index == env.plan.target else None  # only the target's blobs are pushed
     if ahead is not None and base is not None:
