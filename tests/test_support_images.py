@@ -158,6 +158,21 @@ def test_base_image_cache_is_shared_and_rebuilt_when_broken(tmp_path: Path) -> N
     verify_layout(rebuilt.layout, rebuilt.tag)
 
 
+def test_base_image_cache_removes_only_its_own_older_layouts(tmp_path: Path) -> None:
+    # Another image whose name starts with this one's (busybox-arm64 beside busybox) keeps its layout and lock
+    # file when busybox's key changes; CI once deleted debian-bookworm-arm64's while refreshing debian-bookworm.
+    older = tmp_path / "busybox-0123456789abcdef"
+    other = tmp_path / "busybox-arm64-0123456789abcdef"
+    other_lock = tmp_path / "busybox-arm64.lock"
+    older.mkdir()
+    other.mkdir()
+    other_lock.touch()
+    image = busybox_image(tmp_path)
+    verify_layout(image.layout, image.tag)
+    assert not older.exists()
+    assert other.is_dir() and other_lock.is_file()
+
+
 def test_mirror_override(monkeypatch: pytest.MonkeyPatch) -> None:
     assert apt_debian_mirror().startswith(("http://", "https://"))
     monkeypatch.setenv("KILN_DEBIAN_MIRROR", "http://mirror.invalid/debian")

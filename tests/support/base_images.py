@@ -55,7 +55,7 @@ def cached_layout(cache: Path, name: str, key: dict[str, str], build: Callable[[
         if _is_valid(image):
             _readable_by_all(image.layout)
             return image
-        for stale in cache.glob(f"{name}-*"):
+        for stale in _older_layouts(cache, name):
             remove_tree(stale)
         work = cache / f".{name}-building-{os.getpid()}"
         remove_tree(work)
@@ -68,6 +68,14 @@ def cached_layout(cache: Path, name: str, key: dict[str, str], build: Callable[[
         finally:
             remove_tree(work)
     return image
+
+
+def _older_layouts(cache: Path, name: str) -> list[Path]:
+    """Layouts of name made from other keys. Exactly name-<16 hex>: a plain name-* glob also matches other
+    images whose name starts with this one (debian-bookworm-arm64-…, and its lock file) that another worker
+    may be using."""
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{16}")
+    return [path for path in cache.iterdir() if pattern.fullmatch(path.name) and path.is_dir()]
 
 
 def _readable_by_all(layout: Path) -> None:
