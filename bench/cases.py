@@ -106,6 +106,10 @@ def _files_context(ctx: Path) -> None:
     write_random_files(ctx / "data", FILES, FILE_SIZE, seed=20_000)
 
 
+# The directory goes and comes back: its layer holds an opaque whiteout and the new entries. (Not /etc: the
+# step's /etc/hosts and /etc/resolv.conf are mount points, under every builder.)
+ONE_RUN = "FROM localhost/bench/busybox\nRUN rm -rf /usr/bin && mkdir /usr/bin && ln -s /bin/busybox /usr/bin/env\n"
+
 RUN_TRUE = "FROM localhost/bench/busybox\n" + "RUN true\n" * 10
 
 TEN_RUNS = "".join(f"RUN echo 'setting {i}' >> /etc/bench.conf\n" for i in range(10))
@@ -179,6 +183,8 @@ CASES: list[Case] = [
          cold=True, platforms="linux/amd64"),
     Case("two-platforms-arm64", "two-platforms for linux/arm64 alone (qemu)", MULTI_PLATFORM, ("busybox-multi",),
          cold=True, platforms="linux/arm64"),
+    Case("one-run", "one RUN replacing a directory (/usr/bin) on busybox: the smallest build with a step",
+         ONE_RUN, ("busybox",)),
     Case("run-true", "ten `RUN true` on busybox: the fixed cost of a RUN step (see the per-RUN line)",
          RUN_TRUE, ("busybox",)),
     Case("cached", "the small case rebuilt with every step cached (kiln --cache, buildah --layers)",

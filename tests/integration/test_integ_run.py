@@ -234,6 +234,19 @@ def test_background_daemon_is_killed(base: Base, tmp_path: Path) -> None:
     assert not left, f"processes left running after the build: {left}"
 
 
+def test_a_writer_left_in_the_background_stops_with_its_step(base: Base, tmp_path: Path) -> None:
+    # A step is over when its first process is reaped (its container is deleted while the next step runs): a
+    # process it left writing must be gone by then, or the next snapshot would hold what it wrote later.
+    ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
+        "FROM base\nRUN (while :; do echo x >> /grow; done) & sleep 0.3\n"
+        "RUN a=$(wc -c < /grow); sleep 0.5; b=$(wc -c < /grow); echo $a $b > /sizes\n"
+    )})  # fmt: skip
+    out = base.kiln.build(ctx).ok()
+    before, after = read_layer_file(out.layout, out.tag, "sizes").split()
+    assert int(before) > 0 and before == after
+    assert len(read_layer_file(out.layout, out.tag, "grow")) == int(before)
+
+
 def test_resolv_conf_and_hosts_stay_out_of_layers(base: Base, tmp_path: Path) -> None:
     ctx = write_context(tmp_path / "ctx", {"Dockerfile": (
         "FROM base\nRUN cat /etc/resolv.conf /etc/hosts > /seen.txt && echo x > /x\n"

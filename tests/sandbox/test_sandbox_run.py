@@ -16,6 +16,7 @@ import pytest
 
 from kiln.errors import SandboxError
 from kiln.sandbox import DEFAULT_PATH, BindMount, RunSpec, TmpfsMount, run_in_sandbox
+from kiln.sandbox.runc import Deletions, containers, find_runtime
 
 pytestmark = pytest.mark.root
 
@@ -192,6 +193,31 @@ def test_background_daemon_is_killed_when_the_step_ends(rootfs: Path) -> None:
     status, out = run(rootfs, f"{sleep} & echo $!; sleep 0.2; kill -0 $! && echo alive")
     assert status == 0 and out.split()[1] == "alive", out
     assert host_processes_with_cmdline(cmdline) == []
+
+
+def _cgroup_dirs(proc_self_cgroup: str) -> list[Path]:
+    """The directories of the cgroups /proc/self/cgroup lists (v1 controllers, or the unified v2 one)."""
+    found = []
+    for line in proc_self_cgroup.splitlines():
+        _, controllers, path = line.split(":", 2)
+        name = controllers.split(",")[0].removeprefix("name=")
+        mount = Path("/sys/fs/cgroup") / (name or "unified")
+        found.append((mount if mount.is_dir() or name else Path("/sys/fs/cgroup")) / path.lstrip("/"))
+    return found
+
+
+def test_containers_deleted_in_the_background_are_gone_after_wait(rootfs: Path, tmp_path: Path) -> None:
+    sleep, cmdline = unique_sleep()
+    deletions = Deletions()
+    out = io.BytesIO()
+    spec = RunSpec(rootfs, ("/bin/sh", "-c", f"cat /proc/self/cgroup; ({sleep} &)"), runtime_dir=tmp_path / "rt")
+    assert run_in_sandbox(spec, out, deletions) == 0
+    assert host_processes_with_cmdline(cmdline) == []  # already when the step returns
+    cgroups = [d for d in _cgroup_dirs(out.getvalue().decode()) if "kiln-" in d.name]
+    assert cgroups, out.getvalue()
+    deletions.wait()
+    assert list(containers(find_runtime(), tmp_path / "rt" / "runc")) == []
+    assert [d for d in cgroups if d.exists()] == []
 
 
 def test_hostname(rootfs: Path) -> None:

@@ -24,6 +24,7 @@ from kiln.engine.steps.add import context_git_auth
 from kiln.engine.steps.copy import ContextTree, RootfsTree, SourceTree
 from kiln.engine.steps.run import RunContext
 from kiln.oci.platform import Platform
+from kiln.sandbox.runc import Deletions
 from kiln.snapshot.ignore import IgnoreRules
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.layerstore import LayerStore
@@ -59,6 +60,7 @@ class BuildEnv:
     context: BuildContext
     work_dir: Path
     resolve_image: Callable[[str, Platform], Image]  # an image by name, for a platform
+    deletions: Deletions  # the build's finished RUN containers, deleted in the background; its owner waits
     origins: dict[str, BlobOrigin] = field(default_factory=dict)
     results: dict[int, StageResult] = field(default_factory=dict)
     extra_roots: list[StageRoot] = field(default_factory=list)
@@ -191,7 +193,7 @@ def run_context(env: BuildEnv) -> RunContext:
         allow=opts.allow,
         in_place=env.modes.in_place,
         work_dir=env.work_dir,
-        runner=env.modes.run_step,
+        runner=env.modes.runner(env.deletions),
         output=env.reporter.output_stream(),
         mount_root=lambda name: mount_root(env, name),
     )

@@ -35,6 +35,7 @@ from kiln.errors import UsageError
 from kiln.oci import mediatypes as mt
 from kiln.oci.platform import Platform
 from kiln.sandbox import reaper
+from kiln.sandbox.runc import Deletions
 from kiln.store.inuse import TrackedBlobStore
 from kiln.store.layerstore import LayerStore
 from kiln.store.mountinfo import remove_tree
@@ -151,6 +152,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
     reaper.track("remove", str(build_dir))  # if kiln is killed: its containers, mounts and files go too
     envs: list[BuildEnv] = []
     push_ahead: PushAhead | None = None
+    deletions = Deletions()
     try:
         stdin = sys.stdin.buffer if opts.context in ("-", "tar://stdin") else None
         git_auth = context_git_auth(opts.secret_sources(), opts.ssh_sources())
@@ -183,6 +185,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
                     shared=shared,
                     label_platforms=opts.multi_platform,
                     push_ahead=push_ahead,
+                    deletions=deletions,
                 )
                 for platform, plan in zip(opts.platforms, plans, strict=True)
             ]
@@ -204,6 +207,7 @@ def run_build(opts: BuildOptions, reporter: BuildEvents) -> BuildResult:
             reporter.summary(_summary(image, outputs, time.monotonic() - started))
             return BuildResult(image, outputs)
     finally:
+        deletions.wait()
         if push_ahead is not None:
             push_ahead.close()
         _close_envs(envs, opts.cleanup)

@@ -8,6 +8,7 @@ runc for overlay and flat roots, kiln's own process for in place.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from kiln.engine.options import BuildOptions
 from kiln.errors import UsageError
 from kiln.sandbox import RunSpec, run_in_sandbox
 from kiln.sandbox.inplace import run_in_place
-from kiln.sandbox.runc import can_create_containers
+from kiln.sandbox.runc import Deletions, can_create_containers
 from kiln.snapshot.walk import SnapshotMode
 from kiln.store.overlaymount import overlay_supported
 
@@ -42,9 +43,10 @@ class BuildModes:
         """Roots of images read by COPY --from: in place there is no mount either, so they are flat."""
         return "flat" if self.roots == "in-place" else self.roots
 
-    @property
-    def run_step(self) -> RunFunction:
-        return run_in_place if self.in_place else run_in_sandbox
+    def runner(self, deletions: Deletions) -> RunFunction:
+        """What runs a RUN step: kiln's own process in place, else runc (its finished containers go through
+        `deletions`)."""
+        return run_in_place if self.in_place else functools.partial(run_in_sandbox, deletions=deletions)
 
     def describe(self) -> str:
         return "overlay" if self.roots == "overlay" else f"{self.roots}, walking ({self.walk.value})"

@@ -19,7 +19,7 @@ from kiln.rootfs.paths import resolve_in_root
 from kiln.rootfs.users import ResolvedUser, resolve_user
 from kiln.sandbox import reaper
 from kiln.sandbox.ocispec import ContainerMount, runtime_config
-from kiln.sandbox.runc import check_can_create_containers, find_runtime, run_container
+from kiln.sandbox.runc import Deletions, check_can_create_containers, find_runtime, run_container
 from kiln.sandbox.spec import RunSpec, SecretMount, TmpfsMount
 from kiln.sandbox.stubs import MountStubs
 
@@ -134,10 +134,12 @@ def _bind(rel_target: str, source: str, readonly: bool) -> ContainerMount:
                           ("rbind", "nosuid", "nodev", "ro" if readonly else "rw"))
 
 
-def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
+def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None, deletions: Deletions | None = None) -> int:
     """Run one step in an OCI runtime container; stream its stdout+stderr to `output` (None: kiln's own);
     return its exit status (128+N when killed by signal N). Raises SandboxError when the sandbox itself cannot
-    be set up, and for an unknown USER. A command that is not found is the runtime's failure to start it."""
+    be set up, and for an unknown USER. A command that is not found is the runtime's failure to start it.
+    `deletions`: where the finished container is deleted in the background (its owner waits for them before
+    `spec.runtime_dir` goes); None: deleted before this returns."""
     if not spec.argv:
         raise SandboxError("RUN with an empty command")
     check_can_create_containers()
@@ -181,7 +183,8 @@ def run_in_sandbox(spec: RunSpec, output: BinaryIO | None = None) -> int:
             mounts=mounts,
             privileged=spec.privileged,
         )
-        return run_container(runtime, runtime_dir / "runc", name, scratch / "bundle", config, output)
+        return run_container(runtime, runtime_dir / "runc", name, scratch / "bundle", config, output,
+                             deletions if spec.runtime_dir is not None else None)
     raise AssertionError("unreachable")  # for mypy: ExitStack may swallow exceptions in general
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -94,15 +95,50 @@ def _runtime_error(log: Path) -> str:
     return errors[-1] if errors else ""
 
 
+class Deletions:
+    """`runc delete` of finished containers, in the background. A container with a PID namespace of its own is
+    over once its first process is reaped: the kernel ends every other process of the namespace before that
+    process's exit completes. What the delete then removes (runc's state directory and the empty cgroups) no
+    longer touches the step's root, so the step's snapshot need not wait for it (a runc start, ~5 ms a step).
+    `wait` before the state directory goes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: list[tuple[subprocess.Popen[bytes], str, str]] = []
+
+    def start(self, runtime: str, state_dir: Path, container_id: str) -> None:
+        process = subprocess.Popen(_runc(runtime, state_dir, "delete", "--force", container_id),
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with self._lock:
+            self._pending.append((process, str(state_dir), container_id))
+            finished = [entry for entry in self._pending if entry[0].poll() is not None]
+            self._pending = [entry for entry in self._pending if entry not in finished]
+        for _, state, name in finished:
+            reaper.untrack("container", state, name)
+
+    def wait(self) -> None:
+        """Until every delete started has finished."""
+        with self._lock:
+            pending, self._pending = self._pending, []
+        for process, state, name in pending:
+            process.wait()
+            reaper.untrack("container", state, name)
+
+
+def _own_pid_namespace(config: dict[str, Any]) -> bool:
+    return any(ns.get("type") == "pid" and "path" not in ns for ns in config.get("linux", {}).get("namespaces", ()))
+
+
 def run_container(
     runtime: str, state_dir: Path, container_id: str, bundle: Path, config: dict[str, Any],
-    output: BinaryIO | None,
+    output: BinaryIO | None, deletions: Deletions | None = None,
 ) -> int:
     """Run the container to its end; return the command's status (128+N when killed by signal N).
 
     runc runs detached, so that the command's stdout and stderr are kiln's pipe itself (a foreground runc
     copies each through a pipe of its own, and their order is lost); kiln is a child subreaper, so the
     container's first process becomes kiln's child when runc exits, and kiln waits for it directly.
+    With `deletions`, a container whose processes are all gone for certain is deleted in the background.
     """
     bundle.mkdir(mode=0o700)
     log = bundle / "runc.log"
@@ -155,8 +191,11 @@ def run_container(
         os.close(fifo_fd)
         if output is not None:
             os.close(out_r)
-    delete_container(runtime, state_dir, container_id)
-    reaper.untrack("container", str(state_dir), container_id)
+    if deletions is not None and _own_pid_namespace(config):
+        deletions.start(runtime, state_dir, container_id)
+    else:
+        delete_container(runtime, state_dir, container_id)
+        reaper.untrack("container", str(state_dir), container_id)
     status = os.waitstatus_to_exitcode(wait_status)
     return 128 - status if status < 0 else status
 
