@@ -136,6 +136,9 @@ class KilnBuilder:
         return [*argv, *flags]
 
     def run(self, case: Case, context: Path, dockerfile: Path, dest: str) -> RunOutcome:
+        return self._run_case(case, context, dockerfile, dest if case.push else None)
+
+    def _run_case(self, case: Case, context: Path, dockerfile: Path, dest: str | None) -> RunOutcome:
         before = self._blobs()
         if case.cold:
             t = self._run_cold(case, context, dockerfile, dest)
@@ -152,7 +155,7 @@ class KilnBuilder:
         error = "" if t.returncode == 0 else _last_error(t.stderr)
         return RunOutcome(t.seconds, t.peak_rss, t.returncode == 0, error, events, "\n".join(lines[-30:]))
 
-    def _run_cold(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+    def _run_cold(self, case: Case, context: Path, dockerfile: Path, dest: str | None) -> _Timed:
         """One build on an empty --kiln-dir, its base pulled (the Dockerfile names the base registry)."""
         shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
         try:
@@ -162,7 +165,7 @@ class KilnBuilder:
         finally:
             shutil.rmtree(self.cold_kiln_dir, ignore_errors=True)
 
-    def _run_rootless(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+    def _run_rootless(self, case: Case, context: Path, dockerfile: Path, dest: str | None) -> _Timed:
         """One build by the user kiln-rootless, on its own --kiln-dir (loaded by an untimed first build)."""
         kiln_dir = self.kiln_dir.parent / "kiln-rootless"
         as_user = kiln_command("kiln-rootless")
@@ -174,7 +177,7 @@ class KilnBuilder:
         argv = self._argv(context, dockerfile, dest, case.kiln_args, kiln_dir=kiln_dir)
         return timed_commands([([*as_user, *argv[1:]], None)], self.sampler_interval)
 
-    def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str) -> _Timed:
+    def _run_in_place(self, case: Case, context: Path, dockerfile: Path, dest: str | None) -> _Timed:
         """One `kiln build --in-place` in a fresh root on the tmpfs (untimed: making it and removing it)."""
         self.roots.mkdir(parents=True, exist_ok=True)
         layouts = {ref.rpartition("/")[2]: image.layout for ref, image in self.bases.items()}
@@ -239,7 +242,8 @@ class BuildahBuilder:
                              "-f", str(dockerfile), *target, *platform, *case.buildah_flags, str(context))  # fmt: skip
         push = buildah.argv(*(("manifest", "push", "--all") if several else ("push",)), "--quiet",
                             "--tls-verify=false", tag, f"docker://{dest}")  # fmt: skip
-        t = timed_commands([(build, buildah.env), (push, buildah.env)], self.sampler_interval)
+        commands = [(build, buildah.env), *([(push, buildah.env)] if case.push else [])]
+        t = timed_commands(commands, self.sampler_interval)
         if several:
             buildah("manifest", "rm", tag, check=False)
         if not any(f.startswith("--layers=true") for f in case.buildah_flags):

@@ -58,6 +58,8 @@ class Case:
     cold: bool = False
     """A CI build's start: every run on empty state (kiln: a fresh --kiln-dir; buildah: a fresh --root), the base
     pulled from a registry on 127.0.0.1 (bench/suite.py's base registry) instead of preloaded."""
+    push: bool = True
+    """The image goes to the bench's registry (False: both builders build it and leave it local)."""
 
     rootless: bool = False
     """kiln runs as the ordinary user kiln-rootless (scripts/install-deps.sh makes it), in a user namespace of its
@@ -166,6 +168,9 @@ CASES: list[Case] = [
          ("tenlayer",), _tenlayer_context),
     Case("big-file", "one 1 GiB file of random bytes written by RUN (debian)",
          "FROM localhost/bench/debian\nRUN head -c 1G /dev/urandom > /big.bin\n", ("debian",), heavy=True),
+    Case("big-file-local", "big-file, left local (no push): what making its layer costs, for the push line",
+         "FROM localhost/bench/debian\nRUN head -c 1G /dev/urandom > /big.bin\n", ("debian",), heavy=True,
+         push=False),
     Case("small-cold", "the small case from empty state, busybox pulled from the registry", SMALL, ("busybox",),
          _small_context, cold=True),
     Case("ten-runs-debian-cold", "ten-runs-debian from empty state, debian pulled from the registry",

@@ -5,7 +5,10 @@
   cumulative times) and of the wall time, with the slowest top-level imports of the last run;
 - per RUN: the `run-true` case's step times as kiln reports them (`step_done` seconds: sandbox start to snapshot
   done of a `RUN true`), the median over every step of every run; buildah reports no steps, so its line is the
-  case's median wall time (build + push) over its ten RUNs, an upper bound.
+  case's median wall time (build + push) over its ten RUNs, an upper bound;
+- push of a big layer: big-file (1 GiB of random bytes, pushed; its layer streams to the registry as it is
+  made) against big-file-local (the same build left local): what the push adds to the wall time, set against
+  the compressor's own time and against the time to make the layer without pushing it (tar + compress phases).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bench.paths import KILN
 from bench.results import CaseResult
 
 RUN_TRUE_CASE = "run-true"
+PUSHED_CASE, LOCAL_CASE = "big-file", "big-file-local"
 _LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( *)(\S+)")
 
 
@@ -86,6 +90,27 @@ def per_run(cases: list[CaseResult]) -> dict[str, Any] | None:
     }
 
 
+def push_cost(cases: list[CaseResult]) -> dict[str, Any] | None:
+    """What pushing a 1 GiB layer adds, from big-file and big-file-local."""
+    pushed, local = (next((c for c in cases if c.name == n and c.status == "ok"), None)
+                     for n in (PUSHED_CASE, LOCAL_CASE))  # fmt: skip
+    if pushed is None or local is None:
+        return None
+    with_push, without = pushed.median_seconds("kiln"), local.median_seconds("kiln")
+    phases = local.kiln_phases()
+    if with_push is None or without is None:
+        return None
+    layer = phases.get("tar", 0.0) + phases.get("compress", 0.0)
+    return {
+        "kiln_added_seconds": round(with_push - without, 3),
+        "kiln_compress_seconds": phases.get("compress"),
+        "kiln_layer_seconds_unpushed": round(layer, 3),
+        "kiln_layer_seconds_pushed": round(sum(pushed.kiln_phases().get(k, 0.0) for k in ("tar", "compress")), 3),
+        "buildah_added_seconds": round((pushed.median_seconds("buildah") or 0.0)
+                                       - (local.median_seconds("buildah") or 0.0), 3),
+    }
+
+
 def overhead_lines(overheads: dict[str, Any]) -> str:
     lines = []
     for what, m in (overheads.get("imports") or {}).items():
@@ -102,6 +127,13 @@ def overhead_lines(overheads: dict[str, Any]) -> str:
         buildah = f"; buildah <= {upper * 1000:.0f} ms (its wall time / 10)" if upper is not None else ""
         lines.append(f"per RUN (RUN true, sandbox start to snapshot done): kiln {step:.0f} ms "
                      f"(median of {run['kiln_steps']} steps){buildah}")  # fmt: skip
+    push = overheads.get("push")
+    if push:
+        added = push["kiln_added_seconds"]
+        lines.append(f"push of a 1 GiB layer (big-file vs big-file-local): kiln adds {added:.2f} s "
+                     f"(layer made in {push['kiln_layer_seconds_unpushed']:.2f} s unpushed, "
+                     f"{push['kiln_layer_seconds_pushed']:.2f} s while streaming; compressor "
+                     f"{push['kiln_compress_seconds']:.2f} s); buildah adds {push['buildah_added_seconds']:.2f} s")
     return "\n".join(line for line in lines if line)
 
 

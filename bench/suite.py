@@ -12,7 +12,7 @@ from bench.builders import BuildahBuilder, KilnBuilder
 from bench.cases import Case
 from bench.images import BaseImages, prepare_bases
 from bench.machine import describe_machine
-from bench.overheads import import_times, per_run
+from bench.overheads import import_times, per_run, push_cost
 from bench.paths import RESULTS, bench_cache_dir, use_test_support
 from bench.pushed import empty_storage, stored_bytes
 from bench.report import render, write_json
@@ -190,7 +190,7 @@ def run_suite(cases: list[Case], settings: Settings) -> tuple[list[CaseResult], 
                 bench.base_registry.stop()
             buildah.cleanup()
     targets = evaluate(results, gzip)
-    overheads = {"imports": imports, "per_run": per_run(results)}
+    overheads = {"imports": imports, "per_run": per_run(results), "push": push_cost(results)}
     report = render(results, targets, settings.to_json(), overheads)
     path = write_json(settings.results_dir, machine, settings.to_json(), gzip, results, targets_json(targets),
                       overheads)  # fmt: skip

@@ -4,10 +4,12 @@ cross-repository mounts for the base layers, and an image skopeo reads back with
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
+from support.images import read_layer_file
 from support.registry import Registry
 
 
@@ -86,3 +88,23 @@ def test_the_base_layers_are_pushed_while_the_steps_run(registry: Registry, tmp_
             times.setdefault(what, datetime.fromisoformat(fields["time"].replace("Z", "+00:00")))
     assert set(times) == {"layer", "manifest"}, times
     assert (times["manifest"] - times["layer"]).total_seconds() >= 2, times
+
+
+def test_a_big_layer_is_streamed_to_the_registry_as_it_is_made(registry: Registry, tmp_path: Path) -> None:
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    big = os.urandom(40 << 20)  # incompressible: its layer is over two stream chunks
+    (ctx / "big.bin").write_bytes(big)
+    (ctx / "Dockerfile").write_text("FROM scratch\nCOPY big.bin /big.bin\n")
+    ref = registry.ref("kiln/streamed")
+    mark = registry.log_mark()
+    r = _kiln("build", "--context", str(ctx), "--kiln-dir", str(tmp_path / "kiln"), "--insecure", "-d", ref)
+    assert r.returncode == 0, r.stderr
+    requests = registry.requests_since(mark)
+    patches = [uri for method, uri, status in requests if method == "PATCH" and status == 202]
+    assert len(patches) >= 2, requests
+    # skopeo checks every blob's digest on the way; the file is the context's.
+    layout = tmp_path / "copied"
+    subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{ref}", f"oci:{layout}:t"],
+                   capture_output=True, check=True)
+    assert read_layer_file(layout, "t", "big.bin") == big

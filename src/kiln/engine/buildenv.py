@@ -34,7 +34,7 @@ from kiln.transports.layercache import LayerCacheStore
 from kiln.transports.registry.sources import BlobOrigin
 
 if TYPE_CHECKING:
-    from kiln.transports.registry.push import PushAhead
+    from kiln.transports.registry.ahead import PushAhead
 
 
 @dataclass

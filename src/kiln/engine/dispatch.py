@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kiln.context.git import is_git_url
 from kiln.dockerfile.expand import Expander
@@ -35,6 +36,10 @@ from kiln.oci.config import History, ImageConfig
 from kiln.oci.descriptor import Descriptor
 from kiln.snapshot.changes import Changes
 from kiln.transports.image import Image
+from kiln.transports.registry.sources import StoreBlobs
+
+if TYPE_CHECKING:
+    from kiln.transports.registry.ahead import PushAhead
 
 # What a writing step does: it runs and returns the paths it wrote (None: let the snapshotter find them).
 Execute = Callable[[], list[str] | None]
@@ -55,17 +60,27 @@ def env_tuple(env: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(f"{k}={v}" for k, v in env.items())
 
 
-def make_layer(env: BuildEnv, changes: Changes, docker_format: bool) -> BuiltLayer:
+def make_layer(env: BuildEnv, changes: Changes, docker_format: bool, ahead: PushAhead | None = None) -> BuiltLayer:
+    """The step's layer in the blob store; with `ahead` (the target's), streamed to its registry as it is made."""
     media_type = mt.layer_media_type(env.opts.compression, docker_format)
     started = time.monotonic()
-    layer = write_layer_blob(
-        changes,
-        env.blobs,
-        compression=env.opts.compression,
-        level=env.opts.compression_level,
-        media_type=media_type,
-        timestamp=env.timestamp,
-    )
+    upload = ahead.stream() if ahead is not None else None
+    try:
+        layer = write_layer_blob(
+            changes,
+            env.blobs,
+            compression=env.opts.compression,
+            level=env.opts.compression_level,
+            media_type=media_type,
+            timestamp=env.timestamp,
+            also=upload,
+        )
+    except BaseException:
+        if upload is not None:
+            upload.abort()
+        raise
+    if ahead is not None and upload is not None:
+        ahead.streamed(upload, layer.descriptor, StoreBlobs(env.blobs, env.origins))
     elapsed = time.monotonic() - started
     env.reporter.phase("tar", elapsed - layer.compress_seconds, layer.uncompressed_size, diff_id=layer.diff_id)
     env.reporter.phase("compress", layer.compress_seconds, layer.descriptor.size, diff_id=layer.diff_id)
@@ -120,6 +135,7 @@ class StepRunner:
     state: StageState
     single: bool  # --single-snapshot: steps write, the stage's one snapshot is taken at its end
     cache: StageCache | None
+    ahead: PushAhead | None = None  # the target stage's: its layers go to the registries as they are made
 
     def run(self, instr: Instruction, where: SourceLocation) -> BuiltLayer | None:
         if self.cache is not None:
@@ -237,7 +253,8 @@ class StepRunner:
         declared = execute()
         env.reporter.phase("execute", time.monotonic() - started, None, instruction=instr.keyword)
         started = time.monotonic()
-        layer = root.finish_step(declared, lambda changes: make_layer(env, changes, self.state.docker_format))
+        layer = root.finish_step(declared, lambda changes: make_layer(env, changes, self.state.docker_format,
+                                                                              self.ahead))
         # Finding the changes only: the layer's own tar and compress phases are reported apart.
         env.reporter.phase("snapshot", time.monotonic() - started - (layer.seconds if layer else 0.0), None)
         record(env, self.state, layer, history)

@@ -43,7 +43,7 @@ from kiln.transports.blobstore import BlobStore
 from kiln.transports.image import Built, Image, ImageIndex, assemble_image, assemble_index
 
 if TYPE_CHECKING:
-    from kiln.transports.registry.push import PushAhead
+    from kiln.transports.registry.ahead import PushAhead
 
 K = TypeVar("K")
 T = TypeVar("T")
@@ -238,7 +238,7 @@ def _push_ahead(opts: BuildOptions) -> PushAhead | None:
     if not opts.destinations or opts.no_push:
         return None
     from kiln.transports.registry import registry_options
-    from kiln.transports.registry.push import PushAhead
+    from kiln.transports.registry.ahead import PushAhead
 
     return PushAhead(list(opts.destinations), registry_options(opts.registry, pull=False))
 

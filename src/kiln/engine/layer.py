@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import cast
 
-from kiln.layers.compress import CompressingWriter
+from kiln.layers.compress import CompressingWriter, Writable
 from kiln.layers.tarwriter import write_layer_tar
 from kiln.oci.descriptor import Descriptor
 from kiln.snapshot.changes import Changes
@@ -29,21 +30,33 @@ def write_layer_blob(
     level: int | None,
     media_type: str,
     timestamp: int | None,
+    also: Writable | None = None,
 ) -> BuiltLayer:
+    """`also`: where the compressed bytes go too as they are made (a registry upload); it must not raise."""
     started = time.monotonic()
-    with store.writer() as blob:
-        tar_out = CompressingWriter(blob, compression, level)  # type: ignore[arg-type]
+    # The compressor hashes the blob as it makes it; the store need not hash it again.
+    with store.writer(hashed=False) as blob:
+        stored = cast(Writable, blob)
+        tar_out = CompressingWriter(stored if also is None else _Both(stored, also), compression, level)  # type: ignore[arg-type]
         write_layer_tar(changes.root, changes.paths, changes.deletions, tar_out, timestamp=timestamp)
         digests = tar_out.close()
         compress_seconds = tar_out.compress_seconds
-        digest = blob.commit()
-    if digest != digests.digest:
-        # The blob writer and the compressor hash the same bytes; disagreement means a bug, never a user error.
-        raise AssertionError(f"layer digest disagreement: {digest} != {digests.digest}")
+        blob.commit(digests.digest)
     return BuiltLayer(
-        Descriptor(media_type, digest, digests.size),
+        Descriptor(media_type, digests.digest, digests.size),
         digests.diff_id,
         digests.uncompressed_size,
         time.monotonic() - started,
         compress_seconds,
     )
+
+
+class _Both:
+    def __init__(self, first: Writable, second: Writable) -> None:
+        self._first = first
+        self._second = second
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        self._first.write(data)
+        self._second.write(data)
+        return len(data)

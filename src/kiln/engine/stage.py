@@ -113,7 +113,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
         total = len(st.instructions)
         single = env.modes.single_snapshot
         cache = stage_cache(env, st, base) if not single else None
-        steps = StepRunner(env, scope, root, state, single, cache)
+        steps = StepRunner(env, scope, root, state, single, cache, ahead)
         if single:
             root.begin_step()
             begin_discovery(root)
@@ -137,7 +137,7 @@ def build_stage(env: BuildEnv, st: StagePlan) -> StageResult:
             cached = cache is not None and cache.hit
             env.reporter.step_finished(layer.descriptor.size if layer else None, "cached" if cached else "")
         if single:
-            layer = root.finish_step(None, lambda ch: make_layer(env, ch, state.docker_format))
+            layer = root.finish_step(None, lambda ch: make_layer(env, ch, state.docker_format, ahead))
             if ahead is not None and layer is not None:
                 ahead.send(layer.descriptor, StoreBlobs(env.blobs, env.origins))
             record(env, state, layer, "single snapshot of the stage")

@@ -360,6 +360,7 @@ def _ingest_layer_file(archive: _Archive, name: str, diff_id: str, store: BlobSt
             actual = "sha256:" + diff.hexdigest()
             if actual != diff_id:
                 raise DigestMismatch(f"{what} (uncompressed)", diff_id, actual)
+            assert w.hash is not None  # a hashed writer
             size = w.hash.size
             digest = w.commit()
     return Descriptor(mt.DOCKER_LAYER_GZIP, digest, size)

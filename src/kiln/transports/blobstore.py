@@ -32,26 +32,32 @@ CHUNK = 1 << 20
 
 
 class BlobWriter:
-    """A temporary file in the store whose digest is learnt as it is written; ``commit`` puts it in place."""
+    """A temporary file in the store whose digest is learnt as it is written; ``commit`` puts it in place.
+    Unhashed: the writer's producer hashes the same bytes itself (a layer's compressor) and gives the digest to
+    ``commit``; hashing a layer twice costs a second of CPU per GiB."""
 
-    def __init__(self, store: BlobStore) -> None:
+    def __init__(self, store: BlobStore, hashed: bool = True) -> None:
         self._store = store
         fd, name = tempfile.mkstemp(prefix=".tmp-", dir=store.tmp_dir())
         fcntl.flock(fd, fcntl.LOCK_EX)  # released when the file is closed: it is being written
         self.tmp_path = Path(name)
         self.file: BinaryIO = os.fdopen(fd, "wb")
-        self.hash = DigestingHash()
+        self.hash = DigestingHash() if hashed else None
         self._done = False
 
     def write(self, data: bytes) -> int:
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.file.write(data)
         return len(data)
 
-    def commit(self) -> str:
-        """Close, move into place under its digest, and return that digest."""
+    def commit(self, digest: str | None = None) -> str:
+        """Close, move into place under its digest (learnt, or given to an unhashed writer), return it."""
         self.file.close()
-        digest = self.hash.digest
+        if self.hash is not None:
+            digest = self.hash.digest
+        elif digest is None:
+            raise ValueError("an unhashed blob is committed under the digest its producer computed")
         self._store._place(self.tmp_path, digest)
         self._done = True
         return digest
@@ -282,9 +288,9 @@ class BlobStore:
         os.replace(tmp, final)
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[BlobWriter]:
+    def writer(self, hashed: bool = True) -> Iterator[BlobWriter]:
         """Write a blob whose digest is known only at the end; aborted (temp removed) on an exception."""
-        w = BlobWriter(self)
+        w = BlobWriter(self, hashed)
         try:
             yield w
         finally:

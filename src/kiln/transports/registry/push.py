@@ -9,9 +9,7 @@ is in place before a manifest that names it is written, and any failure raises: 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import BinaryIO
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -29,7 +27,7 @@ from kiln.transports.registry.sources import BlobOrigin, KnowsBlobOrigins
 
 log = logging.getLogger("kiln.registry.push")
 
-_OCTET = "application/octet-stream"
+OCTET = "application/octet-stream"
 
 # What registries answer when a push would move an immutable tag (kaniko's list): Artifact Registry, then ECR.
 IMMUTABLE_TAG_MESSAGES = (
@@ -42,7 +40,7 @@ def is_immutable_tag_error(error: RegistryError) -> bool:
     return any(m in error.msg for m in IMMUTABLE_TAG_MESSAGES)
 
 
-def _with_query(url: str, **extra: str) -> str:
+def with_query(url: str, **extra: str) -> str:
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True) + list(extra.items())
     return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
@@ -65,7 +63,7 @@ class _LimitedReader:
         return data
 
 
-class _BlobPusher:
+class BlobPusher:
     def __init__(
         self,
         client: RegistryClient,
@@ -152,10 +150,10 @@ class _BlobPusher:
             body = lambda: self.blobs.open_blob(desc)  # noqa: E731
         resp = self._send(
             "PUT",
-            _with_query(location, digest=desc.digest),
+            with_query(location, digest=desc.digest),
             scopes,
             body,
-            {"Content-Type": _OCTET, "Content-Length": str(desc.size if body else 0)},
+            {"Content-Type": OCTET, "Content-Length": str(desc.size if body else 0)},
         )
         resp.close()
         if resp.status_code != 201:
@@ -176,7 +174,7 @@ class _BlobPusher:
                     scopes,
                     lambda r=reader: r,  # type: ignore[misc]
                     {
-                        "Content-Type": _OCTET,
+                        "Content-Type": OCTET,
                         "Content-Length": str(n),
                         "Content-Range": f"{offset}-{offset + n - 1}",
                     },
@@ -253,7 +251,7 @@ def _push_to_repository(
     reference = str(targets[0])
     sent: set[str] = set()  # a blob two platforms share goes up once
     for image in images_of(built):
-        pusher = _BlobPusher(client, repository, reference, image.blobs, origins, opts)
+        pusher = BlobPusher(client, repository, reference, image.blobs, origins, opts)
         layers = list({d.digest: d for d in image.layers if not d.urls and d.digest not in sent}.values())
         run_all(pusher.push, layers, opts.max_concurrent_transfers, "kiln-push")
         sent.update(d.digest for d in layers)
@@ -304,46 +302,3 @@ def _put_manifest(
     returned = resp.headers.get("Docker-Content-Digest")
     if returned and returned != manifest.digest:
         raise RegistryError(f"registry stored the manifest as {returned}, not {manifest.digest}", str(ref))
-
-
-class PushAhead:
-    """Blobs of an image still being built, sent to its destinations while the build goes on (a base image's
-    layers while the steps run, each step's layer once it is made), so that the push at the end has only the
-    config and the manifests left to send. Best effort: a blob that fails here is sent again, or its error
-    reported, by push_image, which sends only what a registry lacks."""
-
-    def __init__(self, refs: list[str], opts: RegistryOptions) -> None:
-        self._opts = opts
-        self._targets = list({(r.registry, r.repository): r for r in map(Reference.parse, refs)}.items())
-        self._clients: dict[str, RegistryClient] = {}
-        self._sent: set[tuple[str, str]] = set()
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=max(1, opts.max_concurrent_transfers),
-                                        thread_name_prefix="kiln-push-ahead")  # fmt: skip
-        self._futures: list[Future[object]] = []
-
-    def send(self, desc: Descriptor, blobs: BlobReader) -> None:
-        if desc.urls:
-            return  # a foreign layer stays where its URLs say
-        for (registry, repository), ref in self._targets:
-            with self._lock:
-                if (repository, desc.digest) in self._sent:
-                    continue
-                self._sent.add((repository, desc.digest))
-                client = self._clients.get(registry) or self._clients.setdefault(
-                    registry, RegistryClient(registry, self._opts))
-            pusher = _BlobPusher(client, repository, str(ref), blobs, {}, self._opts)
-            self._futures.append(self._pool.submit(pusher.push, desc))
-
-    def wait(self) -> None:
-        """Until every blob sent ahead is up (or has failed: push_image will see to it)."""
-        for future in self._futures:
-            try:
-                future.result()
-            except Exception as e:  # noqa: BLE001 - reported by push_image, which sends the blob again
-                log.debug("pushing ahead failed, left to the push: %s", e)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
-        for client in self._clients.values():
-            client.close()
