@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,10 @@ from support.mounts import mounts_under, unmount_under  # noqa: E402
 @contextmanager
 def mounted_tmpfs(size: str = "20g", prefix: str = "kiln-bench-") -> Iterator[Path]:
     """A tmpfs of at most `size` (pages are only used when written), removed with its contents at the end."""
-    parent = Path(tempfile.mkdtemp(prefix=prefix))
+    # Lower-case letters and digits only: buildah reads `oci:` layouts below it as image names, which a
+    # component like mkdtemp's "kdz1ptl_" (a trailing underscore) breaks.
+    parent = Path(tempfile.gettempdir()) / f"{prefix}{uuid.uuid4().hex[:12]}"
+    parent.mkdir(mode=0o700)
     parent.chmod(0o755)  # the rootless cases' user reads contexts and bases below it
     mount_point = parent / "tmpfs"
     mount_point.mkdir()

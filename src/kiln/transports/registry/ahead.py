@@ -24,9 +24,10 @@ from kiln.transports.registry.reference import Reference
 log = logging.getLogger("kiln.registry.push")
 
 # A layer is streamed in PATCH requests of this size; one smaller than a chunk is pushed once made, as any blob.
-STREAM_CHUNK = 16 << 20
+STREAM_CHUNK = 8 << 20
 # Chunks waiting for the upload: when the registry is slower than the layer is made, the writer waits for it
-# (memory stays at a few chunks) rather than the push falling behind.
+# (memory stays at a few chunks: the pieces being gathered, one waiting, one being sent) rather than the push
+# falling behind.
 _QUEUED_CHUNKS = 1
 
 
@@ -40,8 +41,9 @@ class LayerUpload:
         self._repository = repository
         self._reference = reference
         self._chunk = chunk
-        self._buffer = bytearray()
-        self._queue: queue.Queue[bytearray | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
+        self._pieces: list[bytes] = []  # what the compressor gave since the last chunk, kept as it came
+        self._gathered = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=_QUEUED_CHUNKS)
         self._thread: threading.Thread | None = None
         self._failed = False
         self._location = ""
@@ -49,13 +51,16 @@ class LayerUpload:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         if not self._failed:
-            self._buffer += data
-            if len(self._buffer) >= self._chunk:
-                chunk, self._buffer = self._buffer, bytearray()  # handed over as it is: no copy
-                self._hand_over(chunk)
+            self._pieces.append(data if isinstance(data, bytes) else bytes(data))
+            self._gathered += len(data)
+            if self._gathered >= self._chunk:
+                self._hand_over()
         return len(data)
 
-    def _hand_over(self, chunk: bytearray) -> None:
+    def _hand_over(self) -> None:
+        chunk = b"".join(self._pieces)  # bytes: requests would take a bytearray for an iterable of chunks
+        self._pieces.clear()
+        self._gathered = 0
         if self._thread is None:
             self._thread = threading.Thread(target=self._upload, name="kiln-layer-upload", daemon=True)
             self._thread.start()
@@ -67,9 +72,8 @@ class LayerUpload:
         if self._thread is None or self._failed:
             self.abort()
             return False
-        if self._buffer:
-            chunk, self._buffer = self._buffer, bytearray()
-            self._hand_over(chunk)
+        if self._pieces:
+            self._hand_over()
         self._queue.put(None)
         self._thread.join()
         if self._failed or self._offset != desc.size:
@@ -87,7 +91,7 @@ class LayerUpload:
         """Stop streaming (the layer failed, or is not pushed this way after all). Not waited for: a ^C must not
         wait for a slow registry to answer the request in flight; the thread ends with it."""
         self._failed = True
-        self._buffer.clear()
+        self._pieces.clear()
         if self._thread is not None:
             self._drain()
             self._queue.put(None)
@@ -113,8 +117,7 @@ class LayerUpload:
                 end = self._offset + len(chunk) - 1
                 headers = {"Content-Type": OCTET, "Content-Length": str(len(chunk)),
                            "Content-Range": f"{self._offset}-{end}"}
-                # bytes: requests would take a bytearray for an iterable of chunks
-                resp = self._request("PATCH", self._location, headers, bytes(chunk))
+                resp = self._request("PATCH", self._location, headers, chunk)
                 resp.close()
                 if resp.status_code != 202:
                     raise OSError(f"PATCH at offset {self._offset} answered {resp.status_code}")
