@@ -9,40 +9,30 @@ modification times are.
 
 from __future__ import annotations
 
-import bz2
-import lzma
 import os
 import shutil
 import stat
 import tarfile
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
-import zstandard
 from isal import igzip
 from isal.igzip_lib import IsalError
 
 from kiln.errors import ContextError
+from kiln.layers.compress import stream_errors
 
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 _XZ = b"\xfd7zXZ\x00"
 _BZIP2 = b"BZh"
 
-# What a damaged or truncated archive raises somewhere in the decompressor or tarfile.
-_CORRUPT: tuple[type[BaseException], ...] = (
-    tarfile.TarError,
-    cast(type[BaseException], IsalError),  # isal types it as an instance
-    EOFError,
-    zlib.error,
-    lzma.LZMAError,
-    zstandard.ZstdError,
-    OSError,
-    ValueError,
-)
+
+def _corrupt() -> tuple[type[BaseException], ...]:
+    """What a damaged or truncated archive raises somewhere in the decompressor or tarfile."""
+    return (tarfile.TarError, cast(type[BaseException], IsalError), *stream_errors(), ValueError)
 
 
 @contextmanager
@@ -55,12 +45,18 @@ def _decompressed(raw: BinaryIO) -> Iterator[IO[bytes]]:
         with gzstream:
             yield gzstream
     elif head.startswith(_ZSTD):
+        import zstandard
+
         with zstandard.ZstdDecompressor().stream_reader(raw, closefd=False) as zstream:
             yield zstream
     elif head.startswith(_XZ):
+        import lzma
+
         with lzma.LZMAFile(raw, "rb") as xstream:
             yield xstream
     elif head.startswith(_BZIP2):
+        import bz2
+
         with bz2.BZ2File(raw, "rb") as bstream:
             yield bstream
     else:
@@ -90,7 +86,7 @@ def extract_tarball(archive: Path, dest: Path, name: str) -> None:
                 os.utime(path, (mtime, mtime), follow_symlinks=False)
     except ContextError:
         raise
-    except _CORRUPT as err:
+    except _corrupt() as err:
         raise ContextError(f"{name}: cannot unpack the build context archive: {err}") from err
 
 

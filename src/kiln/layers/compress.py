@@ -11,17 +11,15 @@ usual gzip levels 1-9 are mapped onto them (see ``isal_level``).
 
 from __future__ import annotations
 
-import bz2
 import hashlib
 import io
-import lzma
+import sys
 import time
 import zlib
 from dataclasses import dataclass
 from types import TracebackType
 from typing import BinaryIO, Literal, Protocol, cast
 
-import zstandard
 from isal import igzip, isal_zlib
 
 from kiln.errors import ImageFormatError
@@ -41,6 +39,15 @@ _FEED = 1 << 20
 
 # isal's stubs declare its error as an instance; it is the exception class.
 _ISAL_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
+
+
+def stream_errors() -> tuple[type[BaseException], ...]:
+    """What a decompressor raises on a damaged stream. zstd, xz and bzip2 are imported only by streams that use
+    them (zstandard alone costs ~8 ms of every start), so their errors are in the list once loaded: until then
+    nothing can raise them."""
+    loaded = [getattr(sys.modules[m], name) for m, name in (("zstandard", "ZstdError"), ("lzma", "LZMAError"))
+              if m in sys.modules]  # fmt: skip
+    return (EOFError, OSError, zlib.error, _ISAL_ERROR, *loaded)
 
 
 class Readable(Protocol):
@@ -119,6 +126,8 @@ class CompressingWriter:
             self._gzip = isal_zlib.compressobj(isal_level(level), isal_zlib.DEFLATED, 31)
         elif compression == "zstd":
             # Single-threaded: multi-threaded zstd output differs from single-threaded output.
+            import zstandard
+
             self._zstd = zstandard.ZstdCompressor(
                 level=ZSTD_DEFAULT_LEVEL if level is None else level
             ).compressobj()
@@ -249,7 +258,7 @@ class _Checked(io.RawIOBase):
         view = memoryview(buf).cast("B")
         try:
             data = self._inner.read(len(view))
-        except (EOFError, OSError, zlib.error, _ISAL_ERROR, zstandard.ZstdError, lzma.LZMAError) as e:
+        except stream_errors() as e:
             raise ImageFormatError(f"corrupt or truncated {self._kind} stream: {e}") from e
         assert data is not None
         view[: len(data)] = data
@@ -298,10 +307,16 @@ def open_decompressed(src: Readable) -> BinaryIO:
     if kind == "gzip":
         inner = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
     elif kind == "zstd":
+        import zstandard
+
         inner = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=False)
     elif kind == "bzip2":
+        import bz2
+
         inner = bz2.BZ2File(raw, mode="rb")  # noqa: SIM115 (returned open)
     elif kind == "xz":
+        import lzma
+
         inner = lzma.LZMAFile(raw, mode="rb")  # noqa: SIM115 (returned open)
     else:
         return cast(BinaryIO, raw)
