@@ -10,6 +10,7 @@ from typing import Any
 
 from bench.builders import BuildahBuilder, KilnBuilder
 from bench.cases import Case
+from bench.goals import issue_goals
 from bench.images import BaseImages, prepare_bases
 from bench.machine import describe_machine
 from bench.overheads import import_times, per_run, push_cost
@@ -189,8 +190,8 @@ def run_suite(cases: list[Case], settings: Settings) -> tuple[list[CaseResult], 
             if bench.base_registry is not None:
                 bench.base_registry.stop()
             buildah.cleanup()
-    targets = evaluate(results, gzip)
     overheads = {"imports": imports, "per_run": per_run(results), "push": push_cost(results)}
+    targets = evaluate(results, gzip) + issue_goals(results, overheads)
     report = render(results, targets, settings.to_json(), overheads)
     path = write_json(settings.results_dir, machine, settings.to_json(), gzip, results, targets_json(targets),
                       overheads)  # fmt: skip

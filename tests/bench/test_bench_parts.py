@@ -16,10 +16,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from bench.cases import CASES, case_by_name  # noqa: E402
+from bench.goals import issue_goals  # noqa: E402
 from bench.inplace import BASES, CONTEXT, HOST_USR, KILN_DIR, MARKER, InPlaceRoot  # noqa: E402
 from bench.memory import TreeSampler  # noqa: E402
+from bench.overheads import push_cost  # noqa: E402
 from bench.paths import KILN, REPO  # noqa: E402
 from bench.phases import median_phases, parse_events, phase_seconds, slowest_phase  # noqa: E402
+from bench.results import CaseResult, Run  # noqa: E402
 
 from support.mounts import mounts_under  # noqa: E402
 
@@ -202,3 +205,23 @@ def test_killing_the_in_place_run_kills_all_inside(tmp_path: Path) -> None:
     assert _sleepers(arg) == []
     assert mounts_under(tmp_path) == []
     root.remove()
+
+
+def test_issue_goals_pass_fail_or_say_what_is_missing() -> None:
+    def case(name: str, seconds: float, phases: dict[str, float] | None = None) -> CaseResult:
+        return CaseResult(name, "", runs=[Run("kiln", 0, seconds, 50_000_000, 0, True, phases=phases or {})])
+
+    cases = [case("small", 0.4), case("one-run", 0.5), case("big-file", 10.0),
+             case("big-file-local", 8.0, {"compress": 1.0, "tar": 3.0})]  # fmt: skip
+    overheads = {"imports": {"kiln --version": {"wall_seconds_median": 0.05}},
+                 "per_run": {"kiln_step_seconds_median": 0.036}, "push": push_cost(cases)}  # fmt: skip
+    got = {t.name: (t.status, t.detail) for t in issue_goals(cases, overheads)}
+    assert got["the small case <= 0.5 s"][0] == "pass"
+    assert got["one RUN <= 0.35 s"] == ("fail", "one-run: 0.50 s")
+    assert got["ten one-line RUNs on a warm base <= 1 s"][0] == "n/a"
+    assert got["kiln --version <= 0.1 s wall"][0] == "pass"
+    assert got["FROM scratch COPY build <= 0.2 s wall"][0] == "n/a"
+    assert got["per RUN <= 40 ms"][0] == "pass"
+    status, detail = got["pushing a layer adds <= 1.1 x its compression time"]
+    assert status == "fail" and "adds 2.00 s = 2.0 x" in detail
+    assert got["peak RSS <= 150 MB in every case"][0] == "pass"
