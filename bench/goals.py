@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from bench.results import CaseResult
-from bench.targets import Target
+from bench.targets import Target, memory_target
 
 _WALL_GOALS = (  # case, seconds, what
     ("small", 0.5, "the small case"),
@@ -60,16 +60,6 @@ def _push(push: dict[str, Any] | None) -> Target:
     return Target(goal, "pass" if added <= PUSH_FACTOR * compress else "fail", detail)
 
 
-def _memory(cases: list[CaseResult]) -> Target:
-    goal = f"peak RSS <= {PEAK_BYTES / 1e6:.0f} MB in every case"
-    peaks = {c.name: p for c in cases if (p := c.peak_rss("kiln")) is not None}
-    if not peaks:
-        return Target(goal, "n/a", "no kiln run succeeded")
-    worst = max(peaks, key=lambda k: peaks[k])
-    detail = f"highest {peaks[worst] / 1e6:.0f} MB in {worst}"
-    return Target(goal, "pass" if peaks[worst] <= PEAK_BYTES else "fail", detail)
-
-
 def issue_goals(cases: list[CaseResult], overheads: dict[str, Any]) -> list[Target]:
     by_name = {c.name: c for c in cases if c.status == "ok"}
     imports = overheads.get("imports") or {}
@@ -78,5 +68,5 @@ def issue_goals(cases: list[CaseResult], overheads: dict[str, Any]) -> list[Targ
         *(_wall(by_name, name, limit, what) for name, limit, what in _WALL_GOALS),
         _per_run(overheads.get("per_run")),
         _push(overheads.get("push")),
-        _memory(cases),
+        memory_target(cases, PEAK_BYTES),
     ]
