@@ -11,8 +11,10 @@ from faultproxy import Fault
 
 from conftest import DictBlobs
 from kiln.oci.descriptor import Descriptor
+from kiln.transports.blobstore import BlobStore
 from kiln.transports.registry.ahead import STREAM_CHUNK, PushAhead
 from kiln.transports.registry.options import RegistryOptions
+from kiln.transports.registry.sources import StoreBlobs
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
@@ -108,5 +110,31 @@ def test_the_same_layer_made_twice_is_sent_once(registry, plain_opts: RegistryOp
         ahead.close()
     puts = [uri for method, uri, status in registry.requests_since(mark) if method == "PUT" and status == 201]
     assert sum(desc.digest.split(":")[1] in uri for uri in puts) == 1, puts
+    status, _, body = registry.get(f"/v2/{repo}/blobs/{desc.digest}")
+    assert status == 200 and body == data
+
+
+def test_a_base_layer_still_arriving_is_pushed_whole_at_the_first_try(registry, plain_opts, tmp_path) -> None:
+    # A cold build pushes its base's layers ahead while they are still being pulled into the store: the upload
+    # reads the blob as it grows, and must say its length (sent chunked, registries answer 500, and the push
+    # waited half a second to try again).
+    data, desc = _blob(3 << 20)
+    repo = f"kiln/arriving-{desc.digest[7:19]}"
+    store = BlobStore(tmp_path / "store")
+    receiver = store.receive(desc.digest, desc.size)
+    assert receiver is not None
+    receiver.write(data[: 1 << 20])
+    mark = registry.log_mark()
+    ahead = PushAhead([registry.ref(repo, "t")], plain_opts)
+    try:
+        ahead.send(desc, StoreBlobs(store))
+        time.sleep(0.3)
+        receiver.write(data[1 << 20:])
+        receiver.commit()
+        ahead.wait()
+    finally:
+        ahead.close()
+    statuses = [(m, s) for m, _, s in registry.requests_since(mark)]
+    assert [(m, s) for m, s in statuses if s >= 400 and m != "HEAD"] == [], statuses
     status, _, body = registry.get(f"/v2/{repo}/blobs/{desc.digest}")
     assert status == 200 and body == data

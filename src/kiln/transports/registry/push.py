@@ -63,6 +63,15 @@ class _LimitedReader:
         return data
 
 
+class _SizedBlob(_LimitedReader):
+    """A whole blob as a body of known length, closed with the request. A blob still arriving in the store (a
+    base layer pushed ahead while it is pulled) reads as it grows and has no size of its own: without one,
+    requests would send it chunked beside the Content-Length, which registries refuse."""
+
+    def close(self) -> None:
+        self._f.close()
+
+
 class BlobPusher:
     def __init__(
         self,
@@ -147,7 +156,7 @@ class BlobPusher:
             location = self._patch_chunks(desc, location, scopes)
             body: Callable[[], object] | None = None
         else:
-            body = lambda: self.blobs.open_blob(desc)  # noqa: E731
+            body = lambda: _SizedBlob(self.blobs.open_blob(desc), desc.size)  # noqa: E731
         resp = self._send(
             "PUT",
             with_query(location, digest=desc.digest),
