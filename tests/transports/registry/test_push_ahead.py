@@ -4,15 +4,18 @@ once known, and sent from the store instead when the stream fails or the layer i
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import threading
 import time
 
+import requests
 from faultproxy import Fault
 
 from conftest import DictBlobs
 from kiln.oci.descriptor import Descriptor
 from kiln.transports.blobstore import BlobStore
-from kiln.transports.registry.ahead import STREAM_CHUNK, PushAhead
+from kiln.transports.registry.ahead import STREAM_CHUNK, LayerUpload, PushAhead
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.sources import StoreBlobs
 
@@ -138,3 +141,41 @@ def test_a_base_layer_still_arriving_is_pushed_whole_at_the_first_try(registry, 
     assert [(m, s) for m, s in statuses if s >= 400 and m != "HEAD"] == [], statuses
     status, _, body = registry.get(f"/v2/{repo}/blobs/{desc.digest}")
     assert status == 200 and body == data
+
+
+class _FailingSecondPatch:
+    """A registry client whose second PATCH fails, answering slowly enough that the writer has already put its
+    end on the queue: the upload must still stop (it once threw the end away and waited for it forever)."""
+
+    def __init__(self) -> None:
+        self.patches = 0
+
+    def url(self, location: str) -> str:
+        return location
+
+    def request(self, method: str, url: str, **_: object) -> requests.Response:
+        resp = requests.Response()
+        resp.raw = io.BytesIO()
+        resp.status_code = 202
+        resp.headers["Location"] = "/upload"
+        if method == "PATCH":
+            self.patches += 1
+            if self.patches == 2:
+                time.sleep(0.3)
+                raise OSError("connection dropped")
+        return resp
+
+
+def test_a_stream_failing_at_its_last_chunk_ends() -> None:
+    chunk = 1 << 16
+    upload_client = _FailingSecondPatch()
+    upload = LayerUpload(upload_client, "kiln/x", "r", chunk=chunk)  # type: ignore[arg-type]
+    data, desc = _blob(chunk + 100)
+    upload.write(data[:chunk])  # the first chunk, sent
+    upload.write(data[chunk:])  # the rest, sent by finish: its PATCH fails after finish has put the end
+    done: list[bool] = []
+    finisher = threading.Thread(target=lambda: done.append(upload.finish(desc)), daemon=True)
+    finisher.start()
+    finisher.join(10)
+    assert done == [False]
+    assert upload_client.patches == 2

@@ -126,7 +126,8 @@ class LayerUpload:
         except Exception as e:  # noqa: BLE001 - the layer is sent again from the store
             log.debug("%s: streaming a layer failed: %s", self._reference, e)
             self._failed = True
-            self._drain()  # the writer may be waiting for room
+            # Taken until the writer's end (finish or abort puts it), so a writer waiting for room goes on; not
+            # drained here, lest the end itself be thrown away and `finish` wait for this thread forever.
             while self._queue.get() is not None:
                 pass
 
