@@ -12,13 +12,11 @@ import queue
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-import requests
-
 from kiln.oci.descriptor import Descriptor
 from kiln.transports.image import BlobReader
 from kiln.transports.registry.client import RegistryClient, push_scope
 from kiln.transports.registry.options import RegistryOptions
-from kiln.transports.registry.push import OCTET, BlobPusher, with_query
+from kiln.transports.registry.push import OCTET, BlobPusher, patch_chunk, upload_request, with_query
 from kiln.transports.registry.reference import Reference
 
 log = logging.getLogger("kiln.registry.push")
@@ -79,8 +77,9 @@ class LayerUpload:
         if self._failed or self._offset != desc.size:
             return False
         try:
-            resp = self._request("PUT", with_query(self._location, digest=desc.digest),
-                                 {"Content-Type": OCTET, "Content-Length": "0"})
+            url = with_query(self._location, digest=desc.digest)
+            resp = upload_request(self._client, self._reference, "PUT", url, [push_scope(self._repository)], None,
+                                  {"Content-Type": OCTET, "Content-Length": "0"})  # fmt: skip
             resp.close()
         except Exception as e:  # noqa: BLE001 - the layer is sent again from the store
             log.debug("%s: closing the streamed upload of %s failed: %s", self._reference, desc.digest, e)
@@ -104,8 +103,10 @@ class LayerUpload:
                 return
 
     def _upload(self) -> None:
+        scopes = [push_scope(self._repository)]
         try:
-            resp = self._request("POST", f"/v2/{self._repository}/blobs/uploads/", {"Content-Length": "0"})
+            resp = upload_request(self._client, self._reference, "POST", f"/v2/{self._repository}/blobs/uploads/",
+                                  scopes, None, {"Content-Length": "0"})  # fmt: skip
             resp.close()
             location = resp.headers.get("Location")
             if resp.status_code != 202 or not location:
@@ -114,14 +115,8 @@ class LayerUpload:
             while (chunk := self._queue.get()) is not None:
                 if self._failed:
                     continue
-                end = self._offset + len(chunk) - 1
-                headers = {"Content-Type": OCTET, "Content-Length": str(len(chunk)),
-                           "Content-Range": f"{self._offset}-{end}"}
-                resp = self._request("PATCH", self._location, headers, chunk)
-                resp.close()
-                if resp.status_code != 202:
-                    raise OSError(f"PATCH at offset {self._offset} answered {resp.status_code}")
-                self._location = self._client.url(resp.headers.get("Location") or self._location)
+                self._location = patch_chunk(self._client, self._reference, scopes, self._location, self._offset,
+                                             len(chunk), chunk)  # fmt: skip
                 self._offset += len(chunk)
         except Exception as e:  # noqa: BLE001 - the layer is sent again from the store
             log.debug("%s: streaming a layer failed: %s", self._reference, e)
@@ -130,13 +125,6 @@ class LayerUpload:
             # drained here, lest the end itself be thrown away and `finish` wait for this thread forever.
             while self._queue.get() is not None:
                 pass
-
-    def _request(
-        self, method: str, url: str, headers: dict[str, str], body: bytes | None = None
-    ) -> requests.Response:
-        # Not retried: a body half-sent leaves the session in an unknown state; the store's copy is the retry.
-        return self._client.request(method, url, scopes=[push_scope(self._repository)], reference=self._reference,
-                                    headers=headers, body=body, retry=False)
 
 
 class PushAhead:

@@ -19,7 +19,7 @@ import requests
 from kiln.errors import RegistryError
 from kiln.oci.descriptor import Descriptor
 from kiln.transports.image import BlobReader, Built, ImageIndex, images_of
-from kiln.transports.registry.client import RegistryClient, pull_scope, push_scope
+from kiln.transports.registry.client import Body, RegistryClient, pull_scope, push_scope
 from kiln.transports.registry.options import RegistryOptions
 from kiln.transports.registry.parallel import run_all
 from kiln.transports.registry.reference import Reference
@@ -154,10 +154,12 @@ class BlobPusher:
         location = self.client.url(location)
         if desc.size > self.opts.chunk_threshold:
             location = self._patch_chunks(desc, location, scopes)
-            body: Callable[[], object] | None = None
+            body: Body = None
         else:
             body = lambda: _SizedBlob(self.blobs.open_blob(desc), desc.size)  # noqa: E731
-        resp = self._send(
+        resp = upload_request(
+            self.client,
+            self.reference,
             "PUT",
             with_query(location, digest=desc.digest),
             scopes,
@@ -177,42 +179,37 @@ class BlobPusher:
             while offset < desc.size:
                 n = min(self.opts.chunk_size, desc.size - offset)
                 reader = _LimitedReader(f, n)
-                resp = self._send(
-                    "PATCH",
-                    location,
-                    scopes,
-                    lambda r=reader: r,  # type: ignore[misc]
-                    {
-                        "Content-Type": OCTET,
-                        "Content-Length": str(n),
-                        "Content-Range": f"{offset}-{offset + n - 1}",
-                    },
-                )
-                resp.close()
-                if resp.status_code != 202:
-                    raise _UploadInterrupted(f"PATCH at offset {offset} answered {resp.status_code}")
-                location = self.client.url(resp.headers.get("Location") or location)
+                location = patch_chunk(self.client, self.reference, scopes, location, offset, n,
+                                       lambda r=reader: r)  # type: ignore[misc]
                 offset += n
         return location
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        scopes: list[str],
-        body: Callable[[], object] | None,
-        headers: dict[str, str],
-    ) -> requests.Response:
-        try:
-            # Not retried inside: a body half-sent leaves the upload session in an unknown state, so the
-            # whole upload starts again from a new session instead.
-            return self.client.request(
-                method, url, scopes=scopes, reference=self.reference, headers=headers, body=body, retry=False
-            )
-        except RegistryError as e:
-            if e.status is not None:
-                raise
-            raise _UploadInterrupted(e.msg) from None
+
+def upload_request(
+    client: RegistryClient, reference: str, method: str, url: str, scopes: list[str], body: Body,
+    headers: dict[str, str],
+) -> requests.Response:
+    """One request of an upload session. Not retried inside: a body half-sent leaves the session in an unknown
+    state, so a transport fault raises _UploadInterrupted and the whole upload starts again (or is given up)."""
+    try:
+        return client.request(method, url, scopes=scopes, reference=reference, headers=headers, body=body,
+                              retry=False)  # fmt: skip
+    except RegistryError as e:
+        if e.status is not None:
+            raise
+        raise _UploadInterrupted(e.msg) from None
+
+
+def patch_chunk(
+    client: RegistryClient, reference: str, scopes: list[str], location: str, offset: int, size: int, body: Body
+) -> str:
+    """PATCH `size` bytes at `offset` of an upload session; return the session's next location."""
+    headers = {"Content-Type": OCTET, "Content-Length": str(size), "Content-Range": f"{offset}-{offset + size - 1}"}
+    resp = upload_request(client, reference, "PATCH", location, scopes, body, headers)
+    resp.close()
+    if resp.status_code != 202:
+        raise _UploadInterrupted(f"PATCH at offset {offset} answered {resp.status_code}")
+    return client.url(resp.headers.get("Location") or location)
 
 
 class _UploadInterrupted(Exception):
